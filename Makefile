@@ -1,0 +1,44 @@
+# Two commands on a fresh machine with Python 3.11 and make:
+#   make run   -> set up .venv and run the main job (samepage up)
+#   make test  -> set up .venv with test extras and run the test suite
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+
+.PHONY: run test install install-test notebook mlflow-ui bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Re-install only when the pins change; a second `make` is a no-op.
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/pip install --quiet -c constraints.txt -e .
+	touch $@
+
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	touch $@
+
+install: $(STAMP)
+install-test: $(TEST_STAMP)
+
+run: $(STAMP)
+	$(BIN)/samepage up
+
+test: $(TEST_STAMP)
+	$(BIN)/python -m pytest
+
+notebook: $(TEST_STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt jupyterlab
+	$(BIN)/jupyter lab notebooks/
+
+mlflow-ui: $(STAMP)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$${SAMEPAGE_HOME:-workspace}/mlflow.db --port 5000
+
+bench: $(TEST_STAMP)
+	$(BIN)/python bench/serve.py
+
+clean:
+	rm -rf $(VENV) workspace

@@ -1,0 +1,347 @@
+"""The shared definitions: one loader, validated into pydantic models.
+
+`load_definitions` is the only way the rest of samepage reads `configs/definitions.yaml`;
+it refuses a bad file with a `DefinitionsError` naming the key and the problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Key = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+
+
+class DefinitionsError(ValueError):
+    """A definitions file that cannot be used; the message names the file, key and problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Owner(_Strict):
+    name: str
+    role: str
+
+
+class ChangelogEntry(_Strict):
+    version: str
+    date: str
+    changes: str
+    by: list[str] = []
+
+
+class Reason(_Strict):
+    key: Key
+    label: str
+
+
+class Stage(_Strict):
+    key: Key
+    name: str
+    owner: Literal["marketing", "sales"]
+    entry: str = Field(min_length=1, description="Entry criteria in words")
+    off_funnel: bool = False
+    reasons: list[Reason] = []
+
+    @model_validator(mode="after")
+    def _unique_reasons(self) -> Stage:
+        _no_duplicates([r.key for r in self.reasons], f"stages.{self.key}.reasons")
+        return self
+
+
+class Label(_Strict):
+    target_stage: Key
+    window_days: int = Field(gt=0, le=3650)
+    as_of_stage: Key | None = None
+
+
+class Range(_Strict):
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
+    def contains(self, value: float) -> bool:
+        return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+
+
+class Personas(_Strict):
+    seniorities: list[str] = []
+    departments: list[str] = []
+    titles_contain: list[str] = []
+
+
+class ICP(_Strict):
+    industries: list[str] = []
+    employees: Range = Range()
+    countries: list[str] = []
+    personas: Personas = Personas()
+
+
+class Criterion(_Strict):
+    """A required MQL criterion: one field checked against allowed values or bounds."""
+
+    key: Key
+    description: str
+    field: str
+    in_: list[Any] | None = Field(default=None, alias="in")
+    not_in: list[Any] | None = None
+    min: float | None = None
+    max: float | None = None
+    if_missing: Literal["met", "not_met"] = "met"
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _has_rule(self) -> Criterion:
+        if self.in_ is None and self.not_in is None and self.min is None and self.max is None:
+            raise ValueError("needs one of in, not_in, min or max")
+        return self
+
+
+class MQL(_Strict):
+    threshold: float = Field(ge=0.0, le=1.0)
+    criteria: list[Criterion] = []
+
+
+class Capacity(_Strict):
+    reps: int = Field(gt=0)
+    mqls_per_rep_per_week: int = Field(gt=0)
+
+    @property
+    def mqls_per_week(self) -> int:
+        return self.reps * self.mqls_per_rep_per_week
+
+
+class SLA(_Strict):
+    mql_follow_up_hours: float = Field(gt=0)
+    capacity: Capacity
+
+
+class EventType(_Strict):
+    key: Key
+    label: str
+    channel: str
+
+
+FeatureKind = Literal["attribute", "event_count", "distinct_channels", "recency", "age", "icp_match"]
+
+
+class Feature(_Strict):
+    key: Key
+    kind: FeatureKind
+    label: str = Field(min_length=1, description="Plain words both teams read in explanations")
+    group: str = "other"
+    type: Literal["category", "number", "boolean"] | None = None
+    source: str | None = Field(default=None, description="Lead column, for attributes (default: key)")
+    event_type: Key | None = None
+    window_days: int | None = Field(default=None, gt=0, le=3650)
+    match: Literal["industry", "employees", "country", "persona"] | None = None
+    direction: Literal["up", "down"] | None = None
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> Feature:
+        needs: dict[str, tuple[str, ...]] = {
+            "attribute": ("type",),
+            "event_count": ("event_type", "window_days"),
+            "distinct_channels": ("window_days",),
+            "icp_match": ("match",),
+        }
+        for name in needs.get(self.kind, ()):
+            if getattr(self, name) is None:
+                raise ValueError(f"kind {self.kind!r} needs {name!r}")
+        return self
+
+    @property
+    def column(self) -> str:
+        """The lead column an attribute feature reads."""
+        return self.source or self.key
+
+    @property
+    def is_categorical(self) -> bool:
+        return self.kind == "attribute" and self.type == "category"
+
+
+class Definitions(_Strict):
+    version: str = Field(min_length=1)
+    name: str = "samepage funnel"
+    owners: dict[Literal["marketing", "sales"], Owner]
+    changelog: list[ChangelogEntry] = Field(min_length=1)
+    stages: list[Stage]
+    label: Label
+    icp: ICP
+    mql: MQL
+    sla: SLA
+    event_types: list[EventType] = []
+    features: list[Feature] = Field(min_length=1)
+
+    # Set by the loader: the canonical content's digest (see `version_string`).
+    digest: str = Field(default="", exclude=True)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Definitions:
+        if set(self.owners) != {"marketing", "sales"}:
+            raise ValueError("owners: both marketing and sales must sign off")
+        stage_keys = [s.key for s in self.stages]
+        _no_duplicates(stage_keys, "stages")
+        _no_duplicates([e.key for e in self.event_types], "event_types")
+        _no_duplicates([f.key for f in self.features], "features")
+        for field_name in ("target_stage", "as_of_stage"):
+            value = getattr(self.label, field_name)
+            if value is not None and value not in stage_keys:
+                raise ValueError(f"label.{field_name}: unknown stage {value!r} (stages are {stage_keys})")
+        if self.stage(self.label.target_stage).off_funnel:
+            raise ValueError(f"label.target_stage: {self.label.target_stage!r} is off-funnel")
+        event_keys = {e.key for e in self.event_types}
+        for f in self.features:
+            if f.event_type is not None and f.event_type not in event_keys:
+                raise ValueError(f"features.{f.key}.event_type: unknown event type {f.event_type!r}")
+        return self
+
+    # -- lookups ----------------------------------------------------------------------------
+    def stage(self, key: str) -> Stage:
+        for s in self.stages:
+            if s.key == key:
+                return s
+        raise KeyError(key)
+
+    @property
+    def funnel(self) -> list[Stage]:
+        return [s for s in self.stages if not s.off_funnel]
+
+    def funnel_rank(self, key: str) -> int | None:
+        """Position in the ordered funnel, or None for an off-funnel or unknown stage."""
+        for i, s in enumerate(self.funnel):
+            if s.key == key:
+                return i
+        return None
+
+    def stages_at_or_after(self, key: str) -> list[str]:
+        rank = self.funnel_rank(key)
+        if rank is None:
+            raise KeyError(key)
+        return [s.key for s in self.funnel[rank:]]
+
+    def feature(self, key: str) -> Feature:
+        for f in self.features:
+            if f.key == key:
+                return f
+        raise KeyError(key)
+
+    @property
+    def feature_keys(self) -> list[str]:
+        return [f.key for f in self.features]
+
+    @property
+    def feature_labels(self) -> dict[str, str]:
+        return {f.key: f.label for f in self.features}
+
+    # -- versions ---------------------------------------------------------------------------
+    @property
+    def version_string(self) -> str:
+        """`<version>+<first 12 hex of sha256 of the canonical content>` (the contract's form)."""
+        return f"{self.version}+{self.digest[:12]}"
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Digest of what shapes a model's label and features; a model is bound to it.
+
+        The MQL threshold, criteria, SLA, owners and changelog are left out on purpose: they can
+        change without retraining.
+        """
+        bound = {
+            "funnel": [s.key for s in self.funnel],
+            "label": self.label.model_dump(mode="json"),
+            "icp": self.icp.model_dump(mode="json"),
+            "event_types": [e.model_dump(mode="json") for e in self.event_types],
+            "features": [f.model_dump(mode="json", exclude={"label", "group"}) for f in self.features],
+        }
+        return _sha256(canonical_json(bound))[:16]
+
+
+def canonical_json(data: Any) -> str:
+    """Key order and whitespace do not matter; list order does."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _no_duplicates(keys: list[str], where: str) -> None:
+    seen: set[str] = set()
+    for k in keys:
+        if k in seen:
+            raise ValueError(f"{where}: duplicate key {k!r}")
+        seen.add(k)
+
+
+def _location(loc: tuple[Any, ...], data: Any) -> str:
+    """Turn pydantic's location (stages, 3, key) into `stages.mql.key` where an item has a key."""
+    parts: list[str] = []
+    node = data
+    for part in loc:
+        if isinstance(part, int) and isinstance(node, list) and part < len(node):
+            node = node[part]
+            parts.append(str(node["key"]) if isinstance(node, dict) and "key" in node else f"[{part}]")
+        else:
+            parts.append(str(part))
+            node = node.get(part) if isinstance(node, dict) else None
+    return ".".join(parts).replace(".[", "[")
+
+
+def parse_definitions(data: Any, source: str = "<definitions>") -> Definitions:
+    """Validate already-parsed YAML data; see `load_definitions`."""
+    if not isinstance(data, dict):
+        raise DefinitionsError(f"{source}: expected a mapping at the top level")
+    try:
+        defs = Definitions.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = _location(tuple(err["loc"]), data) or "(top level)"
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"  {where}: {msg}")
+        raise DefinitionsError(f"{source}: invalid definitions\n" + "\n".join(problems)) from None
+    return defs.model_copy(update={"digest": _sha256(canonical_json(data))})
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML silently keeps the last of two equal keys; a signed-off file must not."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_definitions(path: str | Path) -> Definitions:
+    """Read, validate and version a definitions file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DefinitionsError(f"{path}: cannot read definitions ({exc.strerror})") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+    except yaml.YAMLError as exc:
+        raise DefinitionsError(f"{path}: not valid YAML ({exc})") from None
+    return parse_definitions(data, str(path))

@@ -1,0 +1,65 @@
+"""One `Settings` object, read from the environment (prefix SAMEPAGE_) at the edge and passed in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where state lives and which servers to use; embedded defaults need none."""
+
+    model_config = SettingsConfigDict(env_prefix="SAMEPAGE_", extra="ignore")
+
+    home: Path = Field(Path("workspace"), description="Workspace folder holding all state")
+    definitions: Path = Field(Path("configs/definitions.yaml"), description="Shared definitions file")
+    api_keys: str = Field("", description="Comma-separated API keys; empty: `up` makes one")
+
+    online_store: Literal["sqlite", "redis", "postgres"] = "sqlite"
+    redis_url: str = Field("localhost:6379", description="Redis host:port for the online store")
+    postgres_host: str = "127.0.0.1"
+    postgres_port: int = 5432
+    postgres_db: str = "postgres"
+    postgres_user: str = "postgres"
+    postgres_password: str = ""
+    postgres_schema: str = "samepage"
+
+    mlflow_tracking_uri: str | None = Field(None, description="Default: SQLite in the workspace")
+    records_url: str | None = Field(None, description="SQLAlchemy URL of the lead-record store")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    reload_seconds: float = Field(30.0, description="How often serving checks the champion alias")
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def data_dir(self) -> Path:
+        """Canonical tables: leads, events, stages (Parquet)."""
+        return self.home_dir / "data"
+
+    @property
+    def feature_repo_dir(self) -> Path:
+        """Generated Feast repo: feature_store.yaml, registry, offline sources, online store."""
+        return self.home_dir / "feature_repo"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home_dir / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> str:
+        return (self.home_dir / "mlartifacts").as_uri()
+
+    @property
+    def records_database_url(self) -> str:
+        return self.records_url or f"sqlite:///{self.home_dir / 'records.db'}"
+
+    @property
+    def keys(self) -> list[str]:
+        return [k.strip() for k in self.api_keys.split(",") if k.strip()]
