@@ -113,3 +113,27 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 def logit(p: float) -> float:
     return math.log(p / (1.0 - p))
+
+
+def _pyfunc_base() -> type:
+    # mlflow is heavy to import; only pay for it where a pyfunc is built or loaded.
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.PythonModel
+
+
+class BundlePyfunc(_pyfunc_base()):  # type: ignore[misc]
+    """MLflow pyfunc over a bundle folder (artifact key `bundle`); `mlflow models serve` serves it.
+
+    Input: a frame with the raw feature columns (categories as strings); output: `score`.
+    Serving loads it with `mlflow.pyfunc.load_model(...).unwrap_python_model().bundle`.
+    """
+
+    bundle: ModelBundle | None = None
+
+    def load_context(self, context: Any) -> None:
+        self.bundle = ModelBundle.load(context.artifacts["bundle"])
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        assert self.bundle is not None, "load_context was not called"
+        return pd.DataFrame({"score": self.bundle.predict_proba(model_input)})
