@@ -234,6 +234,18 @@ class Definitions(_Strict):
             raise KeyError(key)
         return [s.key for s in self.funnel[rank:]]
 
+    def check_stage(self, stage: str, reason: str | None) -> str | None:
+        """Why a (stage, reason) pair is not acceptable as a stage record, or None when it is."""
+        keys = [s.key for s in self.stages]
+        if stage not in keys:
+            return f"unknown stage {stage!r}; stages are {keys}"
+        allowed = [r.key for r in self.stage(stage).reasons]
+        if allowed and not reason:
+            return f"stage {stage!r} needs a reason, one of {allowed}"
+        if allowed and reason not in allowed:
+            return f"unknown reason {reason!r} for stage {stage!r}; reasons are {allowed}"
+        return None
+
     def feature(self, key: str) -> Feature:
         for f in self.features:
             if f.key == key:

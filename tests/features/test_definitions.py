@@ -1,0 +1,129 @@
+"""The definitions loader: the good file loads; each class of bad file is refused by name."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from features.definitions import DefinitionsError, load_definitions, parse_definitions
+from tests.conftest import DEFINITIONS_FILE
+
+RAW: dict[str, Any] = yaml.safe_load(DEFINITIONS_FILE.read_text())
+
+
+def variant(**changes: Any) -> dict[str, Any]:
+    data = copy.deepcopy(RAW)
+    data.update(changes)
+    return data
+
+
+def refused(data: Any) -> str:
+    with pytest.raises(DefinitionsError) as info:
+        parse_definitions(data, "defs.yaml")
+    return str(info.value)
+
+
+def test_repo_definitions_load(definitions) -> None:
+    assert definitions.label.target_stage == "sql" and definitions.label.window_days == 180
+    assert [s.key for s in definitions.funnel] == ["contact", "prospect", "lead", "mql", "sal", "sql", "opportunity", "customer"]
+    assert {"disqualified", "recycled", "lost"} <= {s.key for s in definitions.stages if s.off_funnel}
+    assert all(f.label for f in definitions.features)
+    assert definitions.stages_at_or_after("sql") == ["sql", "opportunity", "customer"]
+
+
+def test_version_string_has_contract_form(definitions) -> None:
+    version, digest = definitions.version_string.split("+")
+    assert version == RAW["version"]
+    assert len(digest) == 12 and int(digest, 16) >= 0
+
+
+def test_version_stable_across_key_order_and_whitespace(tmp_path: Path, definitions) -> None:
+    reordered = {k: RAW[k] for k in reversed(list(RAW))}
+    path = tmp_path / "defs.yaml"
+    path.write_text("\n\n" + yaml.safe_dump(reordered, sort_keys=False, indent=4, width=200))
+    assert load_definitions(path).version_string == definitions.version_string
+
+
+def test_version_changes_with_content(definitions) -> None:
+    changed = variant(mql={**RAW["mql"], "threshold": 0.5})
+    assert parse_definitions(changed).version_string != definitions.version_string
+
+
+def test_fingerprint_ignores_threshold_but_not_features(definitions) -> None:
+    threshold_only = parse_definitions(variant(mql={**RAW["mql"], "threshold": 0.5}))
+    assert threshold_only.fingerprint == definitions.fingerprint
+    fewer = parse_definitions(variant(features=RAW["features"][:-1]))
+    assert fewer.fingerprint != definitions.fingerprint
+    longer_window = parse_definitions(variant(label={**RAW["label"], "window_days": 90}))
+    assert longer_window.fingerprint != definitions.fingerprint
+
+
+def test_unknown_stage_in_label_is_named() -> None:
+    msg = refused(variant(label={**RAW["label"], "target_stage": "deal"}))
+    assert "label.target_stage" in msg and "'deal'" in msg
+
+
+def test_threshold_outside_unit_interval_is_named() -> None:
+    msg = refused(variant(mql={**RAW["mql"], "threshold": 1.5}))
+    assert "mql.threshold" in msg
+
+
+def test_duplicate_feature_key_is_named() -> None:
+    msg = refused(variant(features=RAW["features"] + [RAW["features"][0]]))
+    assert "features: duplicate key 'source'" in msg
+
+
+def test_duplicate_yaml_key_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "defs.yaml"
+    path.write_text(DEFINITIONS_FILE.read_text() + '\nversion: "2.0.0"\n')
+    with pytest.raises(DefinitionsError, match="duplicate key 'version'"):
+        load_definitions(path)
+
+
+def test_feature_without_label_is_named() -> None:
+    features = copy.deepcopy(RAW["features"])
+    del features[2]["label"]
+    msg = refused(variant(features=features))
+    assert "features.employees.label" in msg and "required" in msg.lower()
+
+
+def test_feature_kind_needs_its_fields() -> None:
+    features = copy.deepcopy(RAW["features"])
+    features.append({"key": "clicks", "kind": "event_count", "label": "Clicks", "window_days": 30})
+    assert "needs 'event_type'" in refused(variant(features=features))
+
+
+def test_unknown_event_type_is_named() -> None:
+    features = copy.deepcopy(RAW["features"])
+    features.append({"key": "x_30d", "kind": "event_count", "event_type": "fax", "window_days": 30, "label": "Faxes"})
+    assert "features.x_30d.event_type: unknown event type 'fax'" in refused(variant(features=features))
+
+
+def test_missing_owner_is_refused() -> None:
+    assert "owners" in refused(variant(owners={"marketing": RAW["owners"]["marketing"]}))
+
+
+def test_unknown_top_level_key_is_named() -> None:
+    assert "threshhold" in refused(variant(threshhold=0.3))
+
+
+def test_not_a_mapping_and_bad_yaml(tmp_path: Path) -> None:
+    assert "mapping" in refused(["a", "list"])
+    path = tmp_path / "bad.yaml"
+    path.write_text("version: [unclosed\n")
+    with pytest.raises(DefinitionsError, match="not valid YAML"):
+        load_definitions(path)
+    with pytest.raises(DefinitionsError, match="cannot read"):
+        load_definitions(tmp_path / "missing.yaml")
+
+
+def test_check_stage(definitions) -> None:
+    assert definitions.check_stage("sal", None) is None
+    assert "unknown stage" in (definitions.check_stage("won", None) or "")
+    assert "needs a reason" in (definitions.check_stage("disqualified", None) or "")
+    assert "unknown reason" in (definitions.check_stage("disqualified", "rude") or "")
+    assert definitions.check_stage("disqualified", "student") is None
