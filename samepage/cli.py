@@ -1,0 +1,234 @@
+"""The `samepage` command line: the contract's subcommands, each a thin edge over the packages.
+
+Settings are read here, once, from the environment (SAMEPAGE_*), and passed in. Heavy imports
+happen inside commands so `samepage --help` stays quick.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from features.definitions import Definitions, DefinitionsError, load_definitions
+from features.settings import Settings
+
+app = typer.Typer(
+    name="samepage",
+    help="Lead scoring on one signed-off vocabulary (definitions → Feast → MLflow → FastAPI).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+API_KEY_FILE = "api_key"
+
+
+@contextmanager
+def _clean_errors() -> Iterator[None]:
+    """Turn known, user-caused failures into one readable message and a non-zero exit."""
+    try:
+        yield
+    except (DefinitionsError, FileNotFoundError, ValueError) as exc:
+        console.print(f"[bold red]error:[/] {_escape(str(exc))}", highlight=False)
+        raise typer.Exit(code=2) from None
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _load(settings: Settings) -> Definitions:
+    return load_definitions(settings.definitions)
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _run(step: Callable[[Settings, Definitions], Any]) -> Any:
+    with _clean_errors():
+        settings = _settings()
+        defs = _load(settings)
+        return step(settings, defs)
+
+
+@app.command()
+def demo(
+    leads: Annotated[int, typer.Option("--leads", help="How many synthetic leads to write.", min=1)] = 20_000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed writes the same data.")] = 0,
+) -> None:
+    """Write synthetic canonical data (leads, events, stages) to the workspace."""
+    from features.demo import write_demo
+
+    summary = _run(lambda s, d: write_demo(s, d, n_leads=leads, seed=seed))
+    console.print(f"[green]demo data written[/] to {_settings().data_dir}: {summary}")
+
+
+@app.command(name="import")
+def import_(
+    leads: Annotated[Path, typer.Option("--leads", help="Leads file (CSV or Parquet).")],
+    events: Annotated[Path | None, typer.Option("--events", help="Events file (CSV or Parquet).")] = None,
+    stages: Annotated[Path | None, typer.Option("--stages", help="Stage history file (CSV or Parquet).")] = None,
+    mapping: Annotated[Path | None, typer.Option("--mapping", help="Mapping YAML that turns a CRM export into canonical tables.")] = None,
+) -> None:
+    """Load canonical or mapped data; bad input is refused whole, naming file, row and column."""
+    from features.importer import CanonicalDataError, import_files
+
+    try:
+        summary = _run(lambda s, d: import_files(s, d, leads=leads, events=events, stages=stages, mapping=mapping))
+    except CanonicalDataError as exc:
+        console.print(f"[bold red]import refused, workspace unchanged:[/]\n{_escape(str(exc))}", highlight=False)
+        raise typer.Exit(code=2) from None
+    console.print(f"[green]imported[/] {summary}")
+
+
+@app.command()
+def features() -> None:
+    """Build feature tables from the canonical data, `feast apply`, and materialize online."""
+    from features.store import build_features
+
+    summary = _run(lambda s, d: build_features(s, d, progress=True))
+    console.print(f"[green]features ready[/]: {summary}")
+
+
+@app.command()
+def train(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line of stdout.")] = False,
+) -> None:
+    """Build the point-in-time training set, train, evaluate, log to MLflow, register, maybe promote."""
+    from training.pipeline import train as run_training
+
+    result = _run(lambda s, d: run_training(s, d, progress=not as_json))
+    payload = result.as_json()
+    if as_json:
+        sys.stdout.write(json.dumps(payload, default=str) + "\n")
+        return
+    _print_training(payload)
+
+
+def _print_training(payload: dict[str, Any]) -> None:
+    table = Table(title=f"{payload['model_name']} v{payload['model_version']} (definitions {payload['definitions_version']})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in payload["metrics"].items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    for key, value in payload["threshold"].items():
+        table.add_row(f"threshold.{key}", f"{value:.4f}" if isinstance(value, float) else str(value))
+    Console().print(table)
+    verdict = "promoted to champion" if payload["promoted"] else "not promoted"
+    Console().print(f"run {payload['run_id']}: {verdict}; train {payload['n_train']} / test {payload['n_test']} leads")
+
+
+@app.command()
+def score(
+    input: Annotated[Path, typer.Option("--input", help="Leads to score (CSV or Parquet, canonical columns).")],
+    output: Annotated[Path, typer.Option("--output", help="Where to write scores, verdicts and reasons (CSV or Parquet).")],
+) -> None:
+    """Batch-score a file of leads with the champion: score, MQL verdict and reasons per lead."""
+    from serving.batch import score_file
+
+    summary = _run(lambda s, d: score_file(s, d, input, output))
+    console.print(f"[green]scored[/] {summary}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option("--host", help="Interface to bind (default SAMEPAGE_HOST or 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port (default SAMEPAGE_PORT or 8000).")] = None,
+) -> None:
+    """Run the HTTP service (scores, feedback, lead record pages, report)."""
+    with _clean_errors():
+        settings = _settings()
+        settings = settings.model_copy(update={"host": host or settings.host, "port": port or settings.port})
+        _serve(settings)
+
+
+def _serve(settings: Settings) -> None:
+    import uvicorn
+
+    from serving.app import create_app
+
+    defs = _load(settings)
+    uvicorn.run(create_app(settings, defs), host=settings.host, port=settings.port, log_level="warning")
+
+
+def _api_key(settings: Settings) -> str:
+    """The configured key, or one made once and kept in the workspace."""
+    if settings.keys:
+        return settings.keys[0]
+    path = settings.home_dir / API_KEY_FILE
+    if path.exists():
+        return path.read_text().strip()
+    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    key = "sp_" + secrets.token_urlsafe(24)
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+@app.command()
+def up(
+    host: Annotated[str | None, typer.Option("--host", help="Interface to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port (default 8000).")] = None,
+    leads: Annotated[int, typer.Option("--leads", help="Demo leads to make when the workspace is empty.")] = 20_000,
+) -> None:
+    """The main job: bootstrap an empty workspace (demo → features → train), then serve."""
+    from features.tables import has_data
+
+    with _clean_errors():
+        settings = _settings()
+        settings = settings.model_copy(update={"host": host or settings.host, "port": port or settings.port})
+        defs = _load(settings)
+        console.rule(f"samepage · definitions {defs.version_string}")
+        if not has_data(settings.data_dir):
+            from features.demo import write_demo
+
+            console.print(f"workspace {settings.home_dir} is empty: writing {leads:,} demo leads")
+            console.print(f"  {write_demo(settings, defs, n_leads=leads, seed=0)}")
+        if not _has_champion(settings):
+            from features.store import build_features
+            from training.pipeline import train as run_training
+
+            console.print("building features (Feast apply + materialize)")
+            build_features(settings, defs, progress=True)
+            console.print("training the first champion")
+            result = run_training(settings, defs, progress=True).as_json()
+            console.print(f"  model {result['model_name']} v{result['model_version']}: test ROC AUC {result['metrics']['test_roc_auc']:.3f}")
+        key = _api_key(settings)
+        settings = settings.model_copy(update={"api_keys": ",".join(settings.keys) or key})
+        base = f"http://{settings.host}:{settings.port}"
+        console.print(f"[bold]serving[/] {base}")
+        console.print(f"  API docs     {base}/docs")
+        console.print(f"  lead record  {base}/leads/<lead_id>")
+        console.print(f"  report       {base}/report")
+        console.print(f"  API key      {key}   (header: Authorization: Bearer <key>)")
+        console.print(f"  MLflow UI    make mlflow-ui  (tracking store {settings.tracking_uri})")
+        _serve(settings)
+
+
+def _has_champion(settings: Settings) -> bool:
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    if settings.mlflow_tracking_uri is None and not (settings.home_dir / "mlflow.db").exists():
+        return False
+    try:
+        MlflowClient(tracking_uri=settings.tracking_uri).get_model_version_by_alias("sql_likelihood", "champion")
+    except MlflowException:
+        return False
+    return True
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
