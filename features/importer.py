@@ -92,6 +92,9 @@ class ImportSummary:
             *self.notes,
         ]
 
+    def __str__(self) -> str:
+        return "; ".join(self.lines())
+
 
 # -- reading ---------------------------------------------------------------------------------
 
@@ -244,8 +247,8 @@ def validate_leads(
         return None
     out = pd.DataFrame(index=frame.index)
     ids = as_text(frame["lead_id"])
-    for i in np.flatnonzero(ids.isna().to_numpy()):
-        problems.append(Problem(file, "lead_id is empty", rows(int(i)), "lead_id"))
+    for blank in np.flatnonzero(ids.isna().to_numpy()):
+        problems.append(Problem(file, "lead_id is empty", rows(int(blank)), "lead_id"))
     first_seen: dict[str, int] = {}
     for i, lead_id in enumerate(ids.tolist()):
         if pd.isna(lead_id):
@@ -257,12 +260,12 @@ def validate_leads(
             first_seen[lead_id] = i
     out["lead_id"] = ids
     created = as_utc(frame["created_at"])
-    for i in np.flatnonzero(created.isna().to_numpy()):
-        value = frame["created_at"].iloc[i]
-        msg = "created_at is empty" if is_blank(frame["created_at"]).iloc[i] else (
+    for bad in np.flatnonzero(created.isna().to_numpy()):
+        value = frame["created_at"].iloc[bad]
+        msg = "created_at is empty" if is_blank(frame["created_at"]).iloc[bad] else (
             f"created_at {value!r} is not an ISO 8601 timestamp (e.g. 2026-01-05T10:00:00Z)"
         )
-        problems.append(Problem(file, msg, rows(int(i)), "created_at"))
+        problems.append(Problem(file, msg, rows(int(bad)), "created_at"))
     out["created_at"] = created
     for column in frame.columns:
         if column in LEAD_KEYS:
@@ -278,7 +281,7 @@ def validate_leads(
 
 
 def validate_events(
-    frame: pd.DataFrame, file: str, rows: RowNumbers, defs: Definitions, lead_ids: set[str], problems: list[Problem]
+    frame: pd.DataFrame, file: str, rows: RowNumbers, defs: Definitions, lead_ids: set[str] | None, problems: list[Problem]
 ) -> pd.DataFrame | None:
     if not _require_columns(frame, ["lead_id", "occurred_at", "type"], file, problems):
         return None
@@ -305,7 +308,7 @@ def validate_events(
 
 
 def validate_stages(
-    frame: pd.DataFrame, file: str, rows: RowNumbers, defs: Definitions, lead_ids: set[str], problems: list[Problem]
+    frame: pd.DataFrame, file: str, rows: RowNumbers, defs: Definitions, lead_ids: set[str] | None, problems: list[Problem]
 ) -> pd.DataFrame | None:
     if not _require_columns(frame, ["lead_id", "stage", "occurred_at"], file, problems):
         return None
@@ -334,12 +337,14 @@ def validate_stages(
     return out
 
 
-def _known_lead_ids(frame: pd.DataFrame, file: str, rows: RowNumbers, lead_ids: set[str], problems: list[Problem]) -> pd.Series:
+def _known_lead_ids(
+    frame: pd.DataFrame, file: str, rows: RowNumbers, lead_ids: set[str] | None, problems: list[Problem]
+) -> pd.Series:
     ids = as_text(frame["lead_id"])
     for i, lead_id in enumerate(ids.tolist()):
         if pd.isna(lead_id):
             problems.append(Problem(file, "lead_id is empty", rows(i), "lead_id"))
-        elif lead_id not in lead_ids:
+        elif lead_ids is not None and lead_id not in lead_ids:
             problems.append(Problem(file, f"lead_id {lead_id!r} is not a known lead (not in the workspace nor the leads file)", rows(i), "lead_id"))
     return ids
 
@@ -439,16 +444,20 @@ def import_files(
         else:
             new_leads = validate_leads(raw_leads, str(leads), rows, known_kinds, problems)
 
-    lead_ids = set(current.leads["lead_id"].astype(str)) if current is not None else set()
+    # Unknown when the leads file itself could not be read: then lead ids are not checked,
+    # rather than flagging every event of a lead in that file.
+    lead_ids: set[str] | None = None
     if new_leads is not None:
-        lead_ids |= set(new_leads["lead_id"].dropna())
+        lead_ids = set(new_leads["lead_id"].dropna())
+        if current is not None:
+            lead_ids |= set(current.leads["lead_id"].astype(str))
     new_events = _optional(events, problems, lambda f, p, r: validate_events(f, p, r, defs, lead_ids, problems))
     new_stages = _optional(stages, problems, lambda f, p, r: validate_stages(f, p, r, defs, lead_ids, problems))
     if mapped_stages is not None and not problems:
         # Made by the mapping from validated leads, and its stage keys were checked above.
         new_stages = mapped_stages if new_stages is None else pd.concat([mapped_stages, new_stages], ignore_index=True)
     if problems or new_leads is None:
-        raise CanonicalDataError(problems or [Problem(str(leads), "no leads could be read")])
+        raise CanonicalDataError(_in_file_order(problems) or [Problem(str(leads), "no leads could be read")])
 
     if current is None:
         current = CanonicalTables(leads=new_leads.iloc[0:0], events=empty_events(), stages=empty_stages())
@@ -461,6 +470,12 @@ def import_files(
     )
     write_tables(settings.data_dir, CanonicalTables(leads=merged_leads, events=merged_events, stages=merged_stages))
     return summary
+
+
+def _in_file_order(problems: list[Problem]) -> list[Problem]:
+    """Files in the order first seen, each file's problems top to bottom (stable)."""
+    order = {file: n for n, file in reversed(list(enumerate(p.file for p in problems)))}
+    return sorted(problems, key=lambda p: (order[p.file], p.row or 0))
 
 
 def _optional(

@@ -130,7 +130,7 @@ class Mapping(_Strict):
         """Problems using this mapping with these definitions (unknown stages, missing reasons)."""
         problems: list[str] = []
         keys = [s.key for s in defs.stages]
-        wanted = [("entry_stage", self.entry_stage, None)]
+        wanted: list[tuple[str, str, str | None]] = [("entry_stage", self.entry_stage, None)]
         if self.outcome:
             wanted.append(("outcome.stage", self.outcome.stage, self.outcome.reason))
         for where, stage, reason in wanted:
@@ -233,8 +233,8 @@ def _typed(
 ) -> pd.Series:
     """Apply the column's type (and value map); values that do not fit are problems."""
     if spec is None:
-        kind = "number" if _is_typed(values) or _all_numbers(values) else "category"
-        spec = TypeSpec(type=kind)
+        inferred: TypeName = "number" if _is_typed(values) or _all_numbers(values) else "category"
+        spec = TypeSpec(type=inferred)
     raw = values
     if spec.values:
         table = {str(k): v for k, v in spec.values.items()}

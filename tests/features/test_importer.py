@@ -250,3 +250,18 @@ def test_a_workspace_number_column_refuses_text(tmp_path: Path, settings: Settin
     error = import_error(settings, definitions, leads=leads)
     assert [(p.row, p.column) for p in error.problems] == [(3, "employees")]
     assert "'many' is not a number" in error.problems[0].message
+
+
+def test_unreadable_leads_do_not_flood_events_with_unknown_leads(tmp_path: Path, settings: Settings, definitions: Definitions) -> None:
+    leads = tmp_path / "leads.csv"
+    leads.write_bytes(b"")
+    events = write(tmp_path / "events.csv", [make_event(lead_id="L-1"), make_event(lead_id="L-2", type="tweet")])
+    error = import_error(settings, definitions, leads=leads, events=events)
+    assert [(p.file, p.row, p.column) for p in error.problems] == [(str(leads), None, None), (str(events), 3, "type")]
+
+
+def test_problems_are_listed_file_by_file_top_to_bottom(tmp_path: Path, settings: Settings, definitions: Definitions) -> None:
+    rows = [make_lead(lead_id="A"), make_lead(lead_id="A", created_at="never"), make_lead(lead_id="", created_at="nope")]
+    error = import_error(settings, definitions, leads=write(tmp_path / "leads.csv", rows))
+    assert [p.row for p in error.problems] == sorted(p.row for p in error.problems if p.row is not None)
+    assert {(p.row, p.column) for p in error.problems} == {(3, "lead_id"), (3, "created_at"), (4, "lead_id"), (4, "created_at")}
