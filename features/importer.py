@@ -13,6 +13,7 @@ Merge semantics:
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,11 +137,18 @@ def read_file(path: Path, problems: list[Problem]) -> pd.DataFrame | None:
     except Exception as exc:  # noqa: BLE001 - pandas/pyarrow raise many types for a bad file
         problems.append(Problem(name, f"cannot read the file: {exc}".strip()))
         return None
+    header = _csv_header(path) if suffix == ".csv" else [str(c) for c in frame.columns]
     frame.columns = [str(c).strip() for c in frame.columns]
-    duplicated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
+    duplicated = sorted({c.strip() for c in header if [h.strip() for h in header].count(c.strip()) > 1})
     for column in duplicated:
         problems.append(Problem(name, "column appears more than once in the header", 1, column))
     return frame.reset_index(drop=True)
+
+
+def _csv_header(path: Path) -> list[str]:
+    """The header as written: pandas renames a repeated column to `name.1`, hiding the repeat."""
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        return next(csv.reader(handle), [])
 
 
 def _require_columns(frame: pd.DataFrame, required: list[str], file: str, problems: list[Problem]) -> bool:
@@ -171,7 +179,11 @@ def as_utc(values: pd.Series) -> pd.Series:
     """ISO 8601 timestamps to datetime64[ns, UTC]; no offset means UTC; unparseable → NaT."""
     if is_datetime64_any_dtype(values):
         series = values if values.dt.tz is not None else values.dt.tz_localize("UTC")
-        return series.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+        try:
+            return series.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+        except (OverflowError, pd.errors.OutOfBoundsDatetime):
+            # Parquet can hold years pandas' nanoseconds cannot (e.g. 3000): report those rows.
+            values = series.map(lambda v: v.isoformat() if not pd.isna(v) else None)
     return pd.to_datetime(as_text(values), utc=True, format="ISO8601", errors="coerce").astype(
         "datetime64[ns, UTC]"
     )
@@ -225,9 +237,15 @@ def coerce(values: pd.Series, kind: AttributeKind) -> pd.Series:
     if kind == "boolean":
         return as_boolean(values)
     if is_numeric_dtype(values) and not is_bool_dtype(values):
-        # A number going into a text column: 250.0 reads better as "250".
-        return values.map(lambda v: None if pd.isna(v) else f"{v:g}").astype("string")
+        return values.map(_number_text).astype("string")
     return as_text(values)
+
+
+def _number_text(value: float) -> str | None:
+    """A number going into a text column: 250.0 reads better as "250"."""
+    if pd.isna(value):
+        return None
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 # -- validation ------------------------------------------------------------------------------

@@ -281,3 +281,25 @@ def test_demo_data_round_trips_through_files(suffix: str, tmp_path: Path, settin
     for name in ("leads", "events", "stages"):
         want = getattr(demo, name).reset_index(drop=True)
         pd.testing.assert_frame_equal(getattr(got, name)[list(want.columns)], want, check_dtype=True)
+
+
+def test_repeated_header_column_is_named(tmp_path: Path, settings: Settings, definitions: Definitions) -> None:
+    leads = tmp_path / "leads.csv"
+    leads.write_text("lead_id,created_at,country,country\nA,2026-01-05,France,Spain\n", encoding="utf-8")
+    error = import_error(settings, definitions, leads=leads)
+    assert [(p.row, p.column, p.message) for p in error.problems] == [(1, "country", "column appears more than once in the header")]
+
+
+def test_numbers_joining_a_text_column_keep_their_digits(tmp_path: Path, settings: Settings, definitions: Definitions) -> None:
+    import_files(settings, definitions, leads=write(tmp_path / "a.csv", [make_lead(lead_id="A", country="France")]))
+    frame = pd.DataFrame([make_lead(lead_id="B")]).assign(country=40_000_000.0)
+    import_files(settings, definitions, leads=write(tmp_path / "b.parquet", frame))
+    leads = read_tables(settings.data_dir).leads.set_index("lead_id")
+    assert leads.loc["B", "country"] == "40000000" and isinstance(leads["country"].dtype, pd.StringDtype)
+
+
+def test_parquet_timestamps_beyond_pandas_range_are_reported(tmp_path: Path, settings: Settings, definitions: Definitions) -> None:
+    frame = pd.DataFrame([make_lead(lead_id="A"), make_lead(lead_id="B")])
+    frame["created_at"] = pd.Series(["2026-01-05T10:00:00", "3000-01-01T00:00:00"], dtype="datetime64[us]")
+    error = import_error(settings, definitions, leads=write(tmp_path / "leads.parquet", frame))
+    assert [(p.row, p.column) for p in error.problems] == [(2, "created_at")]
