@@ -8,7 +8,7 @@ Deterministic per seed (no wall clock), vectorised, and generated in fixed-size 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -151,10 +151,21 @@ def _pick(rng: np.random.Generator, values: list[str], n: int, weights: np.ndarr
 
 
 def generate_demo(
-    defs: Definitions, n_leads: int = 20_000, seed: int = 0, end: pd.Timestamp = DEFAULT_END
+    defs: Definitions,
+    n_leads: int = 20_000,
+    seed: int = 0,
+    end: pd.Timestamp = DEFAULT_END,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> CanonicalTables:
-    """All chunks of `iter_demo_chunks` in one set of canonical tables."""
-    parts = list(iter_demo_chunks(defs, n_leads, seed, end))
+    """All chunks of `iter_demo_chunks` in one set of canonical tables.
+
+    `on_progress(done, total)` is called after each chunk of leads (for a progress bar).
+    """
+    parts = []
+    for part in iter_demo_chunks(defs, n_leads, seed, end):
+        parts.append(part)
+        if on_progress is not None:
+            on_progress(sum(len(p.leads) for p in parts), n_leads)
     if not parts:
         leads = _leads_frame({}, 0)
         leads.insert(0, "lead_id", pd.array([], dtype="string"))
@@ -184,9 +195,15 @@ def iter_demo_chunks(
         yield _chunk(rng, vocab, defs, n, offset, width, end)
 
 
-def write_demo(settings: Settings, defs: Definitions, n_leads: int = 20_000, seed: int = 0) -> DemoSummary:
+def write_demo(
+    settings: Settings,
+    defs: Definitions,
+    n_leads: int = 20_000,
+    seed: int = 0,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> DemoSummary:
     """Replace the workspace's canonical data with a fresh demo set; returns what was written."""
-    tables = generate_demo(defs, n_leads=n_leads, seed=seed)
+    tables = generate_demo(defs, n_leads=n_leads, seed=seed, on_progress=on_progress)
     write_tables(settings.data_dir, tables)
     return summarize(defs, tables, seed=seed, end=DEFAULT_END)
 
