@@ -15,9 +15,9 @@ from typing import Annotated, Any, Literal
 
 import pandas as pd
 import yaml
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from features.definitions import Definitions
+from features.definitions import Definitions, _UniqueKeyLoader
 from features.importer import (
     CanonicalDataError,
     Problem,
@@ -59,9 +59,20 @@ class CreatedAt(_Strict):
         return self
 
 
+def _text_keys(table: Any) -> Any:
+    """YAML reads a bare Yes/No/On/Off as true/false; as an export value it must be quoted."""
+    if isinstance(table, dict):
+        for key in table:
+            if isinstance(key, bool):
+                raise ValueError(f"key {key!r}: YAML read an unquoted Yes/No/On/Off as {key}; quote it, e.g. \"Yes\"")
+    return table
+
+
 class TypeSpec(_Strict):
     type: TypeName
     values: dict[str, Scalar | None] = Field(default_factory=dict, description="Export value -> typed value")
+
+    _quoted = field_validator("values", mode="before")(_text_keys)
 
 
 class Outcome(_Strict):
@@ -88,6 +99,13 @@ class Mapping(_Strict):
     labels: dict[str, dict[str, str | None]] = Field(default_factory=dict)
     drop: dict[str, Reason] = Field(default_factory=dict)
     outcome: Outcome | None = None
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _quoted_labels(cls, labels: Any) -> Any:
+        for table in labels.values() if isinstance(labels, dict) else ():
+            _text_keys(table)
+        return labels
 
     @model_validator(mode="after")
     def _consistent(self) -> Mapping:
@@ -154,7 +172,8 @@ def load_mapping(path: str | Path) -> Mapping:
     """Read and validate a mapping file; `MappingError` names the key that is wrong."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        # The definitions' loader refuses repeated keys (YAML would keep the last one silently).
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506
     except OSError as exc:
         raise MappingError(f"{path}: cannot read the mapping ({exc.strerror})") from None
     except yaml.YAMLError as exc:
@@ -166,8 +185,14 @@ def load_mapping(path: str | Path) -> Mapping:
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            lines.append(f"  {where}: {err['msg'].removeprefix('Value error, ')}")
+            # A union (short type name or {type: ...} table): report only the form that was written.
+            if err["type"] == "literal_error" and isinstance(err["input"], dict):
+                continue
+            if err["type"] == "model_type" and isinstance(err["input"], str):
+                continue
+            # Drop pydantic's union-branch tags (`literal[...]`, `TypeSpec`) from the location.
+            parts = [str(p) for p in err["loc"] if not str(p).startswith("literal[") and p != "TypeSpec"]
+            lines.append(f"  {'.'.join(parts) or '(top level)'}: {err['msg'].removeprefix('Value error, ')}")
         raise MappingError(f"{path}: invalid mapping\n" + "\n".join(lines)) from None
 
 

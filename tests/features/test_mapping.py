@@ -206,3 +206,22 @@ def test_every_xeducation_feature_has_its_column(xeducation: tuple[CanonicalTabl
     # The "Select" placeholder never survives as a value.
     for column in leads.select_dtypes("string").columns:
         assert not leads[column].isin(["Select", "Select Specialization", "Select City"]).any(), column
+
+
+def test_a_repeated_key_in_a_mapping_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    text = yaml.safe_dump(mapping_data(), sort_keys=False).replace("drop:\n", "drop:\n  Won: first reason\n  Won: second reason\n")
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(MappingError) as caught:
+        load_mapping(path)
+    assert "duplicate key 'Won'" in str(caught.value)
+
+
+def test_unquoted_yes_no_keys_get_a_clear_message(tmp_path: Path) -> None:
+    text = yaml.safe_dump(mapping_data(), sort_keys=False).replace("'Yes': true", "Yes: true")
+    assert "Yes: true" in text
+    path = tmp_path / "m.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(MappingError) as caught:
+        load_mapping(path)
+    assert "types.Opt Out" in str(caught.value) and "quote it" in str(caught.value)
