@@ -449,7 +449,7 @@ def import_files(
             try:
                 spec = load_mapping(mapping)
             except MappingError as exc:
-                raise CanonicalDataError([Problem(str(mapping), str(exc))]) from None
+                raise CanonicalDataError([Problem(str(mapping), str(exc).removeprefix(f"{mapping}: "))]) from None
             problems.extend(Problem(str(mapping), message) for message in spec.check(defs))
             try:
                 mapped = apply_mapping(raw_leads, spec, str(leads))

@@ -225,3 +225,15 @@ def test_unquoted_yes_no_keys_get_a_clear_message(tmp_path: Path) -> None:
     with pytest.raises(MappingError) as caught:
         load_mapping(path)
     assert "types.Opt Out" in str(caught.value) and "quote it" in str(caught.value)
+
+
+def test_a_bad_mapping_stops_the_import_naming_the_mapping(tmp_path: Path, settings: Settings, definitions: Definitions) -> None:
+    source = tmp_path / "crm.csv"
+    export().to_csv(source, index=False)
+    bad = write_mapping(tmp_path / "bad.yaml", mapping_data(colour="blue"))
+    with pytest.raises(CanonicalDataError) as caught:
+        import_files(settings, definitions, leads=source, mapping=bad)
+    (problem,) = caught.value.problems
+    assert problem.file == str(bad) and "colour" in problem.message
+    assert str(caught.value).count(str(bad)) == 1
+    assert not settings.data_dir.exists()
