@@ -18,6 +18,9 @@ class Settings(BaseSettings):
     definitions: Path = Field(Path("configs/definitions.yaml"), description="Shared definitions file")
     api_keys: str = Field("", description="Comma-separated API keys; empty: `up` makes one")
 
+    feature_project: str = Field(
+        "samepage", pattern=r"^[a-z][a-z0-9_]*$", description="Feast project name (keys in a shared online store)"
+    )
     online_store: Literal["sqlite", "redis", "postgres"] = "sqlite"
     redis_url: str = Field("localhost:6379", description="Redis host:port for the online store")
     postgres_host: str = "127.0.0.1"

@@ -1,0 +1,241 @@
+"""Raw stored fields + an as-of time (+ request overrides) → the model's feature values.
+
+This is the ONE place features are finished, offline (`store.training_frame`, as-of = the
+entity timestamp) and online (`store.OnlineFeatures`, as-of = now): recency and age relative to
+the as-of time, ICP fit from the attributes, counts of a known lead with no events as 0, and
+request overrides applied before anything is derived. Training and serving therefore cannot
+disagree about what a feature means. It works on plain sequences so one row costs microseconds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.definitions import Definitions, Feature
+from features.transform import CREATED_AT, LAST_ACTIVITY_AT, needed_columns
+
+_DAY_SECONDS = 86_400.0
+_TRUE = {"true", "yes", "1", "y", "t"}
+_FALSE = {"false", "no", "0", "n", "f"}
+_UTC = pd.Timestamp(0, tz="UTC").tzinfo
+
+RawColumns = Mapping[str, Sequence[Any] | np.ndarray]
+Overrides = Sequence[Mapping[str, Any] | None]
+
+
+def is_missing(value: Any) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
+# -- coercion ---------------------------------------------------------------------------------
+def coerce(name: str, value: Any, kind: str) -> Any:
+    """One caller-supplied value in the feature's type; ValueError names the field."""
+    if is_missing(value):
+        return None
+    where = f"attributes.{name}"
+    if kind == "category":
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            text = str(value).strip()
+            return text or None
+        raise ValueError(f"{where}: expected text, got {value!r}")
+    if kind == "number":
+        if isinstance(value, bool):
+            raise ValueError(f"{where}: expected a number, got {value!r}")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: expected a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ValueError(f"{where}: expected a finite number, got {value!r}")
+        return number
+    if kind == "boolean":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, (int, float)) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise ValueError(f"{where}: expected true or false, got {value!r}")
+    if kind == "timestamp":
+        try:
+            stamp = pd.Timestamp(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: expected an ISO 8601 time, got {value!r}") from None
+        if stamp is pd.NaT:
+            return None
+        return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    raise ValueError(f"{where}: cannot be overridden")
+
+
+def override_targets(defs: Definitions, kinds: Mapping[str, str] | None = None) -> dict[str, tuple[str, str, bool]]:
+    """Accepted override names → (stored field or feature key, kind, applies after deriving)."""
+    targets: dict[str, tuple[str, str, bool]] = {}
+    stored = dict(needed_columns(defs))
+    stored.update(kinds or {})
+    stored[CREATED_AT] = "timestamp"
+    stored[LAST_ACTIVITY_AT] = "timestamp"
+    for column, kind in stored.items():
+        targets[column] = (column, kind, False)
+    for f in defs.features:
+        if f.kind == "attribute":
+            targets[f.key] = (f.column, str(f.type), False)
+        elif f.kind in ("event_count", "distinct_channels"):
+            targets[f.key] = (f.key, "number", False)
+        else:
+            targets[f.key] = (f.key, "number", True)
+    return targets
+
+
+# -- column helpers ---------------------------------------------------------------------------
+def _texts(values: Sequence[Any] | np.ndarray | None, n: int) -> list[str | None]:
+    if values is None:
+        return [None] * n
+    return [None if is_missing(v) else str(v) for v in values]
+
+
+def _numbers(values: Sequence[Any] | np.ndarray | None, n: int) -> np.ndarray:
+    if values is None:
+        return np.full(n, np.nan)
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":
+        return values.astype("float64")
+    return np.array([np.nan if is_missing(v) else float(v) for v in values], dtype="float64")
+
+
+def _seconds(values: Sequence[Any] | np.ndarray | pd.Series | None, n: int) -> np.ndarray:
+    """Epoch seconds (float, NaN when missing) from datetimes, Timestamps or ISO strings."""
+    if values is None:
+        return np.full(n, np.nan)
+    if isinstance(values, pd.Series):
+        values = values.to_numpy()
+    if isinstance(values, np.ndarray) and values.dtype.kind == "M":
+        ns = values.astype("datetime64[ns]").astype("int64").astype("float64")
+        return np.where(np.isnat(values), np.nan, ns / 1e9)
+    out = np.empty(n, dtype="float64")
+    for i, v in enumerate(values):
+        if is_missing(v):
+            out[i] = np.nan
+        elif isinstance(v, datetime):  # pd.Timestamp is a datetime too
+            out[i] = (v if v.tzinfo is not None else v.replace(tzinfo=_UTC)).timestamp()
+        else:
+            stamp = pd.Timestamp(v)
+            out[i] = (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp).timestamp()
+    return out
+
+
+def _fold(value: str | None) -> str | None:
+    return None if value is None else value.strip().casefold()
+
+
+# -- derivation -------------------------------------------------------------------------------
+def apply_overrides(
+    raw: RawColumns, n: int, overrides: Overrides, targets: Mapping[str, tuple[str, str, bool]]
+) -> tuple[dict[str, list[Any]], list[dict[str, Any]]]:
+    """Caller values win over stored ones: returns updated raw columns and per-row late overrides."""
+    if len(overrides) != n:
+        raise ValueError(f"overrides: {len(overrides)} given for {n} leads")
+    columns: dict[str, list[Any]] = {}
+    late: list[dict[str, Any]] = [{} for _ in range(n)]
+    for i, row in enumerate(overrides):
+        for name, value in (row or {}).items():
+            if name not in targets:
+                raise ValueError(f"attributes.{name}: unknown attribute (not a lead column or feature)")
+            field, kind, after = targets[name]
+            coerced = coerce(name, value, kind)
+            if after:
+                late[i][field] = np.nan if coerced is None else float(coerced)
+                continue
+            if field not in columns:
+                stored = raw.get(field)
+                columns[field] = list(stored) if stored is not None else [None] * n
+            columns[field][i] = coerced
+    merged: dict[str, Any] = dict(raw)
+    merged.update(columns)
+    return merged, late
+
+
+def derive(
+    raw: RawColumns,
+    as_of: Sequence[Any] | np.ndarray | pd.Series,
+    defs: Definitions,
+    overrides: Overrides | None = None,
+    kinds: Mapping[str, str] | None = None,
+) -> dict[str, np.ndarray]:
+    """Feature values for `len(as_of)` rows, keyed and ordered like `defs.feature_keys`.
+
+    `raw` holds the stored fields by name (attribute columns, `created_at`, engagement counts,
+    `last_activity_at`); absent fields are missing. A row is known when it has `created_at` in
+    the store (before overrides); a known row without engagement rows counts 0 events.
+    Categories come back as object arrays (None when missing), everything else as float64.
+    """
+    n = len(as_of)
+    now = _seconds(as_of, n)
+    known = ~np.isnan(_seconds(raw.get(CREATED_AT), n))
+    late: list[dict[str, Any]] = []
+    if overrides is not None:
+        raw, late = apply_overrides(raw, n, overrides, override_targets(defs, kinds))
+    created = _seconds(raw.get(CREATED_AT), n)
+    last = _seconds(raw.get(LAST_ACTIVITY_AT), n)
+    out: dict[str, np.ndarray] = {}
+    texts: dict[str, list[str | None]] = {}
+
+    def text(column: str) -> list[str | None]:
+        if column not in texts:
+            texts[column] = _texts(raw.get(column), n)
+        return texts[column]
+
+    for f in defs.features:
+        if f.kind == "attribute":
+            if f.type == "category":
+                out[f.key] = np.array(text(f.column), dtype=object)
+            else:
+                out[f.key] = _numbers(raw.get(f.column), n)
+        elif f.kind in ("event_count", "distinct_channels"):
+            counts = _numbers(raw.get(f.key), n)
+            out[f.key] = np.where(np.isnan(counts) & known, 0.0, counts)
+        elif f.kind == "recency":
+            out[f.key] = (now - last) / _DAY_SECONDS
+        elif f.kind == "age":
+            out[f.key] = (now - created) / _DAY_SECONDS
+        else:
+            out[f.key] = _icp_match(f, raw, text, n, defs)
+    for i, row in enumerate(late):
+        for key, value in row.items():
+            out[key][i] = value
+    return out
+
+
+def _icp_match(f: Feature, raw: RawColumns, text: Any, n: int, defs: Definitions) -> np.ndarray:
+    """1.0 when the lead fits the ICP on `f.match`, 0.0 when not, NaN when the input is missing."""
+    icp = defs.icp
+    if f.match == "employees":
+        sizes = _numbers(raw.get("employees"), n)
+        inside = np.array([icp.employees.contains(float(v)) for v in sizes], dtype="float64")
+        return np.where(np.isnan(sizes), np.nan, inside)
+    if f.match in ("industry", "country"):
+        allowed = {v.casefold() for v in (icp.industries if f.match == "industry" else icp.countries)}
+        return np.array(
+            [np.nan if v is None else float(v in allowed) for v in map(_fold, text(f.match))], dtype="float64"
+        )
+    seniorities = {v.casefold() for v in icp.personas.seniorities}
+    departments = {v.casefold() for v in icp.personas.departments}
+    titles = [t.casefold() for t in icp.personas.titles_contain]
+    result = np.empty(n, dtype="float64")
+    rows = zip(map(_fold, text("seniority")), map(_fold, text("department")), map(_fold, text("job_title")))
+    for i, (seniority, department, title) in enumerate(rows):
+        if seniority is None and department is None and title is None:
+            result[i] = np.nan
+        else:
+            result[i] = float(
+                seniority in seniorities
+                or department in departments
+                or (title is not None and any(t in title for t in titles))
+            )
+    return result

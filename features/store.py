@@ -1,0 +1,278 @@
+"""The feature store's three uses: build it, read point-in-time training sets, serve online.
+
+- `build_features`: canonical tables → Feast sources → `apply` → `materialize` (`samepage features`).
+- `training_frame`: (lead_id, as_of) rows → features exactly as known then, via
+  `get_historical_features`, keeping every requested row.
+- `OnlineFeatures`: the same feature service through `get_online_features`, with request overrides.
+Both read paths finish features with `features.derive.derive`, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from feast import FeatureStore
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from features.definitions import Definitions
+from features.derive import derive
+from features.feast_repo import (
+    ATTRIBUTES_VIEW,
+    DEFAULT_SERVICE,
+    ENGAGEMENT_VIEW,
+    apply_objects,
+    feast_objects,
+    open_store,
+    source_path,
+)
+from features.settings import Settings
+from features.tables import read_tables
+from features.transform import LEAD_ID, TIMESTAMP, transform
+
+_ROW = "samepage_row_"
+_KIND_OF_FEAST = {"String": "category", "Float64": "number", "Bool": "boolean", "UnixTimestamp": "timestamp"}
+
+
+@dataclass
+class FeatureBuildSummary:
+    """What `build_features` did, for the CLI to print."""
+
+    n_leads: int
+    n_events: int
+    n_attribute_rows: int
+    n_engagement_rows: int
+    feature_views: list[str]
+    feature_service: str
+    materialized_until: datetime
+    repo_dir: Path
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@contextmanager
+def _step(progress: Progress | None, description: str, timings: dict[str, float]) -> Iterator[None]:
+    task = progress.add_task(description, total=None) if progress is not None else None
+    start = time.perf_counter()
+    yield
+    timings[description] = round(time.perf_counter() - start, 3)
+    if progress is not None and task is not None:
+        progress.update(task, total=1, completed=1)
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """Replace atomically, so a reader sees the old or the new source, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".parquet.tmp")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def build_features(
+    settings: Settings,
+    defs: Definitions,
+    progress: bool = True,
+    until: datetime | None = None,
+    console: Console | None = None,
+) -> FeatureBuildSummary:
+    """Read the workspace's canonical tables, write the Feast sources, apply, materialize.
+
+    Materializes every row up to `until` (default: now, UTC) into the online store.
+    """
+    tables = read_tables(settings.data_dir)
+    end = pd.Timestamp(until or datetime.now(timezone.utc))
+    end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
+    timings: dict[str, float] = {}
+    columns = [SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()]
+    with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
+        shown = bar if progress else None
+        with _step(shown, f"Transforming {len(tables.leads):,} leads and {len(tables.events):,} events", timings):
+            built = transform(tables, defs)
+        with _step(shown, "Writing feature sources (Parquet)", timings):
+            _write_parquet(built.attributes, source_path(settings, ATTRIBUTES_VIEW))
+            if built.engagement is not None:
+                _write_parquet(built.engagement, source_path(settings, ENGAGEMENT_VIEW))
+        with _step(shown, "Applying feature definitions (feast apply)", timings):
+            store = open_store(settings)
+            entity, views, service = feast_objects(
+                settings, defs, built.attribute_kinds, with_engagement=built.engagement is not None
+            )
+            apply_objects(store, entity, views, service)
+        with _step(shown, f"Materializing to the {settings.online_store} online store", timings):
+            starts = [built.attributes[TIMESTAMP].min()]
+            if built.engagement is not None and len(built.engagement):
+                starts.append(built.engagement[TIMESTAMP].min())
+            start = min(s for s in starts if not pd.isna(s)) if len(built.attributes) else end
+            if start <= end:
+                store.materialize(
+                    start_date=start.to_pydatetime(), end_date=end.to_pydatetime(), feature_views=list(views)
+                )
+    return FeatureBuildSummary(
+        n_leads=len(tables.leads),
+        n_events=len(tables.events),
+        n_attribute_rows=len(built.attributes),
+        n_engagement_rows=0 if built.engagement is None else len(built.engagement),
+        feature_views=list(views),
+        feature_service=service.name,
+        materialized_until=end.to_pydatetime(),
+        repo_dir=settings.feature_repo_dir,
+        seconds=timings,
+    )
+
+
+# -- offline: point-in-time training frames ---------------------------------------------------
+def describe_features(defs: Definitions) -> pd.DataFrame:
+    """One row per model feature: key, label (plain words), kind, group, type."""
+    return pd.DataFrame(
+        [
+            {"key": f.key, "label": f.label, "kind": f.kind, "group": f.group, "type": f.type or "number"}
+            for f in defs.features
+        ]
+    )
+
+
+def labelled(frame: pd.DataFrame, defs: Definitions) -> pd.DataFrame:
+    """The same frame with two-level columns (feature key, plain-words label) for reading."""
+    labels = defs.feature_labels
+    out = frame.copy()
+    out.columns = pd.MultiIndex.from_tuples([(c, labels.get(c, "")) for c in frame.columns])
+    return out
+
+
+def _entity_frame(entity_df: pd.DataFrame) -> pd.DataFrame:
+    missing = [c for c in (LEAD_ID, "as_of") if c not in entity_df.columns]
+    if missing:
+        raise ValueError(f"entity_df: missing columns {missing} (needs lead_id and as_of)")
+    ids = entity_df[LEAD_ID]
+    if ids.isna().any():
+        raise ValueError(f"entity_df: lead_id is missing in row {int(np.flatnonzero(ids.isna().to_numpy())[0]) + 1}")
+    try:
+        as_of = pd.to_datetime(entity_df["as_of"], utc=True)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"entity_df: as_of is not a time ({exc})") from None
+    if as_of.isna().any():
+        raise ValueError(f"entity_df: as_of is missing in row {int(np.flatnonzero(as_of.isna().to_numpy())[0]) + 1}")
+    return pd.DataFrame(
+        {
+            LEAD_ID: ids.astype("string").astype(object).reset_index(drop=True),
+            TIMESTAMP: as_of.dt.as_unit("ns").reset_index(drop=True),
+        }
+    )
+
+
+def _column_values(series: pd.Series) -> np.ndarray:
+    if isinstance(series.dtype, pd.DatetimeTZDtype):
+        return series.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+    return series.to_numpy()
+
+
+def training_frame(
+    settings: Settings, defs: Definitions, entity_df: pd.DataFrame, feature_service: str | None = None
+) -> pd.DataFrame:
+    """Features of each (lead_id, as_of) row exactly as known at as_of — the data scientist's entry point.
+
+    Returns the same rows in the same order: `lead_id`, `as_of` (UTC), then `defs.feature_keys`
+    (categories as str/None, everything else float, missing as NaN). Nothing after `as_of` is
+    used. Rows Feast drops (no feature row yet) come back with missing values instead.
+    `frame.attrs["labels"]` maps each feature key to its plain-words label and
+    `frame.attrs["feature_service"]` names the service read; `labelled(frame, defs)` shows the
+    labels as a second column level and `describe_features(defs)` lists them.
+    """
+    entities = _entity_frame(entity_df)
+    n = len(entities)
+    service_name = feature_service or DEFAULT_SERVICE
+    raw: dict[str, np.ndarray] = {}
+    if n:
+        store = open_store(settings)
+        service = _service(store, service_name, settings)
+        # Feast keeps one answer per (lead, time): ask for each pair once, then spread back.
+        codes, pairs = pd.factorize(pd.MultiIndex.from_arrays([entities[LEAD_ID], entities[TIMESTAMP]]))
+        unique = pd.DataFrame({LEAD_ID: pairs.get_level_values(0), TIMESTAMP: pairs.get_level_values(1)})
+        unique[_ROW] = np.arange(len(unique))
+        # One retrieval per view: the file store drops an entity row when a view has rows for the
+        # lead but none at or before as_of, which would also lose the other view's values.
+        for projection in service.feature_view_projections:
+            refs = [f"{projection.name_to_use()}:{f.name}" for f in projection.features]
+            got = store.get_historical_features(entity_df=unique, features=refs).to_df()
+            got = got.drop_duplicates(_ROW).set_index(_ROW).reindex(np.arange(len(unique)))
+            for f in projection.features:
+                raw[f.name] = _column_values(got[f.name])[codes]
+    values = derive(raw, _column_values(entities[TIMESTAMP]), defs)
+    frame = pd.DataFrame({LEAD_ID: entities[LEAD_ID].to_numpy(), "as_of": entities[TIMESTAMP]})
+    for key in defs.feature_keys:
+        frame[key] = values[key]
+    frame.index = entity_df.index
+    frame.attrs["labels"] = defs.feature_labels
+    frame.attrs["feature_service"] = service_name
+    frame.attrs["definitions_version"] = defs.version_string
+    return frame
+
+
+def _service(store: FeatureStore, name: str, settings: Settings) -> Any:
+    try:
+        return store.get_feature_service(name)
+    except Exception as exc:  # Feast raises its own FeatureServiceNotFoundException
+        raise RuntimeError(
+            f"feature service {name!r} is not in {settings.feature_repo_dir}: run `samepage features` first ({exc})"
+        ) from None
+
+
+# -- online: serving ----------------------------------------------------------------------------
+class OnlineFeatures:
+    """Online feature vectors for serving; create once and keep (it holds the Feast store).
+
+    `get` reads the feature service's stored fields with `get_online_features`, applies the
+    caller's overrides (attribute names like `industry` or feature keys; coerced to the
+    feature's type, ValueError naming the field otherwise) and derives the features as of
+    `now` with the same code as `training_frame`.
+    """
+
+    def __init__(self, settings: Settings, defs: Definitions, feature_service: str | None = None) -> None:
+        self.defs = defs
+        self.settings = settings
+        self.feature_service = feature_service or DEFAULT_SERVICE
+        self._store = open_store(settings)
+        self._service = _service(self._store, self.feature_service, settings)
+        view = self._store.get_feature_view(ATTRIBUTES_VIEW)
+        self.attribute_kinds = {f.name: _KIND_OF_FEAST.get(str(f.dtype), "category") for f in view.features}
+        self._attribute_refs = [f"{ATTRIBUTES_VIEW}:{f.name}" for f in view.features]
+        self._keys = defs.feature_keys
+
+    def raw(self, lead_ids: Sequence[str]) -> dict[str, list[Any]]:
+        """Stored fields of the service for these leads (None where the store has nothing)."""
+        rows = [{LEAD_ID: str(i)} for i in lead_ids]
+        return self._store.get_online_features(features=self._service, entity_rows=rows).to_dict()
+
+    def get(
+        self,
+        lead_ids: list[str],
+        overrides: list[dict[str, Any] | None] | None = None,
+        now: pd.Timestamp | None = None,
+    ) -> pd.DataFrame:
+        """One row per requested id, in order: `defs.feature_keys` plus `known` (the store had it)."""
+        if overrides is not None and len(overrides) != len(lead_ids):
+            raise ValueError(f"overrides: {len(overrides)} given for {len(lead_ids)} leads")
+        when = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+        when = when.tz_localize("UTC") if when.tzinfo is None else when
+        raw = self.raw(lead_ids) if lead_ids else {}
+        known = [v is not None for v in raw.get("created_at", [])]
+        values = derive(raw, [when] * len(lead_ids), self.defs, overrides, self.attribute_kinds)
+        frame = pd.DataFrame({key: values[key] for key in self._keys}, index=pd.RangeIndex(len(lead_ids)))
+        frame["known"] = np.array(known, dtype=bool)
+        return frame
+
+    def attributes(self, lead_id: str) -> dict[str, Any] | None:
+        """Every stored attribute of the lead ("who the lead is"), or None for an unknown lead."""
+        got = self._store.get_online_features(features=self._attribute_refs, entity_rows=[{LEAD_ID: lead_id}]).to_dict()
+        if got.get("created_at", [None])[0] is None:
+            return None
+        return {name: values[0] for name, values in got.items() if name != LEAD_ID}
+

@@ -1,0 +1,178 @@
+"""The built store end to end on a tiny workspace: point-in-time, no dropped rows, online == offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.definitions import Definitions, parse_definitions
+from features.feast_repo import apply_feature_service, open_store
+from features.settings import Settings
+from features.store import OnlineFeatures, build_features, describe_features, labelled, training_frame
+from features.tables import CanonicalTables, empty_stages, write_tables
+from tests.conftest import DEFINITIONS_FILE, load_definitions, make_event, make_lead
+
+UNTIL = pd.Timestamp("2026-03-01T00:00:00Z")
+AS_OF = pd.Timestamp("2026-02-10T00:00:00Z")
+FUTURE = AS_OF + pd.Timedelta(hours=1)
+
+
+def _events() -> pd.DataFrame:
+    rows = []
+    for lead in ("L-1", "L-F"):  # twins: L-F also has one event after AS_OF
+        rows += [
+            make_event(lead_id=lead, occurred_at=pd.Timestamp("2026-01-20T09:00:00Z"), type="page_view"),
+            make_event(lead_id=lead, occurred_at=pd.Timestamp("2026-02-01T09:00:00Z"), type="pricing_page_view"),
+            make_event(lead_id=lead, occurred_at=pd.Timestamp("2026-02-05T09:00:00Z"), type="email_click"),
+        ]
+    rows.append(make_event(lead_id="L-F", occurred_at=FUTURE, type="pricing_page_view"))
+    rows.append(make_event(lead_id="L-EDGE", occurred_at=AS_OF - pd.Timedelta(days=30, seconds=1)))
+    rows.append(make_event(lead_id="L-LATE", occurred_at=pd.Timestamp("2026-02-20T09:00:00Z"), type="demo_request"))
+    rows.append(make_event(lead_id="L-NOW", occurred_at=UNTIL - pd.Timedelta(days=2), type="webinar_attended"))
+    return pd.DataFrame(rows)
+
+
+def _leads() -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            make_lead(lead_id="L-1"),
+            make_lead(lead_id="L-F"),
+            make_lead(lead_id="L-EDGE", industry="Mining"),
+            make_lead(lead_id="L-LATE", seniority="Manager", department="Finance", job_title="Analyst"),
+            make_lead(lead_id="L-NOW", employees=None, country=None),
+            make_lead(lead_id="L-QUIET", created_at=pd.Timestamp("2026-02-15T00:00:00Z")),
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Definitions]:
+    home = tmp_path_factory.mktemp("store") / "workspace"
+    settings = Settings(home=home, definitions=DEFINITIONS_FILE, _env_file=None)
+    defs = load_definitions(DEFINITIONS_FILE)
+    write_tables(settings.data_dir, CanonicalTables(_leads(), _events(), empty_stages()))
+    build_features(settings, defs, progress=False, until=UNTIL)
+    return settings, defs
+
+
+def _frame(built: tuple[Settings, Definitions], rows: list[tuple[str, pd.Timestamp]]) -> pd.DataFrame:
+    settings, defs = built
+    return training_frame(settings, defs, pd.DataFrame(rows, columns=["lead_id", "as_of"]))
+
+
+def test_planted_future_event_never_changes_the_row(built: tuple[Settings, Definitions]) -> None:
+    _, defs = built
+    frame = _frame(built, [("L-1", AS_OF), ("L-F", AS_OF), ("L-F", FUTURE)])
+    twin, planted, after = (frame.iloc[i][defs.feature_keys] for i in range(3))
+    pd.testing.assert_series_equal(twin, planted, check_names=False)
+    assert planted["pricing_views_30d"] == 1 and after["pricing_views_30d"] == 2  # the plant is real
+    assert planted["days_since_last_activity"] == pytest.approx((AS_OF - pd.Timestamp("2026-02-05T09:00:00Z")).total_seconds() / 86400)
+
+
+def test_window_edge_drops_an_event_older_than_the_window(built: tuple[Settings, Definitions]) -> None:
+    frame = _frame(built, [("L-EDGE", AS_OF), ("L-EDGE", AS_OF - pd.Timedelta(seconds=2))])
+    assert frame.loc[0, "page_views_30d"] == 0 and frame.loc[0, "page_views_90d"] == 1
+    assert frame.loc[1, "page_views_30d"] == 1
+
+
+def test_no_requested_row_is_dropped(built: tuple[Settings, Definitions]) -> None:
+    _, defs = built
+    rows = [
+        ("L-QUIET", pd.Timestamp("2026-02-01T00:00:00Z")),  # before it was created, no events
+        ("L-LATE", AS_OF),  # has events, but only after as_of: Feast's file store drops this
+        ("L-UNKNOWN", AS_OF),
+        ("L-1", AS_OF),
+        ("L-1", AS_OF),
+    ]
+    frame = _frame(built, rows)
+    assert list(frame["lead_id"]) == [r[0] for r in rows]
+    assert list(frame.columns) == ["lead_id", "as_of", *defs.feature_keys]
+    assert frame.loc[0, defs.feature_keys].isna().all()
+    assert frame.loc[2, defs.feature_keys].isna().all()
+    assert frame.loc[1, "industry"] == "Software" and frame.loc[1, "demo_requests_90d"] == 0
+    assert np.isnan(frame.loc[1, "days_since_last_activity"]) and frame.loc[1, "icp_persona"] == 0.0
+    assert frame.loc[3, "page_views_30d"] == 1
+
+
+def test_frame_types_and_labels(built: tuple[Settings, Definitions]) -> None:
+    _, defs = built
+    frame = _frame(built, [("L-1", AS_OF), ("L-NOW", UNTIL)])
+    assert str(frame["as_of"].dt.tz) == "UTC"
+    for f in defs.features:
+        assert (frame[f.key].dtype == object) if f.is_categorical else (frame[f.key].dtype == "float64"), f.key
+    assert frame.attrs["labels"]["page_views_30d"] == "Website page views in the last 30 days"
+    assert labelled(frame, defs).columns[2] == ("source", "Lead source")
+    assert list(describe_features(defs)["key"]) == defs.feature_keys
+
+
+def test_online_equals_offline_at_the_same_time(built: tuple[Settings, Definitions]) -> None:
+    settings, defs = built
+    ids = ["L-1", "L-F", "L-EDGE", "L-LATE", "L-NOW", "L-QUIET"]
+    offline = _frame(built, [(i, UNTIL) for i in ids])[defs.feature_keys]
+    online = OnlineFeatures(settings, defs).get(ids, now=UNTIL)
+    assert online["known"].all()
+    pd.testing.assert_frame_equal(online[defs.feature_keys], offline.reset_index(drop=True), check_dtype=True)
+    assert online.loc[4, "webinars_attended_90d"] == 1
+
+
+def test_overrides_win_and_unknown_leads_score_from_them(built: tuple[Settings, Definitions]) -> None:
+    settings, defs = built
+    online = OnlineFeatures(settings, defs)
+    got = online.get(
+        ["L-1", "L-1", "NEW-1"],
+        overrides=[None, {"industry": "Mining"}, {"industry": "Software", "employees": 80, "job_title": "CTO"}],
+        now=UNTIL,
+    )
+    assert got.loc[0, "icp_industry"] == 1.0 and got.loc[1, "icp_industry"] == 0.0
+    assert got.loc[1, "industry"] == "Mining" and got.loc[1, "page_views_90d"] == got.loc[0, "page_views_90d"]
+    assert not got.loc[2, "known"] and got.loc[2, "icp_industry"] == 1.0 and got.loc[2, "employees"] == 80.0
+    assert got.loc[2, "source"] is None and np.isnan(got.loc[2, "page_views_30d"])
+    with pytest.raises(ValueError, match="attributes.employees"):
+        online.get(["L-1"], overrides=[{"employees": "lots"}])
+
+
+def test_attributes_show_who_the_lead_is(built: tuple[Settings, Definitions]) -> None:
+    settings, defs = built
+    online = OnlineFeatures(settings, defs)
+    who = online.attributes("L-LATE")
+    assert who is not None and who["job_title"] == "Analyst" and who["industry"] == "Software"
+    assert online.attributes("L-UNKNOWN") is None
+
+
+def test_named_service_per_model_version(built: tuple[Settings, Definitions]) -> None:
+    settings, defs = built
+    name = apply_feature_service(settings, defs, "sql_likelihood_v3")
+    assert open_store(settings).get_feature_service(name).tags["fingerprint"] == defs.fingerprint
+    frame = training_frame(settings, defs, pd.DataFrame({"lead_id": ["L-1"], "as_of": [AS_OF]}), feature_service=name)
+    assert frame.attrs["feature_service"] == name and frame.loc[0, "page_views_30d"] == 1
+    assert OnlineFeatures(settings, defs, feature_service=name).get(["L-1"], now=AS_OF).loc[0, "known"]
+
+
+def test_bad_entity_rows_are_named(built: tuple[Settings, Definitions]) -> None:
+    settings, defs = built
+    with pytest.raises(ValueError, match="as_of"):
+        training_frame(settings, defs, pd.DataFrame({"lead_id": ["L-1"]}))
+    with pytest.raises(ValueError, match="row 2"):
+        training_frame(settings, defs, pd.DataFrame({"lead_id": ["L-1", None], "as_of": [AS_OF, AS_OF]}))
+
+
+def test_attribute_only_definitions_build_and_serve(tmp_path: Path, definitions: Definitions) -> None:
+    """X Education style: attributes only, no events, no engagement view."""
+    data = definitions.model_dump(mode="json", by_alias=True)
+    data["event_types"] = []
+    data["features"] = [f for f in data["features"] if f["kind"] in ("attribute", "icp_match", "age")]
+    data["mql"]["criteria"] = []
+    defs = parse_definitions(data)
+    settings = Settings(home=tmp_path / "ws", definitions=DEFINITIONS_FILE, _env_file=None)
+    leads = pd.DataFrame([make_lead(lead_id="X-1", total_visits=5.0), make_lead(lead_id="X-2", industry=None)])
+    write_tables(settings.data_dir, CanonicalTables(leads, _events().iloc[:0], empty_stages()))
+    summary = build_features(settings, defs, progress=False, until=UNTIL)
+    assert summary.feature_views == ["lead_attributes"]
+    frame = training_frame(settings, defs, pd.DataFrame({"lead_id": ["X-1", "X-2"], "as_of": [UNTIL, UNTIL]}))
+    assert frame.loc[0, "icp_industry"] == 1.0 and np.isnan(frame.loc[1, "icp_industry"])
+    online = OnlineFeatures(settings, defs).get(["X-1", "X-2"], now=UNTIL)
+    pd.testing.assert_frame_equal(online[defs.feature_keys], frame[defs.feature_keys])
+    assert OnlineFeatures(settings, defs).attributes("X-1")["total_visits"] == 5.0  # type: ignore[index]
