@@ -440,17 +440,20 @@ def import_files(
     known_kinds = _kinds(current.leads) if current is not None else {}
     summary = ImportSummary()
 
+    spec = None
+    if mapping is not None:
+        try:
+            spec = load_mapping(mapping)
+        except MappingError as exc:
+            raise CanonicalDataError([Problem(str(mapping), str(exc).removeprefix(f"{mapping}: "))]) from None
+        problems.extend(Problem(str(mapping), message) for message in spec.check(defs))
+
     raw_leads = read_file(Path(leads), problems)
     mapped_stages: pd.DataFrame | None = None
     new_leads: pd.DataFrame | None = None
     if raw_leads is not None:
         rows = RowNumbers(Path(leads))
-        if mapping is not None:
-            try:
-                spec = load_mapping(mapping)
-            except MappingError as exc:
-                raise CanonicalDataError([Problem(str(mapping), str(exc).removeprefix(f"{mapping}: "))]) from None
-            problems.extend(Problem(str(mapping), message) for message in spec.check(defs))
+        if spec is not None:
             try:
                 mapped = apply_mapping(raw_leads, spec, str(leads))
             except CanonicalDataError as exc:
