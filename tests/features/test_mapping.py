@@ -177,12 +177,22 @@ def test_xeducation_leads_and_outcome(xeducation: tuple[CanonicalTables, Definit
 def test_xeducation_post_contact_columns_are_left_out(xeducation: tuple[CanonicalTables, Definitions]) -> None:
     tables, _ = xeducation
     mapping = load_mapping(XE_MAPPING)
-    post_contact = ["Tags", "Lead Quality", "Lead Profile", "Last Notable Activity", "Last Activity",
+    post_contact = ["Tags", "Lead Quality", "Lead Profile", "Last Notable Activity",
                     "Asymmetrique Activity Index", "Asymmetrique Profile Score", "I agree to pay the amount through cheque"]
     assert set(post_contact) <= set(mapping.drop)
     assert set(tables.leads.columns) == {"lead_id", "created_at", *mapping.renames.values()}
     lowered = {c.lower() for c in tables.leads.columns}
-    assert not lowered & {"tags", "lead_quality", "lead_profile", "last_activity", "converted"}
+    assert not lowered & {"tags", "lead_quality", "lead_profile", "converted"}
+
+
+@needs_xeducation
+def test_xeducation_sales_touches_never_pass_as_lead_activity(xeducation: tuple[CanonicalTables, Definitions]) -> None:
+    """Last Activity is kept, but counsellor touches are folded into one category that says so."""
+    tables, _ = xeducation
+    values = set(tables.leads["last_activity"].dropna())
+    assert "Sales touch (after contact)" in values
+    assert not values & {"SMS Sent", "Had a Phone Conversation", "Approached upfront", "Unreachable"}
+    assert {"Email Opened", "Olark Chat Conversation", "Page Visited on Website"} <= values
 
 
 @needs_xeducation
