@@ -265,9 +265,9 @@ class OnlineFeatures:
         raw = self.raw(lead_ids) if lead_ids else {}
         known = [v is not None for v in raw.get("created_at", [])]
         values = derive(raw, [when] * len(lead_ids), self.defs, overrides, self.attribute_kinds)
-        frame = pd.DataFrame({key: values[key] for key in self._keys}, index=pd.RangeIndex(len(lead_ids)))
-        frame["known"] = np.array(known, dtype=bool)
-        return frame
+        columns = {key: values[key] for key in self._keys}
+        columns["known"] = np.array(known, dtype=bool)
+        return pd.DataFrame(columns, index=pd.RangeIndex(len(lead_ids)))
 
     def attributes(self, lead_id: str) -> dict[str, Any] | None:
         """Every stored attribute of the lead ("who the lead is"), or None for an unknown lead."""
