@@ -1,0 +1,360 @@
+"""The closed-loop funnel report: what happened to the leads marketing sent, in the definitions' words.
+
+The cohort is every lead whose as-of time (first entry into `label.as_of_stage`, else creation)
+falls in the period. For that cohort the report counts how far each lead got *so far* (a lead
+counts at a stage when it reached that stage or any later funnel stage, so the funnel never
+widens), the median time between consecutive stages, MQLs that sales did not follow up within
+the SLA, disqualification reasons by lead source, and how well the latest score separated the
+leads that reached the label stage from the rest (calibration by score band, ROC AUC, Brier).
+One computation, `build_report`, feeds both `GET /v1/report` (JSON) and the `/report` page.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+from sklearn.metrics import brier_score_loss, roc_auc_score
+
+from features.definitions import Definitions
+from features.records import RecordStore, stage_history
+from features.settings import Settings
+from features.tables import CanonicalTables, read_tables
+
+DISQUALIFIED = "disqualified"  # the contract's off-funnel stage that carries a reason
+UNKNOWN_SOURCE = "(no source)"
+N_BANDS = 10
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Period(_Out):
+    start: date = Field(description="First day of the period (UTC, inclusive)")
+    end: date = Field(description="Last day of the period (UTC, inclusive)")
+
+
+class FunnelStep(_Out):
+    key: str
+    name: str
+    owner: str
+    leads: int = Field(description="Cohort leads that reached this stage or a later one")
+    rate_from_previous: float | None = Field(description="leads / leads at the previous stage")
+    rate_from_first: float | None = Field(description="leads / leads at the first stage")
+
+
+class StageTime(_Out):
+    from_stage: str
+    to_stage: str
+    leads: int = Field(description="Leads with both stages recorded, the second one after the first")
+    median_hours: float | None
+
+
+class SlaOut(_Out):
+    follow_up_hours: float
+    mqls: int = Field(description="Cohort leads that were recorded as MQL")
+    within_sla: int = Field(description="Followed up (any later stage change) within the SLA")
+    late: int = Field(description="Followed up, but after the SLA")
+    not_followed_up: int = Field(description="No follow-up at all, and the SLA has run out")
+    pending: int = Field(description="No follow-up yet, but still inside the SLA")
+    missed: int = Field(description="late + not_followed_up: MQLs not followed up within the SLA")
+    missed_rate: float | None = Field(description="missed / (mqls - pending)")
+    median_follow_up_hours: float | None
+
+
+class ReasonRef(_Out):
+    key: str
+    label: str
+
+
+class SourceDisqualifications(_Out):
+    source: str
+    leads: int = Field(description="Cohort leads from this source")
+    disqualified: int = Field(description="Of them, leads whose latest disqualification is recorded")
+    by_reason: dict[str, int] = Field(description="reason key -> leads (latest disqualification of each lead)")
+
+
+class Disqualifications(_Out):
+    reasons: list[ReasonRef]
+    by_source: list[SourceDisqualifications]
+    total: int
+
+
+class Band(_Out):
+    low: float
+    high: float
+    leads: int
+    predicted: float | None = Field(description="Mean score of the band's leads")
+    actual: float | None = Field(description="Share of the band's leads that reached the label stage in the window")
+
+
+class Calibration(_Out):
+    target_stage: str
+    window_days: int
+    scored: int = Field(description="Cohort leads with a latest score")
+    with_outcome: int = Field(description="Scored leads whose label window has closed (their outcome is known)")
+    open_window: int = Field(description="Scored leads left out: their window is still open")
+    positives: int
+    roc_auc: float | None = Field(description="How well the score ranks the leads that reached the stage above the rest")
+    brier: float | None
+    mean_predicted: float | None
+    actual_rate: float | None
+    bands: list[Band]
+
+
+class FunnelReport(_Out):
+    """Everything `/report` shows, in the same numbers `GET /v1/report` returns."""
+
+    period: Period
+    generated_at: datetime
+    definitions_version: str
+    leads: int = Field(description="Cohort size: leads whose as-of time is in the period")
+    funnel: list[FunnelStep]
+    stage_times: list[StageTime]
+    sla: SlaOut
+    disqualifications: Disqualifications
+    calibration: Calibration
+
+
+class PeriodError(ValueError):
+    """A period that cannot be reported on; the message names the parameter."""
+
+
+def resolve_period(start: date | None, end: date | None, as_of: pd.Series, today: date) -> Period:
+    """Missing ends default to the first as-of day in the data and today."""
+    first = as_of.min().date() if len(as_of) else today
+    start = start or first
+    end = end or max(today, first)
+    if start > end:
+        raise PeriodError(f"start ({start}) is after end ({end})")
+    return Period(start=start, end=end)
+
+
+def as_of_times(defs: Definitions, leads: pd.DataFrame, history: pd.DataFrame) -> pd.Series:
+    """Per lead (index lead_id): first entry into `label.as_of_stage`, else `created_at` (as training does)."""
+    created = pd.Series(pd.to_datetime(leads["created_at"], utc=True).array, index=pd.Index(leads["lead_id"].astype(str)))
+    stage = defs.label.as_of_stage
+    if stage is None or not len(history):
+        return created
+    entered = history.loc[history["stage"] == stage]
+    first = entered.groupby("lead_id")["occurred_at"].min()
+    return first.reindex(created.index).fillna(created)
+
+
+def build_report(
+    defs: Definitions,
+    tables: CanonicalTables,
+    history: pd.DataFrame,
+    scores: pd.DataFrame,
+    start: date | None = None,
+    end: date | None = None,
+    now: datetime | None = None,
+) -> FunnelReport:
+    """The report for leads whose as-of time is in [start, end] (whole UTC days).
+
+    `history` is the merged stage history (imported + feedback, STAGE_COLUMNS); `scores` the
+    record store's latest scores (lead_id, score, ...). `now` decides open SLAs and label windows.
+    """
+    now_ts = pd.Timestamp(now or datetime.now(UTC))
+    now_ts = now_ts.tz_localize("UTC") if now_ts.tzinfo is None else now_ts.tz_convert("UTC")
+    history = _normalise_history(history)
+    as_of = as_of_times(defs, tables.leads, history)
+    period = resolve_period(start, end, as_of, now_ts.date())
+    lo = pd.Timestamp(period.start, tz="UTC")
+    hi = pd.Timestamp(period.end + timedelta(days=1), tz="UTC")
+    cohort = as_of[(as_of >= lo) & (as_of < hi)]
+    hist = history.loc[history["lead_id"].isin(cohort.index)]
+    steps = _funnel_steps(defs)
+    first_at = _first_times(hist, cohort, steps[0])
+    return FunnelReport(
+        period=period,
+        generated_at=now_ts.to_pydatetime(),
+        definitions_version=defs.version_string,
+        leads=len(cohort),
+        funnel=_funnel(defs, steps, hist, cohort),
+        stage_times=_stage_times(steps, first_at),
+        sla=_sla(defs, hist, now_ts),
+        disqualifications=_disqualifications(defs, tables.leads, hist, cohort),
+        calibration=_calibration(defs, hist, cohort, scores, now_ts),
+    )
+
+
+def load_report(
+    settings: Settings,
+    defs: Definitions,
+    store: RecordStore,
+    start: date | None = None,
+    end: date | None = None,
+    now: datetime | None = None,
+) -> FunnelReport:
+    """`build_report` over the workspace: canonical tables, feedback and latest scores."""
+    tables = read_tables(settings.data_dir)
+    history = stage_history(settings, tables.stages, store)
+    return build_report(defs, tables, history, store.latest_scores(), start, end, now)
+
+
+# -- the parts --------------------------------------------------------------------------------
+
+
+def _normalise_history(history: pd.DataFrame) -> pd.DataFrame:
+    return history.assign(
+        lead_id=history["lead_id"].astype(str),
+        stage=history["stage"].astype(str),
+        occurred_at=pd.to_datetime(history["occurred_at"], utc=True),
+    )
+
+
+def _funnel_steps(defs: Definitions) -> list[str]:
+    """The ordered funnel from the stage a lead enters the loop (label.as_of_stage) onwards."""
+    keys = [s.key for s in defs.funnel]
+    first = defs.label.as_of_stage
+    return keys[keys.index(first) :] if first in keys else keys
+
+
+def _first_times(hist: pd.DataFrame, cohort: pd.Series, first_step: str) -> pd.DataFrame:
+    """lead x stage -> first time recorded; the first step is the lead's as-of time."""
+    firsts = hist.groupby(["lead_id", "stage"])["occurred_at"].min().unstack("stage")
+    firsts = firsts.reindex(cohort.index)
+    firsts[first_step] = cohort
+    return firsts
+
+
+def _funnel(defs: Definitions, steps: list[str], hist: pd.DataFrame, cohort: pd.Series) -> list[FunnelStep]:
+    rank = {k: i for i, k in enumerate(steps)}
+    ranked = hist.assign(rank=hist["stage"].map(rank)).dropna(subset=["rank"])
+    furthest = ranked.groupby("lead_id")["rank"].max().reindex(cohort.index).fillna(0).to_numpy()
+    out: list[FunnelStep] = []
+    counts = [int((furthest >= i).sum()) for i in range(len(steps))]
+    for i, key in enumerate(steps):
+        stage = defs.stage(key)
+        out.append(
+            FunnelStep(
+                key=key,
+                name=stage.name,
+                owner=stage.owner,
+                leads=counts[i],
+                rate_from_previous=_ratio(counts[i], counts[i - 1]) if i else None,
+                rate_from_first=_ratio(counts[i], counts[0]),
+            )
+        )
+    return out
+
+
+def _stage_times(steps: list[str], first_at: pd.DataFrame) -> list[StageTime]:
+    out = []
+    for a, b in zip(steps, steps[1:], strict=False):
+        if a not in first_at or b not in first_at:
+            out.append(StageTime(from_stage=a, to_stage=b, leads=0, median_hours=None))
+            continue
+        delta = (first_at[b] - first_at[a]).dropna()
+        delta = delta[delta >= pd.Timedelta(0)]
+        hours = delta.dt.total_seconds() / 3600.0
+        out.append(StageTime(from_stage=a, to_stage=b, leads=len(hours), median_hours=float(hours.median()) if len(hours) else None))
+    return out
+
+
+def _sla(defs: Definitions, hist: pd.DataFrame, now: pd.Timestamp) -> SlaOut:
+    """Follow-up is any stage change recorded after the lead first became an MQL."""
+    hours = defs.sla.mql_follow_up_hours
+    mql_at = hist.loc[hist["stage"] == "mql"].groupby("lead_id")["occurred_at"].min()
+    later = hist.loc[hist["stage"] != "mql"].merge(mql_at.rename("mql_at"), left_on="lead_id", right_index=True)
+    later = later.loc[later["occurred_at"] >= later["mql_at"]]
+    follow = later.groupby("lead_id")["occurred_at"].min().reindex(mql_at.index)
+    waited = (follow - mql_at).dt.total_seconds() / 3600.0
+    open_for = (now - mql_at).dt.total_seconds() / 3600.0
+    followed = follow.notna()
+    within = int((followed & (waited <= hours)).sum())
+    late = int((followed & (waited > hours)).sum())
+    pending = int((~followed & (open_for <= hours)).sum())
+    none = int((~followed & (open_for > hours)).sum())
+    decided = len(mql_at) - pending
+    return SlaOut(
+        follow_up_hours=hours,
+        mqls=len(mql_at),
+        within_sla=within,
+        late=late,
+        not_followed_up=none,
+        pending=pending,
+        missed=late + none,
+        missed_rate=_ratio(late + none, decided),
+        median_follow_up_hours=float(waited.median()) if followed.any() else None,
+    )
+
+
+def _disqualifications(defs: Definitions, leads: pd.DataFrame, hist: pd.DataFrame, cohort: pd.Series) -> Disqualifications:
+    known = [ReasonRef(key=r.key, label=r.label) for r in defs.stage(DISQUALIFIED).reasons] if _has_stage(defs, DISQUALIFIED) else []
+    source = (
+        leads.assign(lead_id=leads["lead_id"].astype(str)).set_index("lead_id")["source"].astype("string")
+        if "source" in leads.columns
+        else pd.Series(pd.NA, index=leads["lead_id"].astype(str), dtype="string")
+    )
+    source = source.reindex(cohort.index).fillna(UNKNOWN_SOURCE)
+    dq = hist.loc[hist["stage"] == DISQUALIFIED].sort_values("occurred_at", kind="stable").drop_duplicates("lead_id", keep="last")
+    reason = dq.set_index("lead_id")["reason"].astype("string").fillna("(no reason)")
+    seen = set(reason.unique())
+    reasons = known + [ReasonRef(key=k, label=k) for k in sorted(seen - {r.key for r in known})]
+    table = pd.crosstab(source.reindex(reason.index), reason) if len(reason) else pd.DataFrame()
+    sizes = source.value_counts()
+    rows = []
+    for src, n in sizes.items():
+        counts = {r.key: int(table.at[src, r.key]) if src in table.index and r.key in table.columns else 0 for r in reasons}
+        rows.append(SourceDisqualifications(source=str(src), leads=int(n), disqualified=sum(counts.values()), by_reason=counts))
+    rows.sort(key=lambda r: (-r.disqualified, -r.leads, r.source))
+    return Disqualifications(reasons=reasons, by_source=rows, total=len(reason))
+
+
+def _calibration(defs: Definitions, hist: pd.DataFrame, cohort: pd.Series, scores: pd.DataFrame, now: pd.Timestamp) -> Calibration:
+    label = defs.label
+    window = pd.Timedelta(days=label.window_days)
+    score = scores.assign(lead_id=scores["lead_id"].astype(str)).set_index("lead_id")["score"].astype(float)
+    score = score.reindex(cohort.index).dropna()
+    as_of = cohort.reindex(score.index)
+    targets = defs.stages_at_or_after(label.target_stage)
+    hits = hist.loc[hist["stage"].isin(targets) & hist["lead_id"].isin(score.index)]
+    hits = hits.merge(as_of.rename("as_of"), left_on="lead_id", right_index=True)
+    hits = hits.loc[(hits["occurred_at"] >= hits["as_of"]) & (hits["occurred_at"] <= hits["as_of"] + window)]
+    positive = pd.Series(score.index.isin(hits["lead_id"].unique()), index=score.index)
+    # As in training: an open window is left out whatever it reached, or recent leads would
+    # look better (only their early converters counted) or worse (counted as "no") than they are.
+    known = as_of + window <= now
+    p, y = score[known].to_numpy(), positive[known].to_numpy().astype(int)
+    both = len(set(y.tolist())) == 2
+    edges = np.round(np.linspace(0.0, 1.0, N_BANDS + 1), 6)
+    band = np.clip(np.digitize(p, edges[1:-1], right=False), 0, N_BANDS - 1)
+    bands = []
+    for i in range(N_BANDS):
+        sel = band == i
+        n = int(sel.sum())
+        bands.append(
+            Band(
+                low=float(edges[i]),
+                high=float(edges[i + 1]),
+                leads=n,
+                predicted=float(p[sel].mean()) if n else None,
+                actual=float(y[sel].mean()) if n else None,
+            )
+        )
+    return Calibration(
+        target_stage=label.target_stage,
+        window_days=label.window_days,
+        scored=len(score),
+        with_outcome=len(p),
+        open_window=int((~known).sum()),
+        positives=int(y.sum()),
+        roc_auc=float(roc_auc_score(y, p)) if both else None,
+        brier=float(brier_score_loss(y, p)) if len(p) else None,
+        mean_predicted=float(p.mean()) if len(p) else None,
+        actual_rate=float(y.mean()) if len(p) else None,
+        bands=bands,
+    )
+
+
+def _has_stage(defs: Definitions, key: str) -> bool:
+    return any(s.key == key for s in defs.stages)
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return num / den if den else None
