@@ -81,6 +81,13 @@ class DemoSummary(BaseModel):
 
     model_config = {"arbitrary_types_allowed": True}
 
+    def __str__(self) -> str:
+        return (
+            f"{self.leads:,} leads, {self.events:,} events, {self.stages:,} stage changes; "
+            f"created {self.created_from:%Y-%m-%d} to {self.created_to:%Y-%m-%d}; "
+            f"SQL rate {self.sql_rate:.1%} of {self.closed_windows:,} leads with a closed label window (seed {self.seed})"
+        )
+
 
 @dataclass(frozen=True)
 class _Vocab:
@@ -250,8 +257,9 @@ def _chunk(
 ) -> CanonicalTables:
     end_s = end.value / 1e9
     lead = _draw_leads(rng, v, n, end)
-    st_lead, st_stage, st_time, st_reason, sql_time = _draw_stages(rng, v, defs, lead)
-    ev_lead, ev_time, ev_type = _draw_events(rng, v, lead, sql_time, end_s)
+    outcome = _draw_stages(rng, v, defs, lead)
+    st_lead, st_stage, st_time, st_reason = outcome.lead, outcome.stage, outcome.when, outcome.reason
+    ev_lead, ev_time, ev_type = _draw_events(rng, v, lead, outcome, end_s)
     ids = np.array([f"L{i:0{width}d}" for i in range(offset, offset + n)], dtype=object)
     leads = _leads_frame(lead.attrs, n)
     leads.insert(0, "lead_id", pd.array(ids, dtype="string"))
@@ -315,6 +323,8 @@ class _Leads:
     trial: np.ndarray  # asked for a trial at the hand-raise
     student: np.ndarray
     competitor: np.ndarray
+    decider: np.ndarray  # true seniority is an ICP persona (before CRM gaps)
+    browser: np.ndarray  # a heavy reader with little buying intent
 
 
 def _type_names(v: _Vocab) -> list[str]:
@@ -368,7 +378,14 @@ def _draw_leads(rng: np.random.Generator, v: _Vocab, n: int, end: pd.Timestamp) 
     icp_department = np.isin(department, v.icp_departments)
     title = _job_titles(seniority, department, v)
 
-    fit = 0.9 * icp_industry + 0.5 * icp_employees + 0.4 * icp_country + 0.8 * icp_seniority + 0.3 * icp_department
+    # Fit is not a sum of checkboxes: an ICP industry counts for more in an ICP country, and
+    # buying peaks at mid-sized companies inside the employee range.
+    sweet_spot = np.exp(-((np.log10(employees) - np.log10(np.sqrt(v.emp_min * v.emp_max))) ** 2) / 0.4)
+    fit = (
+        0.3 * icp_industry + 0.9 * icp_industry * icp_country + 0.2 * icp_employees + 1.0 * sweet_spot
+        + 0.2 * icp_country + 0.8 * icp_seniority + 0.3 * icp_department
+    )  # fmt: skip
+    browser = ~student & (rng.random(n) < 0.12)  # reads everything, buys nothing
     shift = np.array([SOURCES[s][1] for s in src_names])[source]
     intent = rng.normal(0.0, 1.0, n) + shift + 0.25 * (fit - 1.6)
     demo = rng.random(n) < _sigmoid(-2.4 + 1.1 * intent + 0.3 * (fit - 1.6))
@@ -385,7 +402,7 @@ def _draw_leads(rng: np.random.Generator, v: _Vocab, n: int, end: pd.Timestamp) 
         "seniority": _blank(rng, seniority, 0.06),
         "department": _blank(rng, department, 0.07),
     }
-    return _Leads(created, attrs, source, fit, intent, demo, trial, student, competitor)
+    return _Leads(created, attrs, source, fit, intent, demo, trial, student, competitor, icp_seniority, browser)
 
 
 def _blank(rng: np.random.Generator, values: np.ndarray, share: float) -> np.ndarray:
@@ -453,10 +470,20 @@ def _lognormal_days(rng: np.random.Generator, median_days: float, sigma: float, 
     return np.exp(rng.normal(np.log(median_days), sigma, n)) * DAY
 
 
-def _draw_stages(
-    rng: np.random.Generator, v: _Vocab, defs: Definitions, lead: _Leads
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Stage history with sales feedback; returns the rows and each lead's SQL time (NaN if none)."""
+@dataclass(frozen=True)
+class _Outcome:
+    """Stage rows (lead index, stage code, time, reason code) and the moments engagement follows."""
+
+    lead: np.ndarray
+    stage: np.ndarray
+    when: np.ndarray
+    reason: np.ndarray
+    sql_at: np.ndarray  # first qualification on the main path, NaN if none
+    revived_at: np.ndarray  # a recycled lead's return as an MQL, NaN if none
+
+
+def _draw_stages(rng: np.random.Generator, v: _Vocab, defs: Definitions, lead: _Leads) -> _Outcome:
+    """Stage history with sales feedback, driven by fit, intent, the hand-raise and noise."""
     n = len(lead.created)
     rows = _Rows(v)
     everyone = np.ones(n, dtype=bool)
@@ -472,7 +499,8 @@ def _draw_stages(
     open_ = ~(dq_student | dq_comp)
 
     logit = (
-        -2.05 + 1.0 * (lead.fit - 1.6) + 1.0 * lead.intent + 0.9 * lead.demo + 0.6 * lead.trial
+        -2.25 + 1.0 * (lead.fit - 1.6) + 1.0 * lead.intent + lead.demo * (0.3 + 1.2 * lead.decider)
+        + 0.6 * lead.trial - 1.5 * lead.browser
         - 2.5 * (lead.student | lead.competitor) + rng.normal(0.0, 0.9, n)
     )  # fmt: skip
     is_sql = open_ & (rng.random(n) < _sigmoid(logit))
@@ -508,23 +536,31 @@ def _draw_stages(
     sal2_t = mql2_t + rng.exponential(0.8 * sla, n)
     rows.add(mql2, "mql", mql2_t)
     rows.add(sal2, "sal", sal2_t)
-    dq_w = dict(DISQUALIFY_WEIGHTS)
     r = rng.random(n)
     not_icp_boost = np.where(lead.fit < 1.2, 2.0, 1.0)
     dq_after = mql2 & (r < 0.5)
     rows.add(dq_after, "disqualified", np.maximum(mql2_t, sal2_t) + rng.uniform(3.0, 60.0, n) * DAY,
-             _reason_codes(rng, v, defs, "disqualified", n, dq_w, {"student", "competitor"}))  # fmt: skip
-    rows.add(mql2 & (r >= 0.5) & (r < 0.85), "recycled", mql2_t + rng.uniform(14.0, 90.0, n) * DAY)
+             _reason_codes(rng, v, defs, "disqualified", n, DISQUALIFY_WEIGHTS, {"student", "competitor"}))  # fmt: skip
+    recycled = mql2 & (r >= 0.5) & (r < 0.85)
+    recycled_t = np.where(mql2, mql2_t + rng.uniform(14.0, 90.0, n) * DAY, t0 + rng.uniform(30.0, 200.0, n) * DAY)
     r = rng.random(n)
     cold = rest & ~mql2
     dq_cold = cold & (r < 0.2 * not_icp_boost)
     rows.add(dq_cold, "disqualified", t0 + rng.uniform(2.0, 120.0, n) * DAY,
              _reason_codes(rng, v, defs, "disqualified", n, {"not_icp": 2.0, "unreachable": 3.0, "duplicate": 1.0},
                            {"student", "competitor", "no_budget", "bad_timing"}))  # fmt: skip
-    rows.add(cold & ~dq_cold & (r > 0.85), "recycled", t0 + rng.uniform(30.0, 200.0, n) * DAY)
+    recycled |= cold & ~dq_cold & (r > 0.85)
+    rows.add(recycled, "recycled", recycled_t)
+
+    # Nurture works sometimes: a recycled lead comes back, is an MQL again and may qualify.
+    revived = recycled & (rng.random(n) < 0.25)
+    revived_t = recycled_t + rng.uniform(30.0, 150.0, n) * DAY
+    late_sql = revived & (rng.random(n) < _sigmoid(logit + 0.5))
+    rows.add(revived, "mql", revived_t)
+    rows.add(late_sql, defs.label.target_stage, revived_t + _lognormal_days(rng, 10.0, 0.7, n))
 
     lead_idx, stage, when, reason = rows.arrays()
-    return lead_idx, stage, when, reason, np.where(is_sql, sql_t, np.nan)
+    return _Outcome(lead_idx, stage, when, reason, np.where(is_sql, sql_t, np.nan), np.where(revived, revived_t, np.nan))
 
 
 def _truncated_exp(rng: np.random.Generator, tau: np.ndarray | float, length: np.ndarray) -> np.ndarray:
@@ -534,7 +570,7 @@ def _truncated_exp(rng: np.random.Generator, tau: np.ndarray | float, length: np
 
 
 def _draw_events(
-    rng: np.random.Generator, v: _Vocab, lead: _Leads, sql_time: np.ndarray, end_s: float
+    rng: np.random.Generator, v: _Vocab, lead: _Leads, outcome: _Outcome, end_s: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Engagement events: anonymous history, the hand-raise, and about a year of follow-up."""
     names = _type_names(v)
@@ -552,10 +588,13 @@ def _draw_events(
 
     # Anonymous history before the hand-raise: it becomes the lead's once the contact converts.
     pre_len = np.full(n, 120.0 * DAY)
-    before = lambda tau: lambda who: -_truncated_exp(rng, tau * DAY, pre_len[who]) - 60.0  # noqa: E731
-    emit(rng.poisson(2.0 * np.exp(0.6 * intent)), "page_view", created, before(20.0))
+    # Intent shows as a burst: the keener the lead, the closer its visits come to the hand-raise.
+    burst = np.clip(np.exp(-0.5 * intent), 0.25, 3.0)
+    before = lambda tau: lambda who: -_truncated_exp(rng, tau * DAY * burst[who], pre_len[who]) - 60.0  # noqa: E731
+    reader = np.where(lead.browser, 5.0, 1.0)
+    emit(rng.poisson(2.0 * reader * np.exp(0.6 * intent)), "page_view", created, before(20.0))
     emit(rng.poisson(0.25 * np.exp(1.0 * intent)), "pricing_page_view", created, before(15.0))
-    emit(rng.poisson(0.15 * np.exp(0.3 * intent)), "content_download", created, before(40.0))
+    emit(rng.poisson(0.15 * reader * np.exp(0.3 * intent)), "content_download", created, before(40.0))
     emit(rng.poisson(0.08 * np.exp(0.5 * intent)), "webinar_registration", created, before(45.0))
     listed = np.isin(np.array(list(SOURCES))[lead.source], ["Outbound", "Content Syndication", "Events"])
     emit(rng.poisson(np.where(listed, 1.5, 0.0)), "email_open", created, before(30.0))
@@ -578,8 +617,14 @@ def _draw_events(
             emit(rng.poisson(rate * exposure), key, created, lambda who, tau=tau: _truncated_exp(rng, tau * DAY, length[who]))
 
     # Sales-ready leads often ask for a demo shortly before sales qualifies them.
+    sql_time = outcome.sql_at
     late_demo = ~np.isnan(sql_time) & ~lead.demo & (rng.random(n) < 0.5)
     emit(late_demo.astype(int), "demo_request", np.nan_to_num(sql_time), lambda who: -rng.uniform(1.0, 10.0, len(who)) * DAY)
+    # A recycled lead's return shows on the website first.
+    back = ~np.isnan(outcome.revived_at)
+    comeback = np.nan_to_num(outcome.revived_at)
+    emit(rng.poisson(np.where(back, 4.0, 0.0)), "page_view", comeback, lambda who: -rng.uniform(0.0, 14.0, len(who)) * DAY)
+    emit(rng.poisson(np.where(back, 1.5, 0.0)), "pricing_page_view", comeback, lambda who: -rng.uniform(0.0, 7.0, len(who)) * DAY)
 
     who, when, kind = (np.concatenate(c) for c in zip(*parts, strict=True))
     # Derived events: clicks follow opens, attendance follows registration.
