@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -73,13 +74,11 @@ class DemoSummary(BaseModel):
     leads: int
     events: int
     stages: int
-    created_from: pd.Timestamp
-    created_to: pd.Timestamp
-    end: pd.Timestamp
+    created_from: datetime
+    created_to: datetime
+    end: datetime
     closed_windows: int
     sql_rate: float  # label-positive share among leads whose label window closed before `end`
-
-    model_config = {"arbitrary_types_allowed": True}
 
     def __str__(self) -> str:
         return (
@@ -260,7 +259,7 @@ def _chunk(
     outcome = _draw_stages(rng, v, defs, lead)
     st_lead, st_stage, st_time, st_reason = outcome.lead, outcome.stage, outcome.when, outcome.reason
     ev_lead, ev_time, ev_type = _draw_events(rng, v, lead, outcome, end_s)
-    ids = np.array([f"L{i:0{width}d}" for i in range(offset, offset + n)], dtype=object)
+    ids = np.char.add("L", np.char.zfill(np.arange(offset, offset + n).astype(str), width)).astype(object)
     leads = _leads_frame(lead.attrs, n)
     leads.insert(0, "lead_id", pd.array(ids, dtype="string"))
     leads.insert(1, "created_at", _to_utc(lead.created))
@@ -380,7 +379,7 @@ def _draw_leads(rng: np.random.Generator, v: _Vocab, n: int, end: pd.Timestamp) 
 
     # Fit is not a sum of checkboxes: an ICP industry counts for more in an ICP country, and
     # buying peaks at mid-sized companies inside the employee range.
-    sweet_spot = np.exp(-((np.log10(employees) - np.log10(np.sqrt(v.emp_min * v.emp_max))) ** 2) / 0.4)
+    sweet_spot = np.exp(-((np.log10(employees) - np.log10(np.sqrt(max(v.emp_min, 1.0) * max(v.emp_max, 1.0)))) ** 2) / 0.4)
     fit = (
         0.3 * icp_industry + 0.9 * icp_industry * icp_country + 0.2 * icp_employees + 1.0 * sweet_spot
         + 0.2 * icp_country + 0.8 * icp_seniority + 0.3 * icp_department
