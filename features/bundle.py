@@ -79,9 +79,12 @@ class ModelBundle:
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         return _sigmoid(self.logit(self.encoder.transform(frame)))
 
-    def contributions(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(base_value per row, contributions (n, k)) in calibrated log-odds; exact by construction."""
-        raw = np.asarray(self.booster.predict(X, pred_contrib=True))
+    def contributions(self, X: np.ndarray, **predict_params: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(base_value per row, contributions (n, k)) in calibrated log-odds; exact by construction.
+
+        `predict_params` go to LightGBM's predict (serving passes `num_threads=1` for a few rows).
+        """
+        raw = np.asarray(self.booster.predict(X, pred_contrib=True, **predict_params))
         base = self.calib_a * raw[:, -1] + self.calib_b
         return base, self.calib_a * raw[:, :-1]
 

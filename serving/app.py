@@ -1,0 +1,119 @@
+"""The scoring service: `create_app(settings, defs)` builds it, `serve(settings)` runs it with uvicorn.
+
+The lifespan loads the definitions, the champion (with its online features) and the record store
+once, then freezes what it loaded out of the garbage collector's sight (full collections were the
+tail latency), and keeps following the champion alias in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import Depends, FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import RedirectResponse
+
+from features.definitions import Definitions, load_definitions
+from features.records import RecordStore
+from features.settings import Settings
+from serving.auth import configured_keys, require_api_key
+from serving.errors import install_error_handlers
+from serving.logs import configure_logging
+from serving.metrics import Metrics
+from serving.middleware import RequestMiddleware
+from serving.routes import definitions, feedback, health, leads, model, score
+from serving.scorer import Scorer, _refreeze
+from serving.writer import ScoreWriter
+
+log = logging.getLogger("samepage.serving")
+
+MAX_BODY_BYTES = 4 * 1024 * 1024  # 1,000 leads with a few dozen attributes fit well inside
+
+DESCRIPTION = """
+Scores leads with the champion model of the shared definitions, says whether each is an MQL and
+why, in the words marketing and sales agreed on, and takes sales' feedback back as the next labels.
+
+Authenticate with `Authorization: Bearer <key>` or `X-API-Key: <key>` (every /v1 route but
+GET /v1/definitions). Errors are `{"error": {"code", "message"}}`.
+"""
+
+
+def create_app(settings: Settings, defs: Definitions | None = None, access_log: bool = True) -> FastAPI:
+    """A service over one workspace; nothing is loaded until the app starts (its lifespan)."""
+    defs = defs or load_definitions(settings.definitions)
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging()
+        records = RecordStore.from_settings(settings)
+        scorer = Scorer(settings, defs, metrics)
+        await asyncio.to_thread(scorer.refresh)
+        if scorer.champion is None:
+            log.warning("starting without a champion", extra={"event": "not_ready"})
+        app.state.records = records
+        app.state.scorer = scorer
+        app.state.writer = writer = ScoreWriter(records)
+        app.state.api_keys = [k.encode("utf-8") for k in configured_keys(settings)]
+        watcher = asyncio.create_task(scorer.watch())
+        _refreeze()
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            writer.close()
+            records.close()
+
+    app = FastAPI(
+        title="samepage",
+        version=defs.version_string,
+        summary="Lead scoring on one signed-off vocabulary",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.defs = defs
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    protected = [Depends(require_api_key)]
+    app.include_router(score.router, dependencies=protected)
+    app.include_router(feedback.router, dependencies=protected)
+    app.include_router(leads.router, dependencies=protected)
+    app.include_router(model.router, dependencies=protected)
+    app.include_router(definitions.router)
+    app.include_router(health.router)
+
+    @app.get("/", include_in_schema=False)
+    def _root() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    app.openapi = lambda: _openapi(app, defs)  # type: ignore[method-assign]
+    app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=MAX_BODY_BYTES, access_log=access_log)
+    return app
+
+
+def _openapi(app: FastAPI, defs: Definitions) -> dict[str, Any]:
+    """FastAPI's schema, plus what only the definitions know (the stage and reason vocabularies)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, summary=app.summary, description=app.description, routes=app.routes)
+    props = schema.get("components", {}).get("schemas", {}).get("FeedbackIn", {}).get("properties", {})
+    if "stage" in props:
+        props["stage"] = {**props["stage"], "enum": [s.key for s in defs.stages]}
+        props["stage"].pop("minLength", None)
+        props["stage"].pop("maxLength", None)
+    app.openapi_schema = schema
+    return schema
+
+
+def serve(settings: Settings, defs: Definitions | None = None) -> None:
+    """Run the service with uvicorn on settings.host:settings.port (blocks)."""
+    import uvicorn
+
+    uvicorn.run(create_app(settings, defs), host=settings.host, port=settings.port, log_level="warning", access_log=False)

@@ -1,0 +1,180 @@
+"""`samepage score --input F --output F`: a file of leads scored like the API scores them.
+
+Same champion loading, same online features and overrides, same `explain` and MQL verdict as
+`POST /v1/score`. CSV or Parquet in and out (by suffix). A bad file stops the run with a message
+naming the file, row and field; the output appears complete or not at all (temp file + rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from features.definitions import Definitions
+from features.records import RecordStore
+from features.settings import Settings
+from serving.errors import ApiError
+from serving.explain import json_value
+from serving.scorer import Champion, Scorer
+from serving.writer import _row
+
+CHUNK = 1_000
+FORMATS = (".csv", ".parquet")
+
+
+class BatchError(ValueError):
+    """A file that cannot be scored; the message names the file, row and field."""
+
+
+@dataclass
+class BatchSummary:
+    n_leads: int
+    n_mql: int
+    output: Path
+    model_version: str
+    definitions_version: str
+    seconds: float
+
+    def __str__(self) -> str:
+        return (
+            f"{self.n_leads:,} leads ({self.n_mql:,} MQLs) → {self.output} with model v{self.model_version}, "
+            f"definitions {self.definitions_version}, in {self.seconds:.1f}s"
+        )
+
+
+def score_file(settings: Settings, defs: Definitions, input: Path, output: Path, progress: bool = True) -> BatchSummary:
+    """Score every lead of `input` and write scores, verdicts and reasons to `output`."""
+    started = time.perf_counter()
+    input, output = Path(input), Path(output)
+    if output.suffix.lower() not in FORMATS:
+        raise BatchError(f"{output}: unsupported output format {output.suffix or '(none)'}; use .csv or .parquet")
+    leads = _read(input)
+    scorer = Scorer(settings, defs)
+    scorer.refresh()
+    champion = scorer.champion
+    if champion is None:
+        raise BatchError(f"cannot score: {scorer.reason}")
+    rows: list[dict[str, Any]] = []
+    results_all: list[dict[str, Any]] = []
+    attribute_columns = [c for c in leads.columns if c != "lead_id"]
+    with Progress(
+        TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), disable=not progress, transient=True
+    ) as bar:
+        task = bar.add_task("score", total=len(leads))
+        for start in range(0, len(leads), CHUNK):
+            chunk = leads.iloc[start : start + CHUNK]
+            pairs = _pairs(chunk, attribute_columns)
+            results = _score_chunk(scorer, champion, pairs, input, start)
+            rows += [_flat(r) for r in results]
+            results_all += results
+            bar.advance(task, len(chunk))
+    _write(pd.DataFrame(rows, columns=OUTPUT_COLUMNS), output)
+    store = RecordStore.from_settings(settings)
+    try:
+        store.save_scores([_row(r) for r in {r["lead_id"]: r for r in results_all}.values()])
+    finally:
+        store.close()
+    return BatchSummary(
+        n_leads=len(rows),
+        n_mql=sum(1 for r in rows if r["mql_passed"]),
+        output=output,
+        model_version=champion.version,
+        definitions_version=defs.version_string,
+        seconds=time.perf_counter() - started,
+    )
+
+
+OUTPUT_COLUMNS = [
+    "lead_id", "score", "mql_passed", "mql_summary", "criteria_failed", "reasons_up", "reasons_down",
+    "base_value", "contributions", "model_name", "model_version", "definitions_version", "scored_at",
+]
+
+
+def _flat(r: dict[str, Any]) -> dict[str, Any]:
+    exp = r["explanation"]
+    return {
+        "lead_id": r["lead_id"],
+        "score": r["score"],
+        "mql_passed": r["mql"]["passed"],
+        "mql_summary": r["mql"]["summary"],
+        "criteria_failed": ",".join(c["key"] for c in r["mql"]["criteria"] if not c["met"]),
+        "reasons_up": "; ".join(exp["reasons_up"]),
+        "reasons_down": "; ".join(exp["reasons_down"]),
+        "base_value": exp["base_value"],
+        "contributions": json.dumps({c["feature"]: c["contribution"] for c in exp["contributions"]}),
+        "model_name": r["model"]["name"],
+        "model_version": r["model"]["version"],
+        "definitions_version": r["definitions_version"],
+        "scored_at": r["scored_at"],
+    }
+
+
+def _read(path: Path) -> pd.DataFrame:
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise BatchError(f"{path}: unsupported input format {suffix or '(none)'}; use .csv or .parquet")
+    if not path.exists():
+        raise BatchError(f"{path}: no such file")
+    try:
+        if suffix == ".csv":
+            # Text in, typed by the feature store's own coercion (the same as API attributes).
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8")
+        else:
+            frame = pd.read_parquet(path)
+    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise BatchError(f"{path}: cannot read ({exc})") from None
+    if "lead_id" not in frame.columns:
+        raise BatchError(f"{path}: no lead_id column (columns are {list(frame.columns)})")
+    ids = frame["lead_id"]
+    blank = ids.isna() | (ids.astype(str).str.strip() == "")
+    if blank.any():
+        raise BatchError(f"{path}: row {int(blank.to_numpy().argmax()) + 1}, column lead_id: empty")
+    frame["lead_id"] = ids.astype(str).str.strip()
+    return frame.reset_index(drop=True)
+
+
+def _pairs(chunk: pd.DataFrame, columns: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    ids = chunk["lead_id"].tolist()
+    values = {c: chunk[c].tolist() for c in columns}
+    out = []
+    for i, lead_id in enumerate(ids):
+        attrs = {}
+        for c in columns:
+            v = json_value(values[c][i]) if not isinstance(values[c][i], str) else values[c][i]
+            if v is not None:
+                attrs[c] = v
+        out.append((lead_id, attrs))
+    return out
+
+
+def _score_chunk(scorer: Scorer, champion: Champion, pairs: list[tuple[str, dict[str, Any]]], path: Path, offset: int) -> list[dict[str, Any]]:
+    try:
+        return scorer.score(pairs, champion)
+    except ApiError:
+        pass
+    for i, pair in enumerate(pairs):  # the slow path finds the first bad row to name it
+        try:
+            scorer.score([pair], champion)
+        except ApiError as exc:
+            raise BatchError(f"{path}: row {offset + i + 1} (lead_id {pair[0]!r}): {exc.message}") from None
+    raise BatchError(f"{path}: rows {offset + 1}-{offset + len(pairs)} could not be scored")
+
+
+def _write(frame: pd.DataFrame, output: Path) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    try:
+        if output.suffix.lower() == ".csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_parquet(tmp, index=False)
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)

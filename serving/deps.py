@@ -1,0 +1,46 @@
+"""Typed dependencies: what a route needs, taken from the app's state (set once by the lifespan)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from features.definitions import Definitions
+from features.records import RecordStore
+from features.settings import Settings
+from serving.metrics import Metrics
+from serving.scorer import Scorer
+from serving.writer import ScoreWriter
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_defs(request: Request) -> Definitions:
+    return request.app.state.defs
+
+
+def get_scorer(request: Request) -> Scorer:
+    return request.app.state.scorer
+
+
+def get_records(request: Request) -> RecordStore:
+    return request.app.state.records
+
+
+def get_writer(request: Request) -> ScoreWriter:
+    return request.app.state.writer
+
+
+def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+DefsDep = Annotated[Definitions, Depends(get_defs)]
+ScorerDep = Annotated[Scorer, Depends(get_scorer)]
+RecordsDep = Annotated[RecordStore, Depends(get_records)]
+WriterDep = Annotated[ScoreWriter, Depends(get_writer)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]

@@ -1,0 +1,168 @@
+"""THE explanation: exact per-feature contributions in the shared vocabulary.
+
+LightGBM's own TreeSHAP (`pred_contrib`), scaled by the bundle's Platt calibration, gives one
+contribution per feature in calibrated log-odds with `base_value + sum(contributions) == logit(score)`.
+The score itself is computed from the same numbers, so the invariant holds by construction.
+The API, batch scoring and the lead page all call `explain`; nothing else words a reason.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.bundle import FeatureEncoder, ModelBundle
+from features.definitions import Definitions
+
+REASONS_PER_SIDE = 3
+MIN_REASON = 0.01  # log-odds; smaller pushes are noise, not a reason both teams should read
+
+
+SMALL_BATCH = 64  # below this, one LightGBM thread beats waking a pool (measured: 0.7 ms vs 5.8 ms a row)
+
+
+@dataclass(slots=True)
+class Explanation:
+    """One lead's explanation; `contributions` are the contract's dicts (feature, label, value, contribution)."""
+
+    score: float
+    base_value: float
+    contributions: list[dict[str, Any]]  # every model feature, largest |contribution| first
+    reasons_up: list[str]
+    reasons_down: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The contract's `explanation` object."""
+        return {
+            "base_value": self.base_value,
+            "contributions": self.contributions,
+            "reasons_up": self.reasons_up,
+            "reasons_down": self.reasons_down,
+        }
+
+
+def explain(bundle: ModelBundle, defs: Definitions, frame: pd.DataFrame) -> list[Explanation]:
+    """One explanation per row of `frame` (columns: the bundle's feature keys), in row order."""
+    keys = bundle.feature_keys
+    if len(frame) == 0:
+        return []
+    X = encode(bundle.encoder, frame)
+    threads = {"num_threads": 1} if len(frame) < SMALL_BATCH else {}
+    base, contrib = bundle.contributions(X, **threads)
+    logits = base + contrib.sum(axis=1)
+    scores = 1.0 / (1.0 + np.exp(-logits))
+    order = np.argsort(-np.abs(contrib), axis=1, kind="stable").tolist()
+    labels = [_label(defs, k) for k in keys]
+    formats = [_formatter(defs, k) for k in keys]
+    values = [[json_value(v) for v in frame[k].tolist()] for k in keys]  # column-wise: fast and typed
+    contrib_rows = contrib.tolist()
+    base_list = base.tolist()
+    out: list[Explanation] = []
+    for i, row in enumerate(contrib_rows):
+        row_order = order[i]
+        items = [{"feature": keys[j], "label": labels[j], "value": values[j][i], "contribution": row[j]} for j in row_order]
+        up: list[str] = []
+        down: list[str] = []
+        for j in row_order:  # already by |contribution|, so the first ones found are the top ones
+            c = row[j]
+            if c >= MIN_REASON:
+                if len(up) < REASONS_PER_SIDE:
+                    up.append(f"{labels[j]}: {formats[j](values[j][i])} (raises the score)")
+            elif c <= -MIN_REASON:
+                if len(down) < REASONS_PER_SIDE:
+                    down.append(f"{labels[j]}: {formats[j](values[j][i])} (lowers the score)")
+            else:
+                break  # the rest push even less
+        out.append(Explanation(float(scores[i]), base_list[i], items, up, down))
+    return out
+
+
+def encode(encoder: FeatureEncoder, frame: pd.DataFrame) -> np.ndarray:
+    """`encoder.transform` without pandas' per-column conversions (the scoring hot path).
+
+    Same result by construction and by test: a category is `str(value)` looked up in the fitted
+    categories (missing or unseen: NaN); a number is a float (missing or not a number: NaN).
+    """
+    lookups = _lookups(encoder)
+    out = np.empty((len(frame), len(encoder.feature_keys)), dtype=np.float64)
+    nan = np.nan
+    for j, key in enumerate(encoder.feature_keys):
+        col = frame[key]
+        codes = lookups.get(key)
+        if codes is not None:
+            out[:, j] = [nan if _is_na(v) else codes.get(str(v), nan) for v in col.tolist()]
+        elif col.dtype.kind in "fiub":
+            out[:, j] = col.to_numpy(dtype=np.float64, na_value=nan)
+        else:
+            out[:, j] = pd.to_numeric(col.astype("object").where(col.notna(), None), errors="coerce")
+    return out
+
+
+def _lookups(encoder: FeatureEncoder) -> dict[str, dict[str, int]]:
+    cached = encoder.__dict__.get("_serving_lookups")
+    if cached is None:  # built once per loaded model; the encoder itself is never changed
+        cached = {k: {c: i for i, c in enumerate(cats)} for k, cats in encoder.categories.items()}
+        encoder.__dict__["_serving_lookups"] = cached
+    return cached
+
+
+def _is_na(value: Any) -> bool:
+    if value is None or value is pd.NA:
+        return True
+    return isinstance(value, float) and value != value
+
+
+def _label(defs: Definitions, key: str) -> str:
+    try:
+        return defs.feature(key).label
+    except KeyError:  # a model feature the current definitions no longer word (readiness refuses those)
+        return key.replace("_", " ")
+
+
+def json_value(value: Any) -> Any:
+    """numpy/pandas scalars and missing markers to plain JSON values."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        f = float(value)
+        if math.isnan(f) or math.isinf(f):
+            return None
+        return int(f) if f.is_integer() and abs(f) < 2**53 else f
+    return str(value)
+
+
+def _formatter(defs: Definitions, key: str) -> Any:
+    try:
+        feature = defs.feature(key)
+    except KeyError:
+        return format_value
+    if feature.kind == "icp_match" or feature.type == "boolean":
+        return _yes_no
+    return format_value
+
+
+def _yes_no(value: Any) -> str:
+    if value is None:
+        return "unknown"
+    return "yes" if bool(value) else "no"
+
+
+def format_value(value: Any) -> str:
+    """A value as people read it: 2, 40,000,000, 3.5, Software, unknown."""
+    if value is None:
+        return "unknown"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}" if abs(value) >= 10_000 else str(value)
+    if isinstance(value, float):
+        return f"{value:,.2f}".rstrip("0").rstrip(".")
+    return str(value)

@@ -1,0 +1,60 @@
+"""Prometheus metrics in a per-app registry (two apps in one process never share counters)."""
+
+from __future__ import annotations
+
+import warnings
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
+
+
+class Metrics:
+    """Requests, latency, score distribution, MQL verdicts, feedback and the loaded model."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "samepage_http_requests", "HTTP requests by route template and status", ["method", "route", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "samepage_http_request_duration_seconds",
+            "Time to answer, by route template",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.scores = Histogram(
+            "samepage_score", "Distribution of SQL likelihood scores served", ["model_version"], buckets=SCORE_BUCKETS, registry=r
+        )
+        self.mql = Counter("samepage_mql_verdicts", "MQL verdicts served", ["model_version", "passed"], registry=r)
+        self.feedback = Counter("samepage_feedback", "Feedback events by stage and outcome", ["stage", "outcome"], registry=r)
+        self.model_info = Gauge(
+            "samepage_model_info", "The champion being served (1) by name, version and definitions version",
+            ["name", "version", "definitions_version"], registry=r,
+        )
+        self.ready = Gauge("samepage_ready", "1 when a champion that fits the definitions is loaded", registry=r)
+        self.reloads = Counter("samepage_model_reloads", "Champion loads by outcome", ["outcome"], registry=r)
+
+    def observe_scores(self, version: str, scores: list[float], passed: list[bool]) -> None:
+        hist = self.scores.labels(version)
+        for s in scores:
+            hist.observe(s)
+        n_pass = sum(passed)
+        if n_pass:
+            self.mql.labels(version, "true").inc(n_pass)
+        if len(passed) - n_pass:
+            self.mql.labels(version, "false").inc(len(passed) - n_pass)
+
+    def set_model(self, name: str | None, version: str | None, definitions_version: str | None) -> None:
+        with warnings.catch_warnings():  # mlflow sets PROMETHEUS_MULTIPROC_DIR; we are one process
+            warnings.simplefilter("ignore")
+            self.model_info.clear()
+        if name and version:
+            self.model_info.labels(name, version, definitions_version or "").set(1)
+        self.ready.set(1 if name and version else 0)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,111 @@
+"""One plain ASGI middleware for every request: request id, body-size limit, metrics, access log.
+
+Plain ASGI (not BaseHTTPMiddleware) because it sits on the scoring hot path. An oversized body is
+refused with 413 from its Content-Length header before anything reads it, or while it streams in
+when there is none (the error handlers give that 413 the contract's shape). FastAPI's own
+`max_body_size` is not used: its 413 is plain text, not the contract's error shape.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from serving.errors import BodyTooLarge, body_too_large_message
+from serving.logs import request_id
+from serving.metrics import Metrics
+
+log = logging.getLogger("samepage.serving")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+Scope = dict[str, Any]
+
+
+class RequestMiddleware:
+    def __init__(self, app: Any, metrics: Metrics, max_body_bytes: int, access_log: bool = True) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body = max_body_bytes
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        rid = _incoming_id(scope) or uuid.uuid4().hex
+        token = request_id.set(rid)
+        status = 500
+        rid_header = (b"x-request-id", rid.encode())
+
+        length = _content_length(scope)
+        if length is not None and length > self.max_body:
+            status = 413
+            await _send_error(send, 413, body_too_large_message(self.max_body), rid_header)
+            self._record(scope, status, started)
+            request_id.reset(token)
+            return
+
+        seen = 0
+
+        async def limited_receive() -> Any:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    raise BodyTooLarge(self.max_body)
+            return message
+
+        async def send_with_id(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), rid_header]
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_with_id)
+        finally:
+            self._record(scope, status, started)
+            request_id.reset(token)
+
+    def _record(self, scope: Scope, status: int, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        route = getattr(scope.get("route"), "path", None) or "unmatched"  # a template: no ids in labels
+        method = scope["method"]
+        self.metrics.requests.labels(method, route, str(status)).inc()
+        self.metrics.latency.labels(method, route).observe(elapsed)
+        if self.access_log:
+            log.info(
+                "request",
+                extra={"event": "request", "method": method, "route": route, "status": status, "duration_ms": round(elapsed * 1000, 3)},
+            )
+
+
+def _incoming_id(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            return text if _SAFE_ID.match(text) else None  # never echo arbitrary bytes into logs
+    return None
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _send_error(send: Any, status: int, message: str, extra_header: tuple[bytes, bytes]) -> None:
+    body = json.dumps({"error": {"code": "payload_too_large", "message": message}}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), extra_header]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

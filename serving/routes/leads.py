@@ -1,0 +1,82 @@
+"""GET /v1/leads/{lead_id}: the lead record (who, stage history, latest score with its reasons)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from fastapi import APIRouter
+
+from features.definitions import Definitions
+from features.records import RecordStore
+from features.settings import Settings
+from features.tables import table_path
+from serving.deps import DefsDep, RecordsDep, ScorerDep, SettingsDep, WriterDep
+from serving.errors import ApiError, responses
+from serving.explain import json_value
+from serving.schemas import LeadRecordOut
+
+router = APIRouter(prefix="/v1", tags=["leads"])
+
+
+@router.get("/leads/{lead_id}", response_model=LeadRecordOut, responses=responses(401, 404))
+def lead_record(
+    lead_id: str, settings: SettingsDep, defs: DefsDep, scorer: ScorerDep, records: RecordsDep, writer: WriterDep
+) -> dict:
+    """The lead record: attributes, stage history (imported and fed back) and the latest score."""
+    return lead_record_dict(lead_id, settings, defs, scorer, records, writer)
+
+
+def lead_record_dict(lead_id: str, settings: Settings, defs: Definitions, scorer: Any, records: RecordStore, writer: Any) -> dict:
+    """The record as the API returns it; the lead page renders the same dict."""
+    champion = scorer.champion
+    attributes = champion.online.attributes(lead_id) if champion is not None else None
+    stages = _stages(settings, defs, records, lead_id)
+    writer.flush()  # read your own writes: a score answered a moment ago is on the record
+    latest = records.latest_score(lead_id)
+    if attributes is None and not stages and latest is None:
+        raise ApiError(404, f"Lead {lead_id!r} is unknown: not in the feature store, no stage history, never scored")
+    return {
+        "lead_id": lead_id,
+        "known": attributes is not None,
+        "attributes": {k: json_value(v) for k, v in (attributes or {}).items()},
+        "stages": stages,
+        "latest_score": None
+        if latest is None
+        else {
+            "score": latest["score"],
+            "mql_passed": latest["mql_passed"],
+            "model": {"name": latest["model_name"], "version": latest["model_version"]},
+            "definitions_version": latest["definitions_version"],
+            "scored_at": latest["scored_at"],
+            "result": latest["payload"],
+        },
+    }
+
+
+def _stages(settings: Settings, defs: Definitions, records: RecordStore, lead_id: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    path = table_path(settings.data_dir, "stages")
+    if path.exists():
+        imported = pd.read_parquet(path, filters=[("lead_id", "==", lead_id)])
+        rows += [_stage_row(defs, r, "import") for r in imported.to_dict("records")]
+    rows += [_stage_row(defs, r, "feedback") for r in records.feedback(lead_id).to_dict("records")]
+    rows.sort(key=lambda r: r["occurred_at"])
+    return rows
+
+
+def _stage_row(defs: Definitions, r: dict[str, Any], source: str) -> dict[str, Any]:
+    try:
+        name = defs.stage(str(r["stage"])).name
+    except KeyError:
+        name = str(r["stage"])
+    reason = r.get("reason")
+    return {
+        "stage": str(r["stage"]),
+        "name": name,
+        "occurred_at": pd.Timestamp(r["occurred_at"]).tz_convert("UTC").to_pydatetime()
+        if pd.Timestamp(r["occurred_at"]).tzinfo
+        else pd.Timestamp(r["occurred_at"]).tz_localize("UTC").to_pydatetime(),
+        "reason": None if reason is None or pd.isna(reason) else str(reason),
+        "source": source,
+    }

@@ -1,0 +1,246 @@
+"""The HTTP API's request and response shapes (the contract's `/v1` fields), with examples.
+
+Examples use the demo vocabulary so that `/docs` shows requests that work against `samepage up`.
+Definition-dependent checks (stage keys, reasons) happen in the routes, which know the definitions.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_BATCH = 1_000  # the contract's batch limit
+MAX_ATTRIBUTES = 100
+
+LeadId = Annotated[str, Field(min_length=1, max_length=200, description="The lead's id in the CRM / marketing automation")]
+AttributeValue = str | int | float | bool | None
+Value = str | int | float | bool | None
+
+_LEAD_EXAMPLE = {"lead_id": "L-000042", "attributes": {"seniority": "VP", "pricing_views_30d": 3}}
+_NEW_LEAD_EXAMPLE = {
+    "lead_id": "hubspot-98121",
+    "attributes": {
+        "source": "Webinar",
+        "industry": "Software",
+        "employees": 420,
+        "country": "United States",
+        "seniority": "Director",
+        "department": "Marketing",
+        "demo_requests_90d": 1,
+    },
+}
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LeadIn(BaseModel):
+    """A lead to score: known to the feature store by id, and/or described by attributes."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_LEAD_EXAMPLE, _NEW_LEAD_EXAMPLE]})
+
+    lead_id: LeadId
+    attributes: dict[Annotated[str, Field(min_length=1, max_length=64)], AttributeValue] = Field(
+        default_factory=dict,
+        max_length=MAX_ATTRIBUTES,
+        description="Lead attributes or feature values that override the feature store's (by feature key)",
+    )
+
+
+class ScoresIn(BaseModel):
+    """Up to 1,000 leads scored in one call; results come back in the same order."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"leads": [_LEAD_EXAMPLE, _NEW_LEAD_EXAMPLE]}]})
+
+    leads: list[LeadIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class CriterionOut(_Out):
+    key: str
+    description: str
+    met: bool
+
+
+class MqlOut(_Out):
+    passed: bool
+    threshold: float
+    criteria: list[CriterionOut]
+    summary: str = Field(description="One sentence in the shared vocabulary")
+
+
+class ContributionOut(_Out):
+    feature: str
+    label: str = Field(description="The feature in the plain words of the definitions")
+    value: Value
+    contribution: float = Field(description="Push on the score in log-odds (positive raises it)")
+
+
+class ExplanationOut(_Out):
+    base_value: float = Field(description="Log-odds before any feature; base_value + sum(contributions) = logit(score)")
+    contributions: list[ContributionOut]
+    reasons_up: list[str]
+    reasons_down: list[str]
+
+
+class ModelRef(_Out):
+    name: str
+    version: str
+
+
+_SCORE_EXAMPLE = {
+    "lead_id": "L-000042",
+    "score": 0.4132,
+    "mql": {
+        "passed": True,
+        "threshold": 0.35,
+        "criteria": [
+            {"key": "not_student", "description": "The contact is not a student", "met": True},
+            {"key": "not_competitor", "description": "The lead does not work for a competitor", "met": True},
+            {"key": "reachable", "description": "The contact can be reached (has not unsubscribed in the last 90 days)", "met": True},
+        ],
+        "summary": "MQL: the score 0.41 is at or above the threshold 0.35 and all 3 criteria are met.",
+    },
+    "explanation": {
+        "base_value": -1.52,
+        "contributions": [
+            {"feature": "demo_requests_90d", "label": "Demo requests in the last 90 days", "value": 2, "contribution": 0.91},
+            {"feature": "seniority", "label": "Seniority", "value": "VP", "contribution": 0.32},
+            {"feature": "days_since_last_activity", "label": "Days since the last activity", "value": 41, "contribution": -0.18},
+        ],
+        "reasons_up": ["Demo requests in the last 90 days: 2 (raises the score)", "Seniority: VP (raises the score)"],
+        "reasons_down": ["Days since the last activity: 41 (lowers the score)"],
+    },
+    "model": {"name": "sql_likelihood", "version": "3"},
+    "definitions_version": "1.0.0+3f9a0c12ab45",
+    "scored_at": "2026-11-23T14:05:00Z",
+}
+
+
+class ScoreOut(_Out):
+    """A score, the MQL verdict and the exact explanation, with the versions that produced them."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_SCORE_EXAMPLE]})
+
+    lead_id: str
+    score: float = Field(ge=0.0, le=1.0, description="P(reaches the label stage within the window)")
+    mql: MqlOut
+    explanation: ExplanationOut
+    model: ModelRef
+    definitions_version: str
+    scored_at: datetime
+
+
+class ScoresOut(_Out):
+    results: list[ScoreOut]
+
+
+class FeedbackIn(BaseModel):
+    """A stage change from sales or the CRM; it becomes a label for the next training."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"lead_id": "L-000042", "stage": "sql", "occurred_at": "2026-11-20T15:30:00Z", "event_id": "crm-evt-5521", "actor": "luis.ortega"},
+                {"lead_id": "L-000077", "stage": "disqualified", "reason": "student", "occurred_at": "2026-11-21T09:00:00Z", "event_id": "crm-evt-5522"},
+            ]
+        },
+    )
+
+    lead_id: LeadId
+    stage: str = Field(min_length=1, max_length=64, description="A stage key of the definitions")
+    occurred_at: datetime = Field(description="When the lead entered the stage (ISO 8601; no offset means UTC)")
+    reason: str | None = Field(default=None, max_length=64, description="Required for stages with reasons (a reason key)")
+    event_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Idempotency key; without one, the same lead, stage, time and reason count as the same event",
+    )
+    actor: str | None = Field(default=None, max_length=200, description="Who recorded it (a user or a system)")
+
+
+class FeedbackOut(_Out):
+    event_id: str
+    lead_id: str
+    stage: str
+    occurred_at: datetime
+    reason: str | None
+    actor: str | None
+    created: bool = Field(description="False when this event_id was recorded before (nothing was written)")
+
+
+class StageOut(_Out):
+    stage: str
+    name: str
+    occurred_at: datetime
+    reason: str | None
+    source: str = Field(description="`import` (canonical data) or `feedback` (recorded through the API)")
+
+
+class LatestScoreOut(_Out):
+    score: float
+    mql_passed: bool
+    model: ModelRef
+    definitions_version: str
+    scored_at: datetime
+    result: ScoreOut
+
+
+class LeadRecordOut(_Out):
+    """Who the lead is, how it moved through the funnel, and its latest score with the reasons."""
+
+    lead_id: str
+    known: bool = Field(description="Whether the feature store knows this lead")
+    attributes: dict[str, Value]
+    stages: list[StageOut]
+    latest_score: LatestScoreOut | None
+
+
+class DefinitionsOut(_Out):
+    version: str = Field(description="<version>+<first 12 hex of the sha256 of the content>")
+    fingerprint: str = Field(description="Digest of what binds a model (label, funnel, ICP, events, features)")
+    definitions: dict[str, Any]
+
+
+class ModelOut(_Out):
+    name: str
+    version: str
+    alias: str
+    definitions_version: str | None
+    fingerprint: str | None
+    feature_service: str | None
+    trained_at: str | None
+    run_id: str | None
+    metrics: dict[str, float]
+    loaded_at: datetime
+
+
+class HealthOut(_Out):
+    status: str
+
+
+class ReadyOut(_Out):
+    ready: bool
+    reason: str | None = None
+    model: ModelRef | None = None
+    definitions_version: str
+
+
+class ErrorBody(_Out):
+    code: str = Field(description="Machine-readable: unauthorized, not_found, invalid_request, ...")
+    message: str = Field(description="What is wrong and where")
+
+
+class ErrorOut(_Out):
+    """Every error answer has this shape."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"error": {"code": "not_found", "message": "Lead 'L-404' is unknown to the feature store and no attributes were given"}}]},
+    )
+
+    error: ErrorBody

@@ -1,0 +1,80 @@
+"""Latest scores go to the lead-record store from a background thread, batched.
+
+Keeping the record of a score is not what the caller waits for, so a scoring request only queues
+it; the writer drains the queue in one transaction per batch. `flush()` gives read-your-writes to
+the lead record route. (Feedback, which must be durable before the answer, never goes this way.)
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from typing import Any
+
+from features.records import RecordStore
+
+log = logging.getLogger("samepage.serving")
+_STOP = object()
+
+
+class ScoreWriter:
+    def __init__(self, store: RecordStore) -> None:
+        self.store = store
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="samepage-score-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, results: list[dict[str, Any]]) -> None:
+        """Queue ScoreOut dicts to be kept as each lead's latest score."""
+        self._queue.put(results)
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until everything queued before this call is written."""
+        done = threading.Event()
+        self._queue.put(done)
+        done.wait(timeout)
+
+    def close(self) -> None:
+        self._queue.put(_STOP)
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            items = [self._queue.get()]
+            while True:  # drain what is waiting: one transaction for many requests
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            rows: dict[str, dict[str, Any]] = {}
+            events: list[threading.Event] = []
+            for item in items:
+                if item is _STOP:
+                    stop = True
+                elif isinstance(item, threading.Event):
+                    events.append(item)
+                else:
+                    for r in item:
+                        rows[r["lead_id"]] = _row(r)  # the last score of a lead wins
+            if rows:
+                try:
+                    self.store.save_scores(list(rows.values()))
+                except Exception as exc:  # a full disk must not kill scoring; say so in the log
+                    log.error("saving latest scores failed", extra={"event": "save_scores_failed", "error": type(exc).__name__})
+            for e in events:
+                e.set()
+
+
+def _row(result: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "lead_id": result["lead_id"],
+        "score": result["score"],
+        "mql_passed": result["mql"]["passed"],
+        "model_name": result["model"]["name"],
+        "model_version": result["model"]["version"],
+        "definitions_version": result["definitions_version"],
+        "scored_at": result["scored_at"],
+        "payload": result,
+    }
