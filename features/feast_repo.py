@@ -17,7 +17,9 @@ from feast.types import Bool, FeastType, Float64, Int32, String, UnixTimestamp
 from features.definitions import Definitions
 from features.settings import Settings
 from features.transform import (
+    ATTRIBUTES_SOURCE,
     CREATED_AT,
+    ENGAGEMENT_SOURCE,
     LAST_ACTIVITY_AT,
     LEAD_ID,
     TIMESTAMP,
@@ -27,8 +29,8 @@ from features.transform import (
 )
 
 ENTITY = "lead"
-ATTRIBUTES_VIEW = "lead_attributes"
-ENGAGEMENT_VIEW = "lead_engagement"
+ATTRIBUTES_VIEW = ATTRIBUTES_SOURCE  # a view reads the source of its own name
+ENGAGEMENT_VIEW = ENGAGEMENT_SOURCE
 DEFAULT_SERVICE = "lead_scoring"
 SOURCES_DIR = "sources"
 _FEAST_TYPES: dict[str, FeastType] = {
@@ -41,8 +43,12 @@ _FEAST_TYPES: dict[str, FeastType] = {
 _NO_TTL = timedelta(0)
 
 
+def sources_dir(settings: Settings) -> Path:
+    return settings.feature_repo_dir / SOURCES_DIR
+
+
 def source_path(settings: Settings, view: str) -> Path:
-    return settings.feature_repo_dir / SOURCES_DIR / f"{view}.parquet"
+    return sources_dir(settings) / f"{view}.parquet"
 
 
 def feature_store_yaml(settings: Settings) -> str:

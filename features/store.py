@@ -9,7 +9,6 @@ Both read paths finish features with `features.derive.derive`, so they cannot di
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -33,11 +32,11 @@ from features.feast_repo import (
     apply_objects,
     feast_objects,
     open_store,
-    source_path,
+    sources_dir,
 )
 from features.settings import Settings
 from features.tables import read_tables
-from features.transform import LEAD_ID, TIMESTAMP, transform
+from features.transform import LEAD_ID, TIMESTAMP, write_sources
 
 _ROW = "samepage_row_"
 _KIND_OF_FEAST = {"String": "category", "Float64": "number", "Bool": "boolean", "UnixTimestamp": "timestamp"}
@@ -68,14 +67,6 @@ def _step(progress: Progress | None, description: str, timings: dict[str, float]
         progress.update(task, total=1, completed=1)
 
 
-def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    """Replace atomically, so a reader sees the old or the new source, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".parquet.tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-
-
 def build_features(
     settings: Settings,
     defs: Definitions,
@@ -95,31 +86,24 @@ def build_features(
     with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
         shown = bar if progress else None
         with _step(shown, f"Transforming {len(tables.leads):,} leads and {len(tables.events):,} events", timings):
-            built = transform(tables, defs)
-        with _step(shown, "Writing feature sources (Parquet)", timings):
-            _write_parquet(built.attributes, source_path(settings, ATTRIBUTES_VIEW))
-            if built.engagement is not None:
-                _write_parquet(built.engagement, source_path(settings, ENGAGEMENT_VIEW))
+            written = write_sources(tables, defs, sources_dir(settings))
         with _step(shown, "Applying feature definitions (feast apply)", timings):
             store = open_store(settings)
             entity, views, service = feast_objects(
-                settings, defs, built.attribute_kinds, with_engagement=built.engagement is not None
+                settings, defs, written.attribute_kinds, with_engagement=written.with_engagement
             )
             apply_objects(store, entity, views, service)
         with _step(shown, f"Materializing to the {settings.online_store} online store", timings):
-            starts = [built.attributes[TIMESTAMP].min()]
-            if built.engagement is not None and len(built.engagement):
-                starts.append(built.engagement[TIMESTAMP].min())
-            start = min(s for s in starts if not pd.isna(s)) if len(built.attributes) else end
-            if start <= end:
+            start = written.first_timestamp
+            if start is not None and start <= end:
                 store.materialize(
                     start_date=start.to_pydatetime(), end_date=end.to_pydatetime(), feature_views=list(views)
                 )
     return FeatureBuildSummary(
         n_leads=len(tables.leads),
         n_events=len(tables.events),
-        n_attribute_rows=len(built.attributes),
-        n_engagement_rows=0 if built.engagement is None else len(built.engagement),
+        n_attribute_rows=written.n_attribute_rows,
+        n_engagement_rows=written.n_engagement_rows,
         feature_views=list(views),
         feature_service=service.name,
         materialized_until=end.to_pydatetime(),

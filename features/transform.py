@@ -12,10 +12,15 @@ time by `features.derive` (the same code offline and online).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from features.definitions import Definitions
 from features.tables import CanonicalTables
@@ -33,21 +38,23 @@ ICP_COLUMNS: dict[str, dict[str, str]] = {
     "persona": {"seniority": "category", "department": "category", "job_title": "category"},
 }
 ENGAGEMENT_KINDS = ("event_count", "distinct_channels", "recency")
+ATTRIBUTES_SOURCE = "lead_attributes"
+ENGAGEMENT_SOURCE = "lead_engagement"
+CHUNK_LEADS = 100_000  # leads per engagement chunk: bounds memory whatever the total
 _SECOND = 1_000_000_000
 _DAY_SECONDS = 86_400
 
 
 @dataclass
-class FeatureTables:
-    """What the transform produces: the two Feast sources and the attribute columns' kinds.
+class SourceSummary:
+    """What `write_sources` wrote. `attribute_kinds` maps every attribute column (and
+    `created_at`) to category, number, boolean or timestamp."""
 
-    `attribute_kinds` maps every attribute column (plus `created_at`) to category, number,
-    boolean or timestamp; `engagement` is None when the definitions have no engagement feature.
-    """
-
-    attributes: pd.DataFrame
     attribute_kinds: dict[str, str]
-    engagement: pd.DataFrame | None
+    n_attribute_rows: int
+    n_engagement_rows: int
+    with_engagement: bool
+    first_timestamp: pd.Timestamp | None
 
 
 def needed_columns(defs: Definitions) -> dict[str, str]:
@@ -71,15 +78,43 @@ def has_engagement(defs: Definitions) -> bool:
     return any(f.kind in ENGAGEMENT_KINDS for f in defs.features)
 
 
-def transform(tables: CanonicalTables, defs: Definitions) -> FeatureTables:
-    """Build both sources; raises ValueError naming the column when a lead column is unusable."""
+def write_sources(tables: CanonicalTables, defs: Definitions, directory: Path) -> SourceSummary:
+    """Write both Feast sources into `directory` (each replaced atomically); the one build path.
+
+    Raises ValueError naming the column when a lead column is unusable.
+    """
     attributes, kinds = attribute_rows(tables.leads, defs)
-    engagement = engagement_rows(tables.events, defs) if has_engagement(defs) else None
-    if engagement is not None:
-        clash = sorted(set(engagement.columns) & set(kinds) - {LEAD_ID, TIMESTAMP})
-        if clash:
-            raise ValueError(f"leads: attribute columns {clash} have the names of engagement features")
-    return FeatureTables(attributes=attributes, attribute_kinds=kinds, engagement=engagement)
+    stored = engagement_keys(defs)
+    clash = sorted(set(stored) & set(kinds))
+    if clash:
+        raise ValueError(f"leads: attribute columns {clash} have the names of engagement features")
+    write_source(attributes, directory / f"{ATTRIBUTES_SOURCE}.parquet", kinds)
+    starts = [attributes[TIMESTAMP].min()] if len(attributes) else []
+    n_engagement = 0
+    if has_engagement(defs):
+        path = directory / f"{ENGAGEMENT_SOURCE}.parquet"
+        tmp = path.with_suffix(".parquet.tmp")
+        writer: pq.ParquetWriter | None = None
+        try:
+            for chunk in engagement_chunks(tables.events, defs):
+                table = _arrow(chunk)
+                writer = writer or pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table)
+                n_engagement += len(chunk)
+                starts.append(chunk[TIMESTAMP].min())
+            if writer is None:  # no events: an empty, typed source
+                pq.write_table(_arrow(_empty_engagement(stored)), tmp)
+        finally:
+            if writer is not None:
+                writer.close()
+        os.replace(tmp, path)
+    return SourceSummary(
+        attribute_kinds=kinds,
+        n_attribute_rows=len(attributes),
+        n_engagement_rows=n_engagement,
+        with_engagement=has_engagement(defs),
+        first_timestamp=min(starts) if starts else None,
+    )
 
 
 # -- attributes -------------------------------------------------------------------------------
@@ -171,76 +206,140 @@ def _counters(defs: Definitions) -> tuple[list[tuple[str, list[str], int]], dict
     return counters, channel_parts
 
 
-def engagement_rows(events: pd.DataFrame, defs: Definitions) -> pd.DataFrame:
-    """One row per (lead, second at which any count or the last activity changes).
+@dataclass
+class _SortedEvents:
+    """Events as sorted keys `lead << 32 | seconds since base`, with their type codes."""
 
-    Every event adds +1 to each count it belongs to at its time and -1 when it leaves the
-    window, so the running sum over a lead's sorted deltas is the windowed count, and a
-    lead's deltas sum to zero: one global cumulative sum serves every lead at once.
-    """
-    counters, channel_parts = _counters(defs)
-    keys = engagement_keys(defs)
+    keys: np.ndarray
+    type_codes: np.ndarray
+    type_index: dict[str, int]
+    lead_ids: pd.Index
+    base: int
+
+
+def _sorted_events(events: pd.DataFrame, longest_window: int) -> _SortedEvents | None:
     ev = events.loc[events[LEAD_ID].notna() & events["occurred_at"].notna(), [LEAD_ID, "occurred_at", "type"]]
     if ev.empty:
-        return _empty_engagement(keys)
-    lead_codes, lead_ids = pd.factorize(ev[LEAD_ID].astype("string"), sort=True)
+        return None
+    lead_codes, lead_ids = pd.factorize(ev[LEAD_ID].astype("string"))
     occurred = _nanoseconds(ev["occurred_at"])
-    # Ceiling to the second: counting from the first whole second at or after the event.
+    # Ceiling to the second: an event counts from the first whole second at or after it.
     seconds = -((-occurred) // _SECOND)
     base = int(seconds.min())
     rel = seconds - base
-    longest = max((w for _n, _t, w in counters), default=0)
-    if int(rel.max()) + longest >= 1 << 32:
+    if int(rel.max()) + longest_window >= 1 << 32:
         raise ValueError("events: occurred_at spans more than 100 years; check the dates")
     type_codes, type_names = pd.factorize(ev["type"].astype("string"))
-    lead64 = lead_codes.astype("int64") << 32
+    keys = (lead_codes.astype("int64") << 32) | rel
+    del occurred, seconds, rel, lead_codes
+    order = np.argsort(keys, kind="stable")
+    return _SortedEvents(
+        keys=keys[order],
+        type_codes=type_codes[order].astype("int16"),
+        type_index={str(name): i for i, name in enumerate(type_names)},
+        lead_ids=pd.Index(np.asarray(lead_ids, dtype=object), dtype=object),
+        base=base,
+    )
 
-    key_parts = [lead64 | rel]  # every event marks activity
-    counter_parts: list[np.ndarray] = [np.full(len(rel), -1, dtype="int16")]
-    delta_parts: list[np.ndarray] = [np.zeros(len(rel), dtype="int8")]
-    type_index = {str(name): i for i, name in enumerate(type_names)}
-    for c, (_name, types, window) in enumerate(counters):
-        codes = [type_index[t] for t in types if t in type_index]
-        mask = np.isin(type_codes, codes)
-        if not mask.any():
-            continue
-        k = lead64[mask] | rel[mask]
-        key_parts += [k, k + window]
-        n = int(mask.sum())
-        counter_parts += [np.full(2 * n, c, dtype="int16")]
-        delta_parts += [np.ones(n, dtype="int8"), -np.ones(n, dtype="int8")]
-    all_keys = np.concatenate(key_parts)
-    counter_idx = np.concatenate(counter_parts)
-    delta = np.concatenate(delta_parts)
-    del key_parts, counter_parts, delta_parts
-    group_keys, group = np.unique(all_keys, return_inverse=True)
-    del all_keys
-    n_groups = len(group_keys)
 
+def engagement_chunks(
+    events: pd.DataFrame, defs: Definitions, leads_per_chunk: int = CHUNK_LEADS
+) -> Iterator[pd.DataFrame]:
+    """The engagement rows in chunks of whole leads (memory stays bounded at any scale).
+
+    One row per (lead, second at which any count or the last activity changes). Each event is a
+    key `lead << 32 | seconds`; sorted, the keys of one event type are sorted too, and every
+    event and every event leaving a window is a change point. The count at a change point is
+    a running sum of +1 (event) and -1 (leaves the window); a lead's steps sum to zero, so one
+    running sum serves all the leads of a chunk. No loop over leads.
+    """
+    counters, channel_parts = _counters(defs)
+    keys = engagement_keys(defs)
+    ev = _sorted_events(events, max((w for _n, _t, w in counters), default=0))
+    if ev is None:
+        return
+    n_leads = len(ev.lead_ids)
+    codes_of = [(name, [ev.type_index[t] for t in types if t in ev.type_index], w) for name, types, w in counters]
+    for first in range(0, n_leads, leads_per_chunk):
+        lo, hi = np.searchsorted(ev.keys, [first << 32, (first + leads_per_chunk) << 32])
+        yield _chunk(ev, ev.keys[lo:hi], ev.type_codes[lo:hi], codes_of, channel_parts, keys)
+
+
+def _chunk(
+    ev: _SortedEvents,
+    event_keys: np.ndarray,
+    type_codes: np.ndarray,
+    codes_of: list[tuple[str, list[int], int]],
+    channel_parts: dict[str, list[str]],
+    keys: list[str],
+) -> pd.DataFrame:
+    counted = [(name, event_keys[np.isin(type_codes, codes)], w) for name, codes, w in codes_of]
+    by_window: dict[int, set[int]] = {}
+    for _name, codes, w in codes_of:
+        by_window.setdefault(w, set()).update(codes)
+    parts = [event_keys] + [event_keys[np.isin(type_codes, list(codes))] + w for w, codes in by_window.items()]
+    change = np.concatenate(parts)
+    del parts
+    change.sort(kind="stable")  # a merge of sorted runs
+    change = change[np.concatenate(([True], change[1:] != change[:-1]))]
+    n_rows = len(change)
     values: dict[str, np.ndarray] = {}
-    for c, (name, _types, _window) in enumerate(counters):
-        mask = counter_idx == c
-        step = np.bincount(group[mask], weights=delta[mask], minlength=n_groups)
-        values[name] = np.rint(np.cumsum(step)).astype("int32")
-    for key, parts in channel_parts.items():
-        values[key] = np.sum([values.pop(p) > 0 for p in parts], axis=0, dtype="int32") if parts else (
-            np.zeros(n_groups, dtype="int32")
-        )
-
-    group_lead = group_keys >> 32
-    group_rel = group_keys & 0xFFFFFFFF
-    active = np.bincount(group[counter_idx == -1], minlength=n_groups) > 0
-    last = np.maximum.accumulate(np.where(active, np.arange(n_groups), -1))
-    has_last = (last >= 0) & (group_lead[np.maximum(last, 0)] == group_lead)
-    last_seconds = np.where(has_last, group_rel[np.maximum(last, 0)] + base, 0)
-
-    frame = pd.DataFrame({LEAD_ID: np.asarray(lead_ids, dtype=object)[group_lead]})
-    frame[TIMESTAMP] = pd.to_datetime((group_rel + base) * _SECOND, utc=True)
+    for name, inc, window in counted:
+        # Every counted key and shifted key is itself a change point: find its row and step.
+        step = np.bincount(np.searchsorted(change, inc), minlength=n_rows)
+        step -= np.bincount(np.searchsorted(change, inc + window), minlength=n_rows)
+        values[name] = np.cumsum(step).astype("int32")
+        del step
+    for key, names in channel_parts.items():
+        total = np.zeros(n_rows, dtype="int32")
+        for part in names:
+            total += values.pop(part) > 0
+        values[key] = total
+    has_event = np.bincount(np.searchsorted(change, event_keys), minlength=n_rows) > 0
+    last = change[np.maximum.accumulate(np.where(has_event, np.arange(n_rows), 0))]
+    del has_event
+    frame = pd.DataFrame({LEAD_ID: pd.Categorical.from_codes((change >> 32).astype("int32"), categories=ev.lead_ids)})
+    frame[TIMESTAMP] = _utc(((change & 0xFFFFFFFF) + ev.base) * _SECOND)
     for key in keys:
-        frame[key] = values[key]
-    last_at = pd.to_datetime(last_seconds * _SECOND, utc=True)
-    frame[LAST_ACTIVITY_AT] = last_at.where(has_last, pd.NaT)
+        frame[key] = values.pop(key)
+    frame[LAST_ACTIVITY_AT] = _utc(((last & 0xFFFFFFFF) + ev.base) * _SECOND)
     return frame
+
+
+def engagement_rows(events: pd.DataFrame, defs: Definitions) -> pd.DataFrame:
+    """All engagement rows in memory (see `engagement_chunks`); for small data and tests."""
+    chunks = list(engagement_chunks(events, defs))
+    if not chunks:
+        return _empty_engagement(engagement_keys(defs))
+    frame = pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
+    frame[LEAD_ID] = frame[LEAD_ID].astype(object)
+    return frame
+
+
+def _utc(nanoseconds: np.ndarray) -> pd.Series:
+    return pd.Series(nanoseconds.astype("datetime64[ns]")).dt.tz_localize("UTC")
+
+
+_ARROW_TYPES = {"category": pa.string(), "number": pa.float64(), "boolean": pa.bool_(), "timestamp": pa.timestamp("ns", "UTC")}
+
+
+def _arrow(frame: pd.DataFrame, kinds: dict[str, str] | None = None) -> pa.Table:
+    """Plain Arrow for Feast: categorical ids as strings, an all-missing column typed by its kind."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    for i, column in enumerate(table.schema):
+        if pa.types.is_dictionary(column.type):
+            table = table.set_column(i, column.name, table.column(i).cast(column.type.value_type))
+        elif pa.types.is_null(column.type) and kinds and column.name in kinds:
+            table = table.set_column(i, column.name, table.column(i).cast(_ARROW_TYPES[kinds[column.name]]))
+    return table.replace_schema_metadata(None)
+
+
+def write_source(frame: pd.DataFrame, path: Path, kinds: dict[str, str] | None = None) -> None:
+    """Write one source as plain Parquet, replacing `path` atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".parquet.tmp")
+    pq.write_table(_arrow(frame, kinds), tmp)
+    os.replace(tmp, path)
 
 
 def _nanoseconds(series: pd.Series) -> np.ndarray:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,9 +15,10 @@ from features.transform import (
     LAST_ACTIVITY_AT,
     TIMESTAMP,
     attribute_rows,
+    engagement_chunks,
     engagement_keys,
     engagement_rows,
-    transform,
+    write_sources,
 )
 from tests.conftest import make_event, make_lead
 
@@ -69,6 +72,24 @@ def test_counts_match_a_brute_force_count_at_random_times(definitions: Definitio
                 assert latest.empty or latest[LAST_ACTIVITY_AT].isna().all()
             else:
                 assert latest.sort_values(TIMESTAMP).iloc[-1][LAST_ACTIVITY_AT] == past["occurred_at"].max()
+
+
+def test_chunks_of_leads_give_the_same_rows(definitions: Definitions) -> None:
+    rng = np.random.default_rng(3)
+    n = 300
+    events = pd.DataFrame(
+        {
+            "lead_id": rng.choice([f"L{i}" for i in range(7)], n),
+            "occurred_at": T0 + pd.to_timedelta(rng.integers(0, 120 * 86_400, n), unit="s"),
+            "type": rng.choice([e.key for e in definitions.event_types], n),
+            "value": np.nan,
+        }
+    )
+    whole = engagement_rows(events, definitions)
+    parts = list(engagement_chunks(events, definitions, leads_per_chunk=2))
+    assert len(parts) == 4
+    pieces = pd.concat(parts, ignore_index=True).astype({"lead_id": object})
+    pd.testing.assert_frame_equal(pieces, whole)
 
 
 def test_window_edge_one_second_decides(definitions: Definitions) -> None:
@@ -146,13 +167,13 @@ def test_reserved_column_names_are_refused(definitions: Definitions) -> None:
         attribute_rows(leads, definitions)
 
 
-def test_attribute_only_definitions_have_no_engagement_source(definitions: Definitions) -> None:
+def test_attribute_only_definitions_have_no_engagement_source(definitions: Definitions, tmp_path: Path) -> None:
     data = definitions.model_dump(mode="json", by_alias=True)
     data["event_types"] = []
     data["features"] = [f for f in data["features"] if f["kind"] == "attribute"]
     data["mql"]["criteria"] = []
     attrs_only = parse_definitions(data)
     tables = CanonicalTables(pd.DataFrame([make_lead()]), empty_events(), empty_stages())
-    built = transform(tables, attrs_only)
-    assert built.engagement is None
-    assert len(built.attributes) == 1
+    written = write_sources(tables, attrs_only, tmp_path)
+    assert not written.with_engagement and written.n_attribute_rows == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lead_attributes.parquet"]
