@@ -25,7 +25,7 @@ from serving.errors import install_error_handlers
 from serving.logs import configure_logging
 from serving.metrics import Metrics
 from serving.middleware import RequestMiddleware
-from serving.routes import definitions, feedback, health, leads, model, score
+from serving.routes import definitions, feedback, health, leads, model, pages, report, score
 from serving.scorer import Scorer, _refreeze
 from serving.writer import ScoreWriter
 
@@ -88,6 +88,8 @@ def create_app(settings: Settings, defs: Definitions | None = None, access_log: 
     app.include_router(model.router, dependencies=protected)
     app.include_router(definitions.router)
     app.include_router(health.router)
+    app.include_router(report.router, dependencies=protected)
+    app.include_router(pages.router)
 
     @app.get("/", include_in_schema=False)
     def _root() -> RedirectResponse:
