@@ -21,7 +21,7 @@ from features.settings import Settings
 from features.tables import CanonicalTables, empty_events, empty_stages, write_tables
 
 DEFAULT_END = pd.Timestamp("2026-11-01T00:00:00Z")
-CHUNK_LEADS = 50_000  # fixed so a seed gives the same data whatever n_leads is split into
+CHUNK_LEADS = 50_000  # the default block size; a seed's data depend on it, so it stays fixed
 CREATION_SPAN_DAYS = 480  # ~16 months: older leads have closed label windows, newer ones are open
 POST_LEAD_DAYS = 365  # engagement is tracked for about a year after the hand-raise
 DAY = 86_400.0
@@ -162,13 +162,14 @@ def generate_demo(
     seed: int = 0,
     end: pd.Timestamp = DEFAULT_END,
     on_progress: Callable[[int, int], None] | None = None,
+    chunk_leads: int = CHUNK_LEADS,
 ) -> CanonicalTables:
     """All chunks of `iter_demo_chunks` in one set of canonical tables.
 
     `on_progress(done, total)` is called after each chunk of leads (for a progress bar).
     """
     parts = []
-    for part in iter_demo_chunks(defs, n_leads, seed, end):
+    for part in iter_demo_chunks(defs, n_leads, seed, end, chunk_leads):
         parts.append(part)
         if on_progress is not None:
             on_progress(sum(len(p.leads) for p in parts), n_leads)
@@ -185,19 +186,28 @@ def generate_demo(
 
 
 def iter_demo_chunks(
-    defs: Definitions, n_leads: int = 20_000, seed: int = 0, end: pd.Timestamp = DEFAULT_END
+    defs: Definitions,
+    n_leads: int = 20_000,
+    seed: int = 0,
+    end: pd.Timestamp = DEFAULT_END,
+    chunk_leads: int = CHUNK_LEADS,
 ) -> Iterator[CanonicalTables]:
-    """Canonical tables for successive blocks of `CHUNK_LEADS` leads (bounded memory per block)."""
+    """Canonical tables for successive blocks of `chunk_leads` leads (bounded memory per block).
+
+    The data depend on (seed, chunk_leads): keep the default for reproducible demo sets.
+    """
     if n_leads < 0:
         raise ValueError(f"n_leads must be at least 0, got {n_leads}")
+    if chunk_leads < 1:
+        raise ValueError(f"chunk_leads must be at least 1, got {chunk_leads}")
     end = pd.Timestamp(end)
     if end.tzinfo is None:
         raise ValueError(f"end must be a UTC timestamp with a time zone, got {end}")
     vocab = _Vocab.from_definitions(defs)
     width = max(6, len(str(n_leads)))
-    for offset in range(0, n_leads, CHUNK_LEADS):
-        rng = np.random.default_rng([seed, offset // CHUNK_LEADS])
-        n = min(CHUNK_LEADS, n_leads - offset)
+    for offset in range(0, n_leads, chunk_leads):
+        rng = np.random.default_rng([seed, offset // chunk_leads])
+        n = min(chunk_leads, n_leads - offset)
         yield _chunk(rng, vocab, defs, n, offset, width, end)
 
 

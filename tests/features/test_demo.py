@@ -212,3 +212,19 @@ def test_write_demo_replaces_the_workspace_data(definitions: Definitions, settin
     write_demo(settings, definitions, n_leads=100, seed=4)
     assert len(read_tables(settings.data_dir).leads) == 100
     assert np.isclose(summary.sql_rate, summarize(definitions, expected, 3, DEFAULT_END).sql_rate)
+
+
+def test_chunks_join_into_one_consistent_set(definitions: Definitions) -> None:
+    """Several blocks of leads: ids stay unique and dense, every block is canonical on its own."""
+    from features.demo import iter_demo_chunks
+
+    chunks = list(iter_demo_chunks(definitions, n_leads=700, seed=5, chunk_leads=300))
+    assert [len(c.leads) for c in chunks] == [300, 300, 100]
+    for c in chunks:
+        assert set(c.events["lead_id"]) <= set(c.leads["lead_id"])
+        assert set(c.stages["lead_id"]) <= set(c.leads["lead_id"])
+    whole = generate_demo(definitions, n_leads=700, seed=5, chunk_leads=300)
+    assert whole.leads["lead_id"].is_unique
+    assert list(whole.leads["lead_id"]) == [f"L{i:06d}" for i in range(700)]
+    pd.testing.assert_frame_equal(whole.events.iloc[: len(chunks[0].events)], chunks[0].events)
+    assert whole.events.index.is_unique and whole.stages.index.is_unique
