@@ -275,8 +275,9 @@ def _chunk(
     leads.insert(1, "created_at", _to_utc(lead.created))
 
     type_names = np.array(_type_names(v), dtype=object)
-    keep = np.isin(type_names[ev_type], v.event_types) & (ev_time <= end_s)
-    order = np.lexsort((ev_time[keep], ev_lead[keep]))
+    known = np.isin(type_names, v.event_types)  # per type code, not per event
+    keep = known[ev_type] & (ev_time <= end_s)
+    order = _by_lead_then_time(ev_lead[keep], ev_time[keep])
     idx_l, idx_t, idx_k = ev_lead[keep][order], ev_time[keep][order], ev_type[keep][order]
     events = pd.DataFrame(
         {
@@ -287,7 +288,7 @@ def _chunk(
         }
     )
     keep = st_time <= end_s
-    order = np.lexsort((st_time[keep], st_lead[keep]))
+    order = _by_lead_then_time(st_lead[keep], st_time[keep])
     reasons = np.array(v.reasons + [None], dtype=object)
     stages = pd.DataFrame(
         {
@@ -300,9 +301,18 @@ def _chunk(
     return CanonicalTables(leads=leads, events=events, stages=stages)
 
 
+def _by_lead_then_time(lead: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+    """Row order by lead, then whole second (one int64 key sorts ~3x faster than lexsort)."""
+    if not len(lead):
+        return np.empty(0, dtype=np.int64)
+    whole = np.floor(seconds)
+    key = (lead.astype(np.int64) << 32) | (whole - whole.min()).astype(np.int64)  # a chunk spans < 136 years
+    return np.argsort(key, kind="stable")
+
+
 def _to_utc(seconds: np.ndarray) -> pd.DatetimeIndex:
-    ns = (np.floor(seconds).astype("int64")) * 1_000_000_000
-    return pd.to_datetime(ns, utc=True).as_unit("ns")
+    """Epoch seconds (whole seconds, like a CRM export) as UTC timestamps."""
+    return pd.DatetimeIndex(np.floor(seconds).astype("int64").astype("datetime64[s]").astype("datetime64[ns]")).tz_localize("UTC")
 
 
 def _leads_frame(attrs: dict[str, np.ndarray], n: int) -> pd.DataFrame:
@@ -356,8 +366,7 @@ def _draw_leads(rng: np.random.Generator, v: _Vocab, n: int, end: pd.Timestamp) 
     student = rng.random(n) < 0.04
     competitor = ~student & (rng.random(n) < 0.025)
 
-    n_icp_ind = len(v.icp_industries)
-    ind_w = np.array([0.6 / max(n_icp_ind, 1)] * n_icp_ind + [0.4 / max(len(v.industries) - n_icp_ind, 1)] * (len(v.industries) - n_icp_ind))
+    ind_w = _shares(np.ones(len(v.icp_industries)), np.ones(len(v.industries) - len(v.icp_industries)), 0.6)
     industry = np.array(v.industries, dtype=object)[_pick(rng, v.industries, n, ind_w)]
     if "Education" in v.industries:
         industry[student & (rng.random(n) < 0.7)] = "Education"
@@ -369,19 +378,17 @@ def _draw_leads(rng: np.random.Generator, v: _Vocab, n: int, end: pd.Timestamp) 
     revenue = np.round(employees * np.exp(rng.normal(np.log(180_000.0), 0.6, n)), -3)
 
     n_icp_c = len(v.icp_countries)
-    c_w = np.array([0.7 * 0.6 ** i for i in range(n_icp_c)] + [0.3 / max(len(v.countries) - n_icp_c, 1)] * (len(v.countries) - n_icp_c))
+    c_w = _shares(0.6 ** np.arange(n_icp_c), np.ones(len(v.countries) - n_icp_c), 0.7)  # the first ICP country leads
     country = np.array(v.countries, dtype=object)[_pick(rng, v.countries, n, c_w)]
     icp_country = np.isin(country, v.icp_countries)
 
     seniors = [s for s in v.seniorities if s != v.student]
     n_icp_s = len([s for s in seniors if s in v.icp_seniorities])
-    s_w = np.array([1.7**i for i in range(n_icp_s)] + [3.0] * (len(seniors) - n_icp_s))
-    s_w = np.concatenate([0.34 * s_w[:n_icp_s] / max(s_w[:n_icp_s].sum(), 1e-9), 0.66 * s_w[n_icp_s:] / max(s_w[n_icp_s:].sum(), 1e-9)])
+    s_w = _shares(1.7 ** np.arange(n_icp_s), np.ones(len(seniors) - n_icp_s), 0.34)  # few at the top
     seniority = np.array(seniors, dtype=object)[_pick(rng, seniors, n, s_w)]
     seniority[student] = v.student
     icp_seniority = np.isin(seniority, v.icp_seniorities)
-    n_icp_d = len(v.icp_departments)
-    d_w = np.array([0.65 / max(n_icp_d, 1)] * n_icp_d + [0.35 / max(len(v.departments) - n_icp_d, 1)] * (len(v.departments) - n_icp_d))
+    d_w = _shares(np.ones(len(v.icp_departments)), np.ones(len(v.departments) - len(v.icp_departments)), 0.65)
     dept_idx = _pick(rng, v.departments, n, d_w)
     department = np.array(v.departments, dtype=object)[dept_idx]
     icp_department = np.isin(department, v.icp_departments)
@@ -412,6 +419,13 @@ def _draw_leads(rng: np.random.Generator, v: _Vocab, n: int, end: pd.Timestamp) 
         "department": _blank(rng, department, 0.07),
     }
     return _Leads(created, attrs, source, fit, intent, demo, trial, student, competitor, icp_seniority, browser)
+
+
+def _shares(inside: np.ndarray, outside: np.ndarray, share_inside: float) -> np.ndarray:
+    """Weights giving the ICP values `share_inside` of the draws (the rest to the others)."""
+    if not len(inside) or not len(outside):
+        return np.concatenate([inside, outside]).astype(float)
+    return np.concatenate([share_inside * inside / inside.sum(), (1 - share_inside) * outside / outside.sum()])
 
 
 def _blank(rng: np.random.Generator, values: np.ndarray, share: float) -> np.ndarray:
@@ -605,7 +619,7 @@ def _draw_events(
     emit(rng.poisson(0.25 * np.exp(1.0 * intent)), "pricing_page_view", created, before(15.0))
     emit(rng.poisson(0.15 * reader * np.exp(0.3 * intent)), "content_download", created, before(40.0))
     emit(rng.poisson(0.08 * np.exp(0.5 * intent)), "webinar_registration", created, before(45.0))
-    listed = np.isin(np.array(list(SOURCES))[lead.source], ["Outbound", "Content Syndication", "Events"])
+    listed = np.isin(list(SOURCES), ["Outbound", "Content Syndication", "Events"])[lead.source]
     emit(rng.poisson(np.where(listed, 1.5, 0.0)), "email_open", created, before(30.0))
 
     # The hand-raise itself, at creation.
