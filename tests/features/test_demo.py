@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.definitions import Definitions
+from features.definitions import Definitions, EventType
 from features.demo import DEFAULT_END, generate_demo, summarize, write_demo
 from features.settings import Settings
 from features.tables import LEAD_KEYS, WELL_KNOWN_ATTRIBUTES, CanonicalTables, empty_events, empty_stages, read_tables
@@ -131,6 +131,14 @@ def test_reads_the_icp_from_the_definitions(definitions: Definitions) -> None:
     tables = generate_demo(definitions.model_copy(update={"icp": icp}), n_leads=500, seed=1)
     assert (tables.leads["industry"] == "Aerospace").mean() > 0.3
     assert (tables.leads["country"] == "Iceland").mean() > 0.3
+
+
+def test_event_types_come_from_the_definitions(definitions: Definitions) -> None:
+    """A type the definitions add gets generic engagement; a type they drop is never emitted."""
+    kept = [e for e in definitions.event_types if e.key != "trial_request"]
+    chat = EventType(key="chat_message", label="chat message", channel="web")
+    tables = generate_demo(definitions.model_copy(update={"event_types": [*kept, chat]}), n_leads=500, seed=1)
+    assert set(tables.events["type"]) == {e.key for e in kept} | {"chat_message"}
 
 
 def test_no_leads_gives_empty_canonical_tables(definitions: Definitions) -> None:
