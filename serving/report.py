@@ -133,9 +133,8 @@ def resolve_period(start: date | None, end: date | None, as_of: pd.Series, today
     return Period(start=start, end=end)
 
 
-def as_of_times(defs: Definitions, leads: pd.DataFrame, history: pd.DataFrame) -> pd.Series:
-    """Per lead (index lead_id): first entry into `label.as_of_stage`, else `created_at` (as training does)."""
-    created = pd.Series(pd.to_datetime(leads["created_at"], utc=True).array, index=pd.Index(leads["lead_id"].astype(str)))
+def as_of_times(defs: Definitions, created: pd.Series, history: pd.DataFrame) -> pd.Series:
+    """Per lead (same index as `created`): first entry into `label.as_of_stage`, else creation (as training does)."""
     stage = defs.label.as_of_stage
     if stage is None or not len(history):
         return created
@@ -160,8 +159,11 @@ def build_report(
     """
     now_ts = pd.Timestamp(now or datetime.now(UTC))
     now_ts = now_ts.tz_localize("UTC") if now_ts.tzinfo is None else now_ts.tz_convert("UTC")
-    history = _normalise_history(history)
-    as_of = as_of_times(defs, tables.leads, history)
+    # Lead ids become positions in the leads table: every join and group below is on integers.
+    ids = pd.Index(tables.leads["lead_id"].astype(str))
+    created = pd.Series(pd.to_datetime(tables.leads["created_at"], utc=True).array)
+    history = _normalise_history(history, ids)
+    as_of = as_of_times(defs, created, history)
     period = resolve_period(start, end, as_of, now_ts.date())
     lo = pd.Timestamp(period.start, tz="UTC")
     hi = pd.Timestamp(period.end + timedelta(days=1), tz="UTC")
@@ -178,7 +180,7 @@ def build_report(
         stage_times=_stage_times(steps, first_at),
         sla=_sla(defs, hist, now_ts),
         disqualifications=_disqualifications(defs, tables.leads, hist, cohort),
-        calibration=_calibration(defs, hist, cohort, scores, now_ts),
+        calibration=_calibration(defs, hist, cohort, _positions(scores, ids), now_ts),
     )
 
 
@@ -199,12 +201,23 @@ def load_report(
 # -- the parts --------------------------------------------------------------------------------
 
 
-def _normalise_history(history: pd.DataFrame) -> pd.DataFrame:
-    return history.assign(
-        lead_id=history["lead_id"].astype(str),
-        stage=history["stage"].astype(str),
-        occurred_at=pd.to_datetime(history["occurred_at"], utc=True),
+def _normalise_history(history: pd.DataFrame, ids: pd.Index) -> pd.DataFrame:
+    """lead_id as the lead's position in `ids`; rows of leads not in the table (feedback only) are dropped."""
+    position = ids.get_indexer(history["lead_id"].astype(str))
+    frame = pd.DataFrame(
+        {
+            "lead_id": position,
+            "stage": history["stage"].astype(str).to_numpy(),
+            "occurred_at": pd.to_datetime(history["occurred_at"], utc=True).array,
+            "reason": history["reason"].astype("string").to_numpy(),
+        }
     )
+    return frame.loc[position >= 0]
+
+
+def _positions(scores: pd.DataFrame, ids: pd.Index) -> pd.DataFrame:
+    position = ids.get_indexer(scores["lead_id"].astype(str))
+    return pd.DataFrame({"lead_id": position, "score": scores["score"].astype(float).to_numpy()}).loc[position >= 0]
 
 
 def _funnel_steps(defs: Definitions) -> list[str]:
@@ -286,11 +299,10 @@ def _sla(defs: Definitions, hist: pd.DataFrame, now: pd.Timestamp) -> SlaOut:
 
 def _disqualifications(defs: Definitions, leads: pd.DataFrame, hist: pd.DataFrame, cohort: pd.Series) -> Disqualifications:
     known = [ReasonRef(key=r.key, label=r.label) for r in defs.stage(DISQUALIFIED).reasons] if _has_stage(defs, DISQUALIFIED) else []
-    source = (
-        leads.assign(lead_id=leads["lead_id"].astype(str)).set_index("lead_id")["source"].astype("string")
-        if "source" in leads.columns
-        else pd.Series(pd.NA, index=leads["lead_id"].astype(str), dtype="string")
-    )
+    if "source" in leads.columns:
+        source = pd.Series(leads["source"].astype("string").to_numpy(), dtype="string")
+    else:
+        source = pd.Series(pd.NA, index=pd.RangeIndex(len(leads)), dtype="string")
     source = source.reindex(cohort.index).fillna(UNKNOWN_SOURCE)
     dq = hist.loc[hist["stage"] == DISQUALIFIED].sort_values("occurred_at", kind="stable").drop_duplicates("lead_id", keep="last")
     reason = dq.set_index("lead_id")["reason"].astype("string").fillna("(no reason)")
@@ -309,7 +321,7 @@ def _disqualifications(defs: Definitions, leads: pd.DataFrame, hist: pd.DataFram
 def _calibration(defs: Definitions, hist: pd.DataFrame, cohort: pd.Series, scores: pd.DataFrame, now: pd.Timestamp) -> Calibration:
     label = defs.label
     window = pd.Timedelta(days=label.window_days)
-    score = scores.assign(lead_id=scores["lead_id"].astype(str)).set_index("lead_id")["score"].astype(float)
+    score = scores.drop_duplicates("lead_id", keep="last").set_index("lead_id")["score"]
     score = score.reindex(cohort.index).dropna()
     as_of = cohort.reindex(score.index)
     targets = defs.stages_at_or_after(label.target_stage)

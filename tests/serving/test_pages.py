@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from html.parser import HTMLParser
 from urllib.parse import quote
 
@@ -20,6 +21,7 @@ from features.settings import Settings
 from features.tables import read_tables
 from serving.app import create_app
 from serving.routes.pages import COOKIE, is_loopback
+from tests.conftest import DEFINITIONS_FILE
 from tests.serving.conftest import API_KEYS, AUTH, lead_ids
 
 PLANTED = {
@@ -206,7 +208,7 @@ def test_report_numbers_match_the_data_in_json_and_on_the_page(client: TestClien
     assert body["leads"] == expected["lead"]
     page = client.get("/report").text
     for key, n in expected.items():
-        row = re.search(rf'data-stage="{key}".*?class="count">([\d,]+)<', page, re.S)
+        row = re.search(rf'data-stage="{key}".*?class="count[^"]*"[^>]*>([\d,]+)<', page, re.S)
         assert row is not None and int(row.group(1).replace(",", "")) == n
     assert f'data-sla="missed">{body["sla"]["missed"]:,}<' in page
     assert body["disqualifications"]["total"] == sum(r["disqualified"] for r in body["disqualifications"]["by_source"])
@@ -225,3 +227,14 @@ def test_report_period_and_bad_periods(client: TestClient, workspace: Settings) 
     assert client.get("/v1/report?start=yesterday", headers=AUTH).status_code == 422
     page = client.get("/report?start=not-a-day")
     assert page.status_code == 422 and "start: &#39;not-a-day&#39; is not a date" in page.text
+
+
+def test_report_on_an_empty_workspace_says_what_to_do(tmp_path: Path, definitions: Definitions) -> None:
+    empty = Settings(home=tmp_path / "empty", definitions=DEFINITIONS_FILE, api_keys=API_KEYS[0], _env_file=None)
+    with TestClient(create_app(empty, definitions, access_log=False), raise_server_exceptions=False) as c:
+        page = c.get("/report")
+        assert page.status_code == 404 and "samepage demo" in page.text and "text/html" in page.headers["content-type"]
+        data = c.get("/v1/report", headers=AUTH)
+        assert data.status_code == 404 and "samepage demo" in data.json()["error"]["message"]
+        lead = c.get(page_path("L000001"))
+        assert lead.status_code == 404 and "unknown" in lead.text
