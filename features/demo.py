@@ -164,25 +164,18 @@ def generate_demo(
     on_progress: Callable[[int, int], None] | None = None,
     chunk_leads: int = CHUNK_LEADS,
 ) -> CanonicalTables:
-    """All chunks of `iter_demo_chunks` in one set of canonical tables.
+    """The same data as `iter_demo_chunks`, in one set of canonical tables.
 
-    `on_progress(done, total)` is called after each chunk of leads (for a progress bar).
+    Blocks are kept as compact arrays and turned into frames once, so memory peaks near the size
+    of the result. `on_progress(done, total)` is called after each block (for a progress bar).
     """
-    parts = []
-    for part in iter_demo_chunks(defs, n_leads, seed, end, chunk_leads):
-        parts.append(part)
+    vocab = _Vocab.from_definitions(defs)
+    blocks = []
+    for block in _blocks(defs, vocab, n_leads, seed, end, chunk_leads):
+        blocks.append(block)
         if on_progress is not None:
-            on_progress(sum(len(p.leads) for p in parts), n_leads)
-    if not parts:
-        leads = _leads_frame({}, 0)
-        leads.insert(0, "lead_id", pd.array([], dtype="string"))
-        leads.insert(1, "created_at", pd.Series(dtype="datetime64[ns, UTC]"))
-        return CanonicalTables(leads=leads, events=empty_events(), stages=empty_stages())
-    return CanonicalTables(
-        leads=pd.concat([p.leads for p in parts], ignore_index=True),
-        events=pd.concat([p.events for p in parts], ignore_index=True),
-        stages=pd.concat([p.stages for p in parts], ignore_index=True),
-    )
+            on_progress(block.offset + block.n, n_leads)
+    return _frames(blocks, vocab, _id_width(n_leads))
 
 
 def iter_demo_chunks(
@@ -196,6 +189,14 @@ def iter_demo_chunks(
 
     The data depend on (seed, chunk_leads): keep the default for reproducible demo sets.
     """
+    vocab = _Vocab.from_definitions(defs)
+    for block in _blocks(defs, vocab, n_leads, seed, end, chunk_leads):
+        yield _frames([block], vocab, _id_width(n_leads))
+
+
+def _blocks(
+    defs: Definitions, vocab: _Vocab, n_leads: int, seed: int, end: pd.Timestamp, chunk_leads: int
+) -> Iterator[_Block]:
     if n_leads < 0:
         raise ValueError(f"n_leads must be at least 0, got {n_leads}")
     if chunk_leads < 1:
@@ -203,12 +204,13 @@ def iter_demo_chunks(
     end = pd.Timestamp(end)
     if end.tzinfo is None:
         raise ValueError(f"end must be a UTC timestamp with a time zone, got {end}")
-    vocab = _Vocab.from_definitions(defs)
-    width = max(6, len(str(n_leads)))
     for offset in range(0, n_leads, chunk_leads):
         rng = np.random.default_rng([seed, offset // chunk_leads])
-        n = min(chunk_leads, n_leads - offset)
-        yield _chunk(rng, vocab, defs, n, offset, width, end)
+        yield _block(rng, vocab, defs, min(chunk_leads, n_leads - offset), offset, end)
+
+
+def _id_width(n_leads: int) -> int:
+    return max(6, len(str(n_leads)))
 
 
 def write_demo(
@@ -261,41 +263,68 @@ def _label_rate(defs: Definitions, tables: CanonicalTables, end: pd.Timestamp) -
 # -- one chunk -----------------------------------------------------------------------------------
 
 
-def _chunk(
-    rng: np.random.Generator, v: _Vocab, defs: Definitions, n: int, offset: int, width: int, end: pd.Timestamp
-) -> CanonicalTables:
+@dataclass(frozen=True)
+class _Block:
+    """One block of leads as compact arrays (codes, epoch seconds), rows already in final order."""
+
+    offset: int
+    n: int
+    created: np.ndarray
+    attrs: dict[str, np.ndarray]
+    events: tuple[np.ndarray, np.ndarray, np.ndarray]  # lead index (global), seconds, type code
+    stages: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # lead, stage code, seconds, reason code
+
+
+def _block(rng: np.random.Generator, v: _Vocab, defs: Definitions, n: int, offset: int, end: pd.Timestamp) -> _Block:
     end_s = end.value / 1e9
     lead = _draw_leads(rng, v, n, end)
     outcome = _draw_stages(rng, v, defs, lead)
-    st_lead, st_stage, st_time, st_reason = outcome.lead, outcome.stage, outcome.when, outcome.reason
     ev_lead, ev_time, ev_type = _draw_events(rng, v, lead, outcome, end_s)
-    ids = np.char.add("L", np.char.zfill(np.arange(offset, offset + n).astype(str), width)).astype(object)
-    leads = _leads_frame(lead.attrs, n)
+
+    known = np.isin(_type_names(v), v.event_types)  # per type code, not per event
+    keep = np.flatnonzero(known[ev_type] & (ev_time <= end_s))
+    keep = keep[_by_lead_then_time(ev_lead[keep], ev_time[keep])]
+    events = (ev_lead[keep] + offset, np.floor(ev_time[keep]), ev_type[keep].astype(np.int16))
+    keep = np.flatnonzero(outcome.when <= end_s)
+    keep = keep[_by_lead_then_time(outcome.lead[keep], outcome.when[keep])]
+    stages = (outcome.lead[keep] + offset, outcome.stage[keep], np.floor(outcome.when[keep]), outcome.reason[keep])
+    return _Block(offset, n, lead.created, lead.attrs, events, stages)
+
+
+def _frames(blocks: list[_Block], v: _Vocab, width: int) -> CanonicalTables:
+    """Canonical frames (dtypes of `features.tables`) from one or more blocks, in order."""
+    first = blocks[0].offset if blocks else 0
+    n = sum(b.n for b in blocks)
+    ids = np.empty(0, dtype=object)
+    if n:
+        ids = np.char.add("L", np.char.zfill(np.arange(first, first + n).astype(str), width)).astype(object)
+
+    def cat(get: Callable[[_Block], np.ndarray], dtype: str) -> np.ndarray:
+        return np.concatenate([get(b) for b in blocks]) if blocks else np.empty(0, dtype=dtype)
+
+    attrs = {k: np.concatenate([b.attrs[k] for b in blocks]) for k in (blocks[0].attrs if blocks else {})}
+    leads = _leads_frame(attrs, n)
     leads.insert(0, "lead_id", pd.array(ids, dtype="string"))
-    leads.insert(1, "created_at", _to_utc(lead.created))
+    leads.insert(1, "created_at", _to_utc(cat(lambda b: b.created, "float64")))
 
     type_names = np.array(_type_names(v), dtype=object)
-    known = np.isin(type_names, v.event_types)  # per type code, not per event
-    keep = known[ev_type] & (ev_time <= end_s)
-    order = _by_lead_then_time(ev_lead[keep], ev_time[keep])
-    idx_l, idx_t, idx_k = ev_lead[keep][order], ev_time[keep][order], ev_type[keep][order]
+    ev_lead = cat(lambda b: b.events[0], "int64") - first
     events = pd.DataFrame(
         {
-            "lead_id": pd.array(ids[idx_l], dtype="string"),
-            "occurred_at": _to_utc(idx_t),
-            "type": pd.array(type_names[idx_k], dtype="string"),
-            "value": np.full(len(idx_l), np.nan),
+            "lead_id": pd.array(ids[ev_lead], dtype="string"),
+            "occurred_at": _to_utc(cat(lambda b: b.events[1], "float64")),
+            "type": pd.array(type_names[cat(lambda b: b.events[2], "int16")], dtype="string"),
+            "value": np.full(len(ev_lead), np.nan),
         }
     )
-    keep = st_time <= end_s
-    order = _by_lead_then_time(st_lead[keep], st_time[keep])
+    del ev_lead
     reasons = np.array(v.reasons + [None], dtype=object)
     stages = pd.DataFrame(
         {
-            "lead_id": pd.array(ids[st_lead[keep][order]], dtype="string"),
-            "stage": pd.array(np.array(v.stages, dtype=object)[st_stage[keep][order]], dtype="string"),
-            "occurred_at": _to_utc(st_time[keep][order]),
-            "reason": pd.array(reasons[st_reason[keep][order]], dtype="string"),
+            "lead_id": pd.array(ids[cat(lambda b: b.stages[0], "int64") - first], dtype="string"),
+            "stage": pd.array(np.array(v.stages, dtype=object)[cat(lambda b: b.stages[1], "int64")], dtype="string"),
+            "occurred_at": _to_utc(cat(lambda b: b.stages[2], "float64")),
+            "reason": pd.array(reasons[cat(lambda b: b.stages[3], "int64")], dtype="string"),
         }
     )
     return CanonicalTables(leads=leads, events=events, stages=stages)
