@@ -167,7 +167,8 @@ def service_fields(defs: Definitions, has_engagement_view: bool) -> dict[str, li
 
 def feature_service(defs: Definitions, name: str, views: dict[str, FeatureView]) -> FeatureService:
     """A service projecting each view onto the fields the model's features need."""
-    projections = [views[view][list(columns)] for view, columns in service_fields(defs, ENGAGEMENT_VIEW in views).items()]
+    fields = service_fields(defs, ENGAGEMENT_VIEW in views)
+    projections = [views[view][list(columns)] for view, columns in fields.items()]
     return FeatureService(
         name=name,
         features=projections,
@@ -188,13 +189,16 @@ def feast_objects(
 
 def apply_objects(store: FeatureStore, entity: Entity, views: dict[str, FeatureView], service: FeatureService) -> None:
     """Apply, removing our views that the definitions no longer have (e.g. no engagement)."""
-    stale = [v for v in store.list_feature_views() if v.name not in views and v.name in (ATTRIBUTES_VIEW, ENGAGEMENT_VIEW)]
-    stale_services = [
+    ours = (ATTRIBUTES_VIEW, ENGAGEMENT_VIEW)
+    stale: list[FeatureView | FeatureService] = [
+        v for v in store.list_feature_views() if v.name in ours and v.name not in views
+    ]
+    stale += [
         s
         for s in store.list_feature_services()
-        if any(p.name not in views for p in s.feature_view_projections)
+        if s.name != service.name and any(p.name not in views for p in s.feature_view_projections)
     ]
-    store.apply([entity, *views.values(), service], objects_to_delete=[*stale_services, *stale], partial=not (stale or stale_services))
+    store.apply([entity, *views.values(), service], objects_to_delete=list(stale), partial=not stale)
 
 
 def apply_feature_service(settings: Settings, defs: Definitions, name: str) -> str:

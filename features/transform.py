@@ -320,7 +320,12 @@ def _utc(nanoseconds: np.ndarray) -> pd.Series:
     return pd.Series(nanoseconds.astype("datetime64[ns]")).dt.tz_localize("UTC")
 
 
-_ARROW_TYPES = {"category": pa.string(), "number": pa.float64(), "boolean": pa.bool_(), "timestamp": pa.timestamp("ns", "UTC")}
+_ARROW_TYPES = {
+    "category": pa.string(),
+    "number": pa.float64(),
+    "boolean": pa.bool_(),
+    "timestamp": pa.timestamp("ns", "UTC"),
+}
 
 
 def _arrow(frame: pd.DataFrame, kinds: dict[str, str] | None = None) -> pa.Table:

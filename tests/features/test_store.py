@@ -169,8 +169,10 @@ def test_attribute_only_definitions_build_and_serve(tmp_path: Path, definitions:
     settings = Settings(home=tmp_path / "ws", definitions=DEFINITIONS_FILE, _env_file=None)
     leads = pd.DataFrame([make_lead(lead_id="X-1", total_visits=5.0), make_lead(lead_id="X-2", industry=None)])
     write_tables(settings.data_dir, CanonicalTables(leads, _events().iloc[:0], empty_stages()))
+    build_features(settings, definitions, progress=False, until=UNTIL)  # then the definitions change
     summary = build_features(settings, defs, progress=False, until=UNTIL)
     assert summary.feature_views == ["lead_attributes"]
+    assert [v.name for v in open_store(settings).list_feature_views()] == ["lead_attributes"]
     frame = training_frame(settings, defs, pd.DataFrame({"lead_id": ["X-1", "X-2"], "as_of": [UNTIL, UNTIL]}))
     assert frame.loc[0, "icp_industry"] == 1.0 and np.isnan(frame.loc[1, "icp_industry"])
     online = OnlineFeatures(settings, defs).get(["X-1", "X-2"], now=UNTIL)
