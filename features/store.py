@@ -54,7 +54,17 @@ class FeatureBuildSummary:
     feature_service: str
     materialized_until: datetime
     repo_dir: Path
+    online_store: str = "sqlite"
     seconds: dict[str, float] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        until = pd.Timestamp(self.materialized_until).strftime("%Y-%m-%d %H:%M UTC")
+        return (
+            f"{self.n_leads:,} leads and {self.n_events:,} events -> {self.n_attribute_rows:,} attribute rows"
+            f" and {self.n_engagement_rows:,} engagement rows; views {', '.join(self.feature_views)};"
+            f" service {self.feature_service}; {self.online_store} online store up to {until}"
+            f" ({sum(self.seconds.values()):.1f} s; repo {self.repo_dir})"
+        )
 
 
 @contextmanager
@@ -108,6 +118,7 @@ def build_features(
         feature_service=service.name,
         materialized_until=end.to_pydatetime(),
         repo_dir=settings.feature_repo_dir,
+        online_store=settings.online_store,
         seconds=timings,
     )
 
@@ -227,7 +238,8 @@ class OnlineFeatures:
         self._service = _service(self._store, self.feature_service, settings)
         view = self._store.get_feature_view(ATTRIBUTES_VIEW)
         self.attribute_kinds = {f.name: _KIND_OF_FEAST.get(str(f.dtype), "category") for f in view.features}
-        self._attribute_refs = [f"{ATTRIBUTES_VIEW}:{f.name}" for f in view.features]
+        self._attribute_names = [f.name for f in view.features]
+        self._attribute_refs = [f"{ATTRIBUTES_VIEW}:{name}" for name in self._attribute_names]
         self._keys = defs.feature_keys
 
     def raw(self, lead_ids: Sequence[str]) -> dict[str, list[Any]]:
@@ -258,5 +270,5 @@ class OnlineFeatures:
         got = self._store.get_online_features(features=self._attribute_refs, entity_rows=[{LEAD_ID: lead_id}]).to_dict()
         if got.get("created_at", [None])[0] is None:
             return None
-        return {name: values[0] for name, values in got.items() if name != LEAD_ID}
+        return {name: got[name][0] for name in self._attribute_names}
 
