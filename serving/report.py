@@ -26,6 +26,9 @@ from features.tables import CanonicalTables, read_tables
 DISQUALIFIED = "disqualified"  # the contract's off-funnel stage that carries a reason
 UNKNOWN_SOURCE = "(no source)"
 N_BANDS = 10
+# What pandas timestamps (nanoseconds since 1970) can hold, in whole days.
+EARLIEST = date(1678, 1, 1)
+LATEST = date(2261, 12, 31)
 
 
 class _Out(BaseModel):
@@ -128,6 +131,9 @@ def resolve_period(start: date | None, end: date | None, as_of: pd.Series, today
     first = as_of.min().date() if len(as_of) else today
     start = start or first
     end = end or max(today, first)
+    for name, day in (("start", start), ("end", end)):
+        if not EARLIEST <= day <= LATEST:
+            raise PeriodError(f"{name}: {day} is outside the dates a report covers ({EARLIEST} to {LATEST})")
     if start > end:
         raise PeriodError(f"start ({start}) is after end ({end})")
     return Period(start=start, end=end)

@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qs, quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import pandas as pd
 from fastapi import APIRouter, Query, Request, Response
@@ -118,7 +118,8 @@ def same_origin(request: Request) -> bool:
         return False
     origin = request.headers.get("origin")
     if origin and origin != "null":
-        return origin.rstrip("/") == f"{request.url.scheme}://{request.url.netloc}"
+        # Host only: behind a TLS-terminating proxy the browser's scheme is not the one we see.
+        return urlsplit(origin).netloc == request.url.netloc
     return origin != "null"
 
 
@@ -174,11 +175,18 @@ def open_lead(request: Request, lead_id: str = "") -> Response:
 
 
 @router.get("/leads/{lead_id:path}")
-async def lead_page(request: Request, lead_id: str, recorded: str | None = None, reason: str | None = None, again: str | None = None) -> Response:
+async def lead_page(
+    request: Request,
+    lead_id: str,
+    recorded: str | None = None,
+    reason: str | None = None,
+    again: str | None = None,
+    rescored: str | None = None,
+) -> Response:
     if (redirect := login_redirect(request)) is not None:
         return redirect
     defs: Definitions = request.app.state.defs
-    flash = _flash(defs, recorded, reason, again)
+    flash = _flash(defs, recorded, reason, again, rescored)
     return await run_in_threadpool(_lead_response, request, lead_id, flash, None, 200)
 
 
@@ -191,6 +199,8 @@ async def lead_feedback(request: Request, lead_id: str) -> Response:
         return HTMLResponse("This form only accepts posts from samepage's own pages.", status_code=403)
     form = await read_form(request)
     state = request.app.state
+    if form.get("action") == "rescore":
+        return await run_in_threadpool(_rescore, request, lead_id)
     try:
         body = FeedbackIn(
             lead_id=lead_id,
@@ -210,7 +220,20 @@ async def lead_feedback(request: Request, lead_id: str) -> Response:
     return RedirectResponse(f"/leads/{quote(lead_id, safe='')}?{urlencode(query)}", status_code=303)
 
 
-def _flash(defs: Definitions, recorded: str | None, reason: str | None, again: str | None) -> str | None:
+def _rescore(request: Request, lead_id: str) -> Response:
+    """"Score again": the API's scorer on the feature store's current values, saved to the record."""
+    state = request.app.state
+    try:
+        result = state.scorer.score([(lead_id, {})])[0]
+    except ApiError as exc:
+        return _lead_response(request, lead_id, None, f"Could not score this lead again: {exc.message}", exc.status)
+    state.writer.submit([result])
+    return RedirectResponse(f"/leads/{quote(lead_id, safe='')}?{urlencode({'rescored': '1'})}", status_code=303)
+
+
+def _flash(defs: Definitions, recorded: str | None, reason: str | None, again: str | None, rescored: str | None = None) -> str | None:
+    if rescored:
+        return "Scored again with the current champion and the latest engagement."
     if not recorded:
         return None
     try:
@@ -286,6 +309,7 @@ def lead_context(defs: Definitions, record: dict[str, Any], result: dict[str, An
         "disqualify": disqualify,
         "more_actions": more,
         "event_id": "page-" + uuid.uuid4().hex,
+        "can_rescore": bool(record["known"]),
     }
 
 

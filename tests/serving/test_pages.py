@@ -238,3 +238,16 @@ def test_report_on_an_empty_workspace_says_what_to_do(tmp_path: Path, definition
         assert data.status_code == 404 and "samepage demo" in data.json()["error"]["message"]
         lead = c.get(page_path("L000001"))
         assert lead.status_code == 404 and "unknown" in lead.text
+
+
+def test_score_again_rescores_with_the_api_scorer_and_updates_the_record(client: TestClient, demo_leads: pd.DataFrame) -> None:
+    lead = lead_ids(demo_leads, 1, seed=15)[0]
+    client.get(page_path(lead))  # scored on first open
+    first = client.get(f"/v1/leads/{lead}", headers=AUTH).json()["latest_score"]
+    # Behind a TLS proxy the browser's Origin says https: the host is what must match.
+    posted = client.post(page_path(lead), data={"action": "rescore"}, headers={"Origin": "https://testserver"}, follow_redirects=True)
+    assert posted.status_code == 200 and "Scored again" in posted.text
+    second = client.get(f"/v1/leads/{lead}", headers=AUTH).json()["latest_score"]
+    assert second["scored_at"] > first["scored_at"]
+    assert second["result"]["model"] == first["result"]["model"]
+    assert str(escape(second["result"]["mql"]["summary"])) in posted.text

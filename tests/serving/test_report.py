@@ -178,3 +178,11 @@ def test_load_report_sees_feedback_recorded_in_the_store(settings: Settings, def
     rows = {r.source: r for r in after.disqualifications.by_source}
     assert rows["Referral"].by_reason["competitor"] == 1
     assert after.sla.within_sla == before.sla.within_sla + 1
+
+
+def test_period_outside_what_timestamps_hold_is_a_period_error(definitions: Definitions) -> None:
+    specs = [lead_with("A", [])]
+    with pytest.raises(PeriodError, match="start: 0001-01-01"):
+        report_of(definitions, specs, start=date(1, 1, 1))
+    with pytest.raises(PeriodError, match="end: 9999-12-31"):
+        report_of(definitions, specs, end=date(9999, 12, 31))
