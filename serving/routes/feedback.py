@@ -15,6 +15,7 @@ from serving.schemas import FeedbackIn, FeedbackOut
 router = APIRouter(prefix="/v1", tags=["feedback"])
 
 FUTURE_SLACK = timedelta(days=1)  # clocks differ; a stage change days ahead is a mistake
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # older stamps are typos (and beyond what pandas can hold)
 
 
 @router.post(
@@ -31,8 +32,7 @@ def feedback(body: FeedbackIn, defs: DefsDep, records: RecordsDep, metrics: Metr
         raise ApiError(422, f"body.{field}: {problem}")
     if body.reason is not None and not defs.stage(body.stage).reasons:
         raise ApiError(422, f"body.reason: stage {body.stage!r} takes no reason")
-    occurred_at = body.occurred_at if body.occurred_at.tzinfo else body.occurred_at.replace(tzinfo=UTC)
-    occurred_at = occurred_at.astimezone(UTC)
+    occurred_at = _utc(body.occurred_at)
     if occurred_at > datetime.now(UTC) + FUTURE_SLACK:
         raise ApiError(422, f"body.occurred_at: {occurred_at.isoformat()} is in the future")
     event_id = body.event_id or derived_event_id(body.lead_id, body.stage, occurred_at, body.reason)
@@ -51,6 +51,16 @@ def feedback(body: FeedbackIn, defs: DefsDep, records: RecordsDep, metrics: Metr
         "actor": body.actor,
         "created": created,
     }
+
+
+def _utc(value: datetime) -> datetime:
+    try:
+        stamp = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ApiError(422, f"body.occurred_at: {value.isoformat()} is out of range") from None
+    if stamp < EARLIEST:
+        raise ApiError(422, f"body.occurred_at: {stamp.isoformat()} is before {EARLIEST.date()}")
+    return stamp
 
 
 def derived_event_id(lead_id: str, stage: str, occurred_at: datetime, reason: str | None) -> str:

@@ -57,6 +57,14 @@ def own_workspace(workspace: Settings, tmp_path: Path) -> Settings:
     return workspace.model_copy(update={"home": home})
 
 
+@pytest.fixture(scope="module")
+def own_workspace_module(workspace: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Like `own_workspace`, shared by one module."""
+    home = tmp_path_factory.mktemp("own") / "workspace"
+    shutil.copytree(workspace.home_dir, home)
+    return workspace.model_copy(update={"home": home})
+
+
 @pytest.fixture(scope="session")
 def demo_leads(workspace: Settings) -> pd.DataFrame:
     from features.tables import read_tables
