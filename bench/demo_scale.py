@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("leads", "events", "stages"):
         frame = getattr(tables, name)
         report.add_row(f"{name} rows", f"{len(frame):,}")
-        report.add_row(f"{name} in memory (MiB)", f"{frame.memory_usage(deep=True).sum() / 2**20:,.0f}")
+        report.add_row(f"{name} in memory, pandas deep estimate (MiB)", f"{frame.memory_usage(deep=True).sum() / 2**20:,.0f}")
     report.add_row("peak RSS before generating (MiB)", f"{baseline:,.0f}")
     report.add_row("peak RSS after generating (MiB)", f"{gen_peak:,.0f}")
 

@@ -304,28 +304,30 @@ def _frames(blocks: list[_Block], v: _Vocab, width: int) -> CanonicalTables:
 
     attrs = {k: np.concatenate([b.attrs[k] for b in blocks]) for k in (blocks[0].attrs if blocks else {})}
     leads = _leads_frame(attrs, n)
-    leads.insert(0, "lead_id", pd.array(ids, dtype="string"))
+    leads.insert(0, "lead_id", _strings(ids))
     leads.insert(1, "created_at", _to_utc(cat(lambda b: b.created, "float64")))
 
     type_names = np.array(_type_names(v), dtype=object)
     ev_lead = cat(lambda b: b.events[0], "int64") - first
     events = pd.DataFrame(
         {
-            "lead_id": pd.array(ids[ev_lead], dtype="string"),
+            "lead_id": _strings(ids[ev_lead]),
             "occurred_at": _to_utc(cat(lambda b: b.events[1], "float64")),
-            "type": pd.array(type_names[cat(lambda b: b.events[2], "int16")], dtype="string"),
+            "type": _strings(type_names[cat(lambda b: b.events[2], "int16")]),
             "value": np.full(len(ev_lead), np.nan),
-        }
+        },
+        copy=False,  # the arrays are fresh: a copy would double the peak at scale
     )
     del ev_lead
     reasons = np.array(v.reasons + [None], dtype=object)
     stages = pd.DataFrame(
         {
-            "lead_id": pd.array(ids[cat(lambda b: b.stages[0], "int64") - first], dtype="string"),
-            "stage": pd.array(np.array(v.stages, dtype=object)[cat(lambda b: b.stages[1], "int64")], dtype="string"),
+            "lead_id": _strings(ids[cat(lambda b: b.stages[0], "int64") - first]),
+            "stage": _strings(np.array(v.stages, dtype=object)[cat(lambda b: b.stages[1], "int64")]),
             "occurred_at": _to_utc(cat(lambda b: b.stages[2], "float64")),
-            "reason": pd.array(reasons[cat(lambda b: b.stages[3], "int64")], dtype="string"),
-        }
+            "reason": _strings(reasons[cat(lambda b: b.stages[3], "int64")]),
+        },
+        copy=False,
     )
     return CanonicalTables(leads=leads, events=events, stages=stages)
 
@@ -340,14 +342,21 @@ def _by_lead_then_time(lead: np.ndarray, seconds: np.ndarray) -> np.ndarray:
 
 
 def _to_utc(seconds: np.ndarray) -> pd.DatetimeIndex:
-    """Epoch seconds (whole seconds, like a CRM export) as UTC timestamps."""
-    return pd.DatetimeIndex(np.floor(seconds).astype("int64").astype("datetime64[s]").astype("datetime64[ns]")).tz_localize("UTC")
+    """Epoch seconds (whole seconds, like a CRM export) as UTC timestamps, with one temporary."""
+    ns = np.floor(seconds).astype(np.int64)
+    ns *= 1_000_000_000
+    return pd.DatetimeIndex(ns.view("datetime64[ns]")).tz_localize("UTC")
+
+
+def _strings(values: np.ndarray) -> pd.arrays.StringArray:
+    """An object array of str/None as a pandas string array without another copy."""
+    return pd.arrays.StringArray(np.asarray(values, dtype=object))
 
 
 def _leads_frame(attrs: dict[str, np.ndarray], n: int) -> pd.DataFrame:
     frame = pd.DataFrame(index=pd.RangeIndex(n))
     for col in ("source", "industry", "country", "job_title", "seniority", "department"):
-        frame[col] = pd.array(attrs.get(col, np.full(n, None, dtype=object)), dtype="string")
+        frame[col] = _strings(attrs.get(col, np.full(n, None, dtype=object)))
     for col in ("employees", "annual_revenue"):
         frame[col] = np.asarray(attrs.get(col, np.full(n, np.nan)), dtype="float64")
     return frame[["source", "industry", "employees", "annual_revenue", "country", "job_title", "seniority", "department"]]
