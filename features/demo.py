@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from features.definitions import Definitions
 from features.settings import Settings
-from features.tables import CanonicalTables, empty_events, empty_stages, write_tables
+from features.tables import CanonicalTables, write_tables
 
 DEFAULT_END = pd.Timestamp("2026-11-01T00:00:00Z")
 CHUNK_LEADS = 50_000  # the default block size; a seed's data depend on it, so it stays fixed
@@ -64,6 +64,9 @@ POST_RATES: dict[str, tuple[float, float, float | None]] = {
 }
 GENERIC_RATE = (0.005, 0.3, 120.0)  # an event type the definitions add that this model does not know
 DISQUALIFY_WEIGHTS = {"no_budget": 3.0, "bad_timing": 3.0, "not_icp": 2.0, "unreachable": 3.0, "duplicate": 0.6}
+PROFILE_REASONS = frozenset({"student", "competitor"})  # given only when the profile says so
+AFTER_SQL_REASONS = frozenset({"no_budget", "bad_timing"})  # why a qualified lead still drops out
+COLD_REASONS = frozenset({"not_icp", "unreachable", "duplicate"})  # clean-up of leads never worked
 LOST_WEIGHTS = {"price": 1.0, "competitor_won": 1.2, "no_decision": 1.5}
 
 
@@ -512,11 +515,19 @@ class _Rows:
 
 
 def _reason_codes(
-    rng: np.random.Generator, v: _Vocab, defs: Definitions, stage: str, n: int, weights: dict[str, float], skip: set[str]
+    rng: np.random.Generator,
+    v: _Vocab,
+    defs: Definitions,
+    stage: str,
+    n: int,
+    weights: dict[str, float],
+    skip: frozenset[str] = frozenset(),
+    only: frozenset[str] | None = None,
 ) -> np.ndarray:
-    """A reason per lead from the stage's reasons in the definitions (unknown keys weigh 1)."""
+    """A reason per lead from the stage's reasons in the definitions (keys `weights` lacks weigh 1)."""
     every = [r.key for r in defs.stage(stage).reasons] if stage in v.stages else []
-    keys = [k for k in every if k not in skip] or every  # a required reason is never left blank
+    keys = [k for k in every if k not in skip and (only is None or k in only)]
+    keys = keys or every  # a required reason is never left blank
     if not keys:
         return np.full(n, len(v.reasons))
     w = np.array([weights.get(k, 1.0) for k in keys])
@@ -582,12 +593,12 @@ def _draw_stages(rng: np.random.Generator, v: _Vocab, defs: Definitions, lead: _
     opp_t = sql_t + _lognormal_days(rng, 7.0, 0.6, n)
     rows.add(opp, "opportunity", opp_t)
     rows.add(is_sql & (r >= 0.62) & (r < 0.82), "disqualified", sql_t + rng.uniform(5.0, 60.0, n) * DAY,
-             _reason_codes(rng, v, defs, "disqualified", n, {"no_budget": 1.0, "bad_timing": 1.0}, {"student", "competitor", "not_icp", "unreachable", "duplicate"}))  # fmt: skip
+             _reason_codes(rng, v, defs, "disqualified", n, {}, only=AFTER_SQL_REASONS))  # fmt: skip
     rows.add(is_sql & (r >= 0.82), "recycled", sql_t + rng.uniform(20.0, 90.0, n) * DAY)
     r = rng.random(n)
     rows.add(opp & (r < 0.32), "customer", opp_t + _lognormal_days(rng, 45.0, 0.5, n))
     rows.add(opp & (r >= 0.32) & (r < 0.87), "lost", opp_t + _lognormal_days(rng, 50.0, 0.6, n),
-             _reason_codes(rng, v, defs, "lost", n, LOST_WEIGHTS, set()))  # fmt: skip
+             _reason_codes(rng, v, defs, "lost", n, LOST_WEIGHTS))  # fmt: skip
 
     # Not SQL: some become MQLs sales reviews and then drops or recycles; others stall or get cleaned out.
     rest = open_ & ~is_sql
@@ -601,15 +612,14 @@ def _draw_stages(rng: np.random.Generator, v: _Vocab, defs: Definitions, lead: _
     not_icp_boost = np.where(lead.fit < 1.2, 2.0, 1.0)
     dq_after = mql2 & (r < 0.5)
     rows.add(dq_after, "disqualified", np.maximum(mql2_t, sal2_t) + rng.uniform(3.0, 60.0, n) * DAY,
-             _reason_codes(rng, v, defs, "disqualified", n, DISQUALIFY_WEIGHTS, {"student", "competitor"}))  # fmt: skip
+             _reason_codes(rng, v, defs, "disqualified", n, DISQUALIFY_WEIGHTS, skip=PROFILE_REASONS))  # fmt: skip
     recycled = mql2 & (r >= 0.5) & (r < 0.85)
     recycled_t = np.where(mql2, mql2_t + rng.uniform(14.0, 90.0, n) * DAY, t0 + rng.uniform(30.0, 200.0, n) * DAY)
     r = rng.random(n)
     cold = rest & ~mql2
     dq_cold = cold & (r < 0.2 * not_icp_boost)
     rows.add(dq_cold, "disqualified", t0 + rng.uniform(2.0, 120.0, n) * DAY,
-             _reason_codes(rng, v, defs, "disqualified", n, {"not_icp": 2.0, "unreachable": 3.0, "duplicate": 1.0},
-                           {"student", "competitor", "no_budget", "bad_timing"}))  # fmt: skip
+             _reason_codes(rng, v, defs, "disqualified", n, {"not_icp": 2.0, "unreachable": 3.0}, only=COLD_REASONS))  # fmt: skip
     recycled |= cold & ~dq_cold & (r > 0.85)
     rows.add(recycled, "recycled", recycled_t)
 
