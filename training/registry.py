@@ -8,6 +8,7 @@ the candidate's own test rows, or when there is no champion that could still ser
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,8 @@ def client_for(settings: Settings) -> MlflowClient:
     here from the settings passed in, never from a global default.
     """
     settings.home_dir.mkdir(parents=True, exist_ok=True)
+    # Our own progress display is the one people watch; MLflow's download bars only add noise.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
     client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
