@@ -93,6 +93,14 @@ def feature_store_yaml(settings: Settings) -> str:
 
 def open_store(settings: Settings) -> FeatureStore:
     """The Feast store for these settings; (re)writes `feature_store.yaml` when it differs."""
+    if settings.online_store == "postgres":
+        try:
+            import psycopg  # noqa: F401  (Feast's PostgreSQL online store is built on psycopg 3)
+        except ImportError:
+            raise RuntimeError(
+                "SAMEPAGE_ONLINE_STORE=postgres needs the psycopg 3 package (pip install 'feast[postgres]'),"
+                " which is not installed; use sqlite or redis"
+            ) from None
     repo = settings.feature_repo_dir
     repo.mkdir(parents=True, exist_ok=True)
     config = repo / "feature_store.yaml"

@@ -123,6 +123,22 @@ def build_features(
     )
 
 
+def refresh_online(settings: Settings, until: datetime | None = None) -> datetime:
+    """Bring the online store up to `until` (default now) without rebuilding the sources.
+
+    The engagement source already holds the future rows at which events leave their windows, so
+    `materialize_incremental` alone keeps online counts exact as time passes; run it often.
+    """
+    end = pd.Timestamp(until or datetime.now(timezone.utc))
+    end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
+    store = open_store(settings)
+    views = [v.name for v in store.list_feature_views() if v.name in (ATTRIBUTES_VIEW, ENGAGEMENT_VIEW)]
+    if not views:
+        raise RuntimeError(f"no feature views in {settings.feature_repo_dir}: run `samepage features` first")
+    store.materialize_incremental(end_date=end.to_pydatetime(), feature_views=views)
+    return end.to_pydatetime()
+
+
 # -- offline: point-in-time training frames ---------------------------------------------------
 def describe_features(defs: Definitions) -> pd.DataFrame:
     """One row per model feature: key, label (plain words), kind, group, type."""
@@ -227,7 +243,8 @@ class OnlineFeatures:
     `get` reads the feature service's stored fields with `get_online_features`, applies the
     caller's overrides (attribute names like `industry` or feature keys; coerced to the
     feature's type, ValueError naming the field otherwise) and derives the features as of
-    `now` with the same code as `training_frame`.
+    `now` with the same code as `training_frame`. Stored counts are as of the last
+    materialization (`build_features` or `refresh_online`); recency and age are as of `now`.
     """
 
     def __init__(self, settings: Settings, defs: Definitions, feature_service: str | None = None) -> None:

@@ -11,7 +11,14 @@ import pytest
 from features.definitions import Definitions, parse_definitions
 from features.feast_repo import apply_feature_service, open_store
 from features.settings import Settings
-from features.store import OnlineFeatures, build_features, describe_features, labelled, training_frame
+from features.store import (
+    OnlineFeatures,
+    build_features,
+    describe_features,
+    labelled,
+    refresh_online,
+    training_frame,
+)
 from features.tables import CanonicalTables, empty_stages, write_tables
 from tests.conftest import DEFINITIONS_FILE, load_definitions, make_event, make_lead
 
@@ -178,3 +185,28 @@ def test_attribute_only_definitions_build_and_serve(tmp_path: Path, definitions:
     online = OnlineFeatures(settings, defs).get(["X-1", "X-2"], now=UNTIL)
     pd.testing.assert_frame_equal(online[defs.feature_keys], frame[defs.feature_keys])
     assert OnlineFeatures(settings, defs).attributes("X-1")["total_visits"] == 5.0  # type: ignore[index]
+
+
+def test_refresh_online_ages_windowed_counts(tmp_path: Path, definitions: Definitions) -> None:
+    settings = Settings(home=tmp_path / "ws", definitions=DEFINITIONS_FILE, _env_file=None)
+    events = pd.DataFrame([make_event(occurred_at=UNTIL - pd.Timedelta(days=1), type="demo_request")])
+    write_tables(settings.data_dir, CanonicalTables(pd.DataFrame([make_lead()]), events, empty_stages()))
+    build_features(settings, definitions, progress=False, until=UNTIL)
+    later = UNTIL + pd.Timedelta(days=95)
+    online = OnlineFeatures(settings, definitions)
+    assert online.get(["L-1"], now=later).loc[0, "demo_requests_90d"] == 1  # as of the last materialization
+    refresh_online(settings, until=later)
+    fresh = OnlineFeatures(settings, definitions).get(["L-1"], now=later)
+    offline = training_frame(settings, definitions, pd.DataFrame({"lead_id": ["L-1"], "as_of": [later]}))
+    assert fresh.loc[0, "demo_requests_90d"] == 0
+    pd.testing.assert_frame_equal(fresh[definitions.feature_keys], offline[definitions.feature_keys])
+
+
+def test_postgres_online_store_without_its_driver_is_a_clear_error(settings: Settings) -> None:
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        with pytest.raises(RuntimeError, match="psycopg 3"):
+            open_store(settings.model_copy(update={"online_store": "postgres"}))
+    else:
+        pytest.skip("psycopg is installed: the PostgreSQL online store can be used")
