@@ -230,6 +230,7 @@ def write_demo(
 
 
 def summarize(defs: Definitions, tables: CanonicalTables, seed: int, end: pd.Timestamp) -> DemoSummary:
+    """Counts, creation span and label rate of a demo set (what `samepage demo` prints)."""
     closed, rate = _label_rate(defs, tables, end)
     created = tables.leads["created_at"]
     return DemoSummary(
