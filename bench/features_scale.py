@@ -1,6 +1,7 @@
 """How long the feature transform takes, and how much memory, for N leads with a year of events.
 
-    .venv/bin/python bench/features_scale.py --leads 1000000
+    .venv/bin/python bench/features_scale.py --leads 1000000          # transform + Parquet sources
+    .venv/bin/python bench/features_scale.py --leads 20000 --store    # + apply, materialize, reads
 
 Generates demo data (`features.demo.generate_demo`) into a temporary workspace, then runs the
 transform (and the Parquet writes `samepage features` does) in a fresh child process, so the
@@ -10,6 +11,7 @@ reported peak RSS is the transform's own and not the generator's.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -60,16 +62,59 @@ def measure(data_dir: Path, definitions: Path) -> dict[str, float | int]:
     }
 
 
+def measure_store(data_dir: Path, definitions: Path, lookups: int = 2000) -> dict[str, float | int]:
+    """The whole `samepage features` build, then one-row online lookups and a training frame."""
+    import numpy as np
+    import pandas as pd
+
+    from features.definitions import load_definitions
+    from features.settings import Settings
+    from features.store import OnlineFeatures, build_features, training_frame
+
+    defs = load_definitions(definitions)
+    settings = Settings(home=data_dir.parent, definitions=definitions, _env_file=None)
+    start = time.perf_counter()
+    summary = build_features(settings, defs, progress=False)
+    build_s = time.perf_counter() - start
+    leads = pd.read_parquet(data_dir / "leads.parquet", columns=["lead_id", "created_at"])
+    online = OnlineFeatures(settings, defs)
+    ids = leads["lead_id"].sample(lookups, replace=True, random_state=0).tolist()
+    for lead_id in ids[:100]:  # warm-up
+        online.get([lead_id])
+    took = []
+    for lead_id in ids:
+        t0 = time.perf_counter()
+        online.get([lead_id])
+        took.append(time.perf_counter() - t0)
+    ms = np.array(took) * 1000
+    entity = pd.DataFrame({"lead_id": leads["lead_id"], "as_of": leads["created_at"] + pd.Timedelta(days=14)})
+    start = time.perf_counter()
+    training_frame(settings, defs, entity)
+    frame_s = time.perf_counter() - start
+    return {
+        "leads": summary.n_leads,
+        "events": summary.n_events,
+        "engagement_rows": summary.n_engagement_rows,
+        "build_features_seconds": round(build_s, 1),
+        **{f"  {step}": seconds for step, seconds in summary.seconds.items()},
+        "online_get_1_row_median_ms": round(float(np.median(ms)), 2),
+        "online_get_1_row_p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "training_frame_all_leads_seconds": round(frame_s, 1),
+        "peak_rss_mib": round(_peak_rss_mib()),
+    }
+
+
 @app.command()
 def main(
     leads: int = typer.Option(1_000_000, help="Number of demo leads to generate"),
     seed: int = typer.Option(0, help="Demo data seed"),
     definitions: Path = typer.Option(REPO / "configs" / "definitions.yaml", help="Definitions file"),
+    store: bool = typer.Option(False, "--store", help="Also apply, materialize and time online/offline reads"),
     child: Path | None = typer.Option(None, hidden=True, help="Internal: measure this data folder"),
 ) -> None:
     """Generate demo data for LEADS leads, then measure the transform in a child process."""
     if child is not None:
-        print(json.dumps(measure(child, definitions)))
+        print(json.dumps(measure_store(child, definitions) if store else measure(child, definitions)))
         return
     from features.definitions import load_definitions
     from features.demo import generate_demo
@@ -82,14 +127,16 @@ def main(
         write_tables(data_dir, generate_demo(defs, n_leads=leads, seed=seed))
         print(f"generated {leads:,} demo leads in {time.perf_counter() - start:.0f} s", file=sys.stderr)
         done = subprocess.run(
-            [sys.executable, __file__, "--child", str(data_dir), "--definitions", str(definitions)],
+            [sys.executable, __file__, "--child", str(data_dir), "--definitions", str(definitions)]
+            + (["--store"] if store else []),
             check=True,
             capture_output=True,
             text=True,
         )
         result = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", file=sys.stderr)
     for key, value in result.items():
-        print(f"{key:>18}: {value:,}")
+        print(f"{key:>36}: {value:,}")
 
 
 if __name__ == "__main__":
