@@ -63,7 +63,10 @@ def templates() -> Environment:
 
 def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
     defs: Definitions = request.app.state.defs
-    html = templates().get_template(name).render(defs_name=defs.name, definitions_version=defs.version_string, **context)
+    signed_in = not is_loopback(request.app.state.settings.host) and has_access(request)
+    html = templates().get_template(name).render(
+        defs_name=defs.name, definitions_version=defs.version_string, signed_in=signed_in, **context
+    )
     return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
 
 

@@ -163,3 +163,4 @@ def test_planted_html_is_shown_as_text_in_the_browser(page: Any, api: httpx.Clie
     assert PLANTED["industry"] in who and PLANTED["seniority"] in who
     assert page.locator("main script, main img, main b").count() == 0
     assert page.dialogs == []  # no planted script ran
+    page.screenshot(path=str(SCREENSHOTS / "lead-planted-html.png"), full_page=True)

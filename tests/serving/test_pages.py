@@ -170,8 +170,11 @@ def test_pages_need_a_login_off_loopback(remote_client: TestClient, demo_leads: 
     cookie = ok.headers["set-cookie"]
     assert f"{COOKIE}=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
     assert API_KEYS[1] not in cookie
-    assert c.get("/report").status_code == 200
+    report = c.get("/report")
+    assert report.status_code == 200 and 'id="sign-out"' in report.text
     assert c.get(page_path(lead)).status_code == 200
+    out = c.post("/logout")
+    assert out.status_code == 303 and f'{COOKIE}=""' in out.headers["set-cookie"]
     c.cookies.set(COOKIE, "0" * 64)
     assert c.get("/report").status_code == 303
     c.cookies.clear()
@@ -229,8 +232,11 @@ def test_report_period_and_bad_periods(client: TestClient, workspace: Settings) 
     assert page.status_code == 422 and "start: &#39;not-a-day&#39; is not a date" in page.text
 
 
-def test_report_on_an_empty_workspace_says_what_to_do(tmp_path: Path, definitions: Definitions) -> None:
-    empty = Settings(home=tmp_path / "empty", definitions=DEFINITIONS_FILE, api_keys=API_KEYS[0], _env_file=None)
+def test_report_on_an_empty_workspace_says_what_to_do(tmp_path: Path, definitions: Definitions, workspace: Settings) -> None:
+    # The session's MLflow store (already created; a new one costs seconds of migrations), no data.
+    empty = Settings(
+        home=tmp_path / "empty", definitions=DEFINITIONS_FILE, api_keys=API_KEYS[0], mlflow_tracking_uri=workspace.tracking_uri, _env_file=None
+    )
     with TestClient(create_app(empty, definitions, access_log=False), raise_server_exceptions=False) as c:
         page = c.get("/report")
         assert page.status_code == 404 and "samepage demo" in page.text and "text/html" in page.headers["content-type"]
