@@ -72,7 +72,7 @@ def measure_store(data_dir: Path, definitions: Path, lookups: int = 2000) -> dic
     from features.store import OnlineFeatures, build_features, training_frame
 
     defs = load_definitions(definitions)
-    settings = Settings(home=data_dir.parent, definitions=definitions, _env_file=None)
+    settings = Settings(home=data_dir.parent, definitions=definitions)  # SAMEPAGE_ONLINE_STORE etc. apply
     start = time.perf_counter()
     summary = build_features(settings, defs, progress=False)
     build_s = time.perf_counter() - start

@@ -42,7 +42,9 @@ def coerce(name: str, value: Any, kind: str) -> Any:
         return None
     where = f"attributes.{name}"
     if kind == "category":
-        if isinstance(value, (str, int)) and not isinstance(value, bool):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # 2.0 from a JSON client means the code "2"
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             text = str(value).strip()
             return text or None
         raise ValueError(f"{where}: expected text, got {value!r}")

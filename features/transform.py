@@ -79,34 +79,46 @@ def has_engagement(defs: Definitions) -> bool:
 
 
 def write_sources(tables: CanonicalTables, defs: Definitions, directory: Path) -> SourceSummary:
-    """Write both Feast sources into `directory` (each replaced atomically); the one build path.
+    """Write both Feast sources into `directory`; the one build path.
 
-    Raises ValueError naming the column when a lead column is unusable.
+    Both files are written in full under temporary names first and only then renamed into
+    place, so a failure leaves the previous sources untouched. Raises ValueError naming the
+    column (and row) when the leads table is unusable.
     """
     attributes, kinds = attribute_rows(tables.leads, defs)
     stored = engagement_keys(defs)
     clash = sorted(set(stored) & set(kinds))
     if clash:
         raise ValueError(f"leads: attribute columns {clash} have the names of engagement features")
-    write_source(attributes, directory / f"{ATTRIBUTES_SOURCE}.parquet", kinds)
-    starts = [attributes[TIMESTAMP].min()] if len(attributes) else []
-    n_engagement = 0
-    if has_engagement(defs):
-        path = directory / f"{ENGAGEMENT_SOURCE}.parquet"
-        tmp = path.with_suffix(".parquet.tmp")
-        writer: pq.ParquetWriter | None = None
-        try:
-            for chunk in engagement_chunks(tables.events, defs):
-                table = _arrow(chunk)
-                writer = writer or pq.ParquetWriter(tmp, table.schema)
-                writer.write_table(table)
-                n_engagement += len(chunk)
-                starts.append(chunk[TIMESTAMP].min())
-            if writer is None:  # no events: an empty, typed source
-                pq.write_table(_arrow(_empty_engagement(stored)), tmp)
-        finally:
-            if writer is not None:
-                writer.close()
+    directory.mkdir(parents=True, exist_ok=True)
+    staged: list[tuple[Path, Path]] = []
+    try:
+        path = directory / f"{ATTRIBUTES_SOURCE}.parquet"
+        staged.append((path.with_suffix(".parquet.tmp"), path))
+        pq.write_table(_arrow(attributes, kinds), staged[-1][0])
+        starts = [attributes[TIMESTAMP].min()] if len(attributes) else []
+        n_engagement = 0
+        if has_engagement(defs):
+            path = directory / f"{ENGAGEMENT_SOURCE}.parquet"
+            staged.append((path.with_suffix(".parquet.tmp"), path))
+            writer: pq.ParquetWriter | None = None
+            try:
+                for chunk in engagement_chunks(tables.events, defs):
+                    table = _arrow(chunk)
+                    writer = writer or pq.ParquetWriter(staged[-1][0], table.schema)
+                    writer.write_table(table)
+                    n_engagement += len(chunk)
+                    starts.append(chunk[TIMESTAMP].min())
+                if writer is None:  # no events: an empty, typed source
+                    pq.write_table(_arrow(_empty_engagement(stored)), staged[-1][0])
+            finally:
+                if writer is not None:
+                    writer.close()
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    for tmp, path in staged:
         os.replace(tmp, path)
     return SourceSummary(
         attribute_kinds=kinds,
@@ -160,10 +172,18 @@ def attribute_rows(leads: pd.DataFrame, defs: Definitions) -> tuple[pd.DataFrame
     reserved = sorted(RESERVED & set(leads.columns) - {LEAD_ID})
     if reserved:
         raise ValueError(f"leads: columns {reserved} are reserved names in the feature store")
+    ids = leads[LEAD_ID].astype("string")
+    for problem, bad in (("is missing", ids.isna()), ("is a duplicate", ids.duplicated() & ids.notna())):
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise ValueError(f"leads: column 'lead_id', row {row + 1}: {ids.iloc[row]!r} {problem}")
     needed = needed_columns(defs)
-    created = pd.to_datetime(leads[CREATED_AT], utc=True)
+    created = pd.to_datetime(leads[CREATED_AT], utc=True, errors="coerce")
+    if created.isna().any():
+        row = int(np.flatnonzero(created.isna().to_numpy())[0])
+        raise ValueError(f"leads: column 'created_at', row {row + 1}: {leads[CREATED_AT].iloc[row]!r} is not a time")
     out: dict[str, pd.Series] = {
-        LEAD_ID: leads[LEAD_ID].astype("string").astype("object"),
+        LEAD_ID: ids.astype("object"),
         TIMESTAMP: created,
         CREATED_AT: created,
     }
@@ -228,7 +248,7 @@ def _sorted_events(events: pd.DataFrame, longest_window: int) -> _SortedEvents |
     base = int(seconds.min())
     rel = seconds - base
     if int(rel.max()) + longest_window >= 1 << 32:
-        raise ValueError("events: occurred_at spans more than 100 years; check the dates")
+        raise ValueError("events: occurred_at spans more than 130 years; check the dates")
     type_codes, type_names = pd.factorize(ev["type"].astype("string"))
     keys = (lead_codes.astype("int64") << 32) | rel
     del occurred, seconds, rel, lead_codes

@@ -161,6 +161,31 @@ def test_a_bad_number_names_column_and_row(definitions: Definitions) -> None:
         attribute_rows(leads, definitions)
 
 
+@pytest.mark.parametrize(
+    ("lead", "message"),
+    [
+        ({"lead_id": "L-1"}, r"'lead_id', row 2: 'L-1' is a duplicate"),
+        ({"lead_id": None}, r"'lead_id', row 2: .* is missing"),
+        ({"created_at": "soon"}, r"'created_at', row 2: 'soon' is not a time"),
+    ],
+)
+def test_bad_lead_keys_name_column_and_row(definitions: Definitions, lead: dict[str, object], message: str) -> None:
+    leads = pd.DataFrame([make_lead(created_at="2026-01-05T10:00:00Z"), make_lead(**{"lead_id": "L-2", **lead})])
+    with pytest.raises(ValueError, match=message):
+        attribute_rows(leads, definitions)
+
+
+def test_a_failed_write_keeps_the_previous_sources(definitions: Definitions, tmp_path: Path) -> None:
+    good = CanonicalTables(pd.DataFrame([make_lead()]), pd.DataFrame([make_event()]), empty_stages())
+    write_sources(good, definitions, tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    bad_events = pd.DataFrame([make_event(occurred_at=pd.Timestamp("1850-01-01T00:00:00Z")), make_event()])
+    with pytest.raises(ValueError, match="130 years"):
+        bad = CanonicalTables(pd.DataFrame([make_lead(industry="Mining")]), bad_events, empty_stages())
+        write_sources(bad, definitions, tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
 def test_reserved_column_names_are_refused(definitions: Definitions) -> None:
     leads = pd.DataFrame([make_lead(event_timestamp="x")])
     with pytest.raises(ValueError, match="event_timestamp"):
