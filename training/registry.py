@@ -77,13 +77,14 @@ def load_bundle(uri: str) -> ModelBundle:
 
 
 def model_signature(defs: Definitions) -> ModelSignature:
-    """Raw feature columns in (categories as strings), calibrated `score` out; all inputs optional."""
+    """Raw feature columns in (categories as strings), calibrated `score` out."""
     def kind(f: Feature) -> str:
         if f.is_categorical:
             return "string"
         return "boolean" if f.kind == "attribute" and f.type == "boolean" else "double"
 
-    inputs = [ColSpec(kind(f), f.key, required=False) for f in defs.features]
+    # Every column is required (MLflow then names a missing one in a 400); values may be null.
+    inputs = [ColSpec(kind(f), f.key, required=True) for f in defs.features]
     return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec("double", "score")]))
 
 

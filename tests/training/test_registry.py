@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from features.definitions import Definitions, parse_definitions
 from features.demo import write_demo
@@ -94,6 +95,11 @@ def test_registered_model_loads_and_predicts(workspace: Settings, first: TrainRe
     bundle = model.unwrap_python_model().bundle
     np.testing.assert_allclose(scores, bundle.predict_proba(example))
     assert bundle.meta["definitions_version"] == definitions.version_string
+    # Unknown values may be null; a missing column is refused by the signature, naming it.
+    blanks = example.assign(industry=None, employees=np.nan)
+    assert np.all(np.isfinite(model.predict(blanks)["score"].to_numpy()))
+    with pytest.raises(MlflowException, match="country"):
+        model.predict(example.drop(columns=["country"]))
 
 
 @pytest.fixture(scope="module")
