@@ -105,6 +105,8 @@ def build_features(
             apply_objects(store, entity, views, service)
         with _step(shown, f"Materializing to the {settings.online_store} online store", timings):
             start = written.first_timestamp
+            if settings.online_store == "redis":
+                _clear_redis(store)
             if start is not None and start <= end:
                 store.materialize(
                     start_date=start.to_pydatetime(), end_date=end.to_pydatetime(), feature_views=list(views)
@@ -121,6 +123,17 @@ def build_features(
         online_store=settings.online_store,
         seconds=timings,
     )
+
+
+def _clear_redis(store: FeatureStore) -> None:
+    """Drop the project's lead rows from Redis before a full rebuild.
+
+    Feast's Redis store keeps a stored row unless the new one has a LATER timestamp, so a lead
+    whose attributes changed (same created_at) or who got an older event would stay stale.
+    """
+    from feast.infra.online_stores.redis import RedisOnlineStore
+
+    RedisOnlineStore().delete_entity_values(store.config, [LEAD_ID])
 
 
 def refresh_online(settings: Settings, until: datetime | None = None) -> datetime:

@@ -74,5 +74,12 @@ def test_redis_online_store_round_trip(redis_settings: Settings, definitions: De
     assert online.loc[0, "demo_requests_90d"] == 1 and online.loc[0, "page_views_30d"] == 0
     assert list(online["known"]) == [True, True, False]
 
+    # A re-import changes an attribute but not created_at: the rebuild must still reach Redis.
+    leads.loc[1, "industry"] = "Software"
+    write_tables(redis_settings.data_dir, CanonicalTables(leads, events, empty_stages()))
+    build_features(redis_settings, definitions, progress=False, until=UNTIL)
+    again = OnlineFeatures(redis_settings, definitions).get(["R-2"], now=UNTIL)
+    assert again.loc[0, "industry"] == "Software" and again.loc[0, "icp_industry"] == 1.0
+
     open_store(redis_settings).teardown()
     assert not any(client.scan_iter(match=b"*" + project))
