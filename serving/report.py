@@ -127,10 +127,10 @@ class PeriodError(ValueError):
 
 
 def resolve_period(start: date | None, end: date | None, as_of: pd.Series, today: date) -> Period:
-    """Missing ends default to the first as-of day in the data and today."""
+    """A missing start is the first as-of day in the data, a missing end today (never crossing the other end)."""
     first = as_of.min().date() if len(as_of) else today
-    start = start or first
-    end = end or max(today, first)
+    start = start or (min(first, end) if end else first)
+    end = end or max(today, start)
     for name, day in (("start", start), ("end", end)):
         if not EARLIEST <= day <= LATEST:
             raise PeriodError(f"{name}: {day} is outside the dates a report covers ({EARLIEST} to {LATEST})")
@@ -235,8 +235,10 @@ def _funnel_steps(defs: Definitions) -> list[str]:
 
 def _first_times(hist: pd.DataFrame, cohort: pd.Series, first_step: str) -> pd.DataFrame:
     """lead x stage -> first time recorded; the first step is the lead's as-of time."""
-    firsts = hist.groupby(["lead_id", "stage"])["occurred_at"].min().unstack("stage")
-    firsts = firsts.reindex(cohort.index)
+    if len(hist):
+        firsts = hist.groupby(["lead_id", "stage"])["occurred_at"].min().unstack("stage").reindex(cohort.index)
+    else:  # pandas cannot unstack an empty tz-aware series
+        firsts = pd.DataFrame(index=cohort.index)
     firsts[first_step] = cohort
     return firsts
 
@@ -279,7 +281,8 @@ def _sla(defs: Definitions, hist: pd.DataFrame, now: pd.Timestamp) -> SlaOut:
     """Follow-up is any stage change recorded after the lead first became an MQL."""
     hours = defs.sla.mql_follow_up_hours
     mql_at = hist.loc[hist["stage"] == "mql"].groupby("lead_id")["occurred_at"].min()
-    later = hist.loc[hist["stage"] != "mql"].merge(mql_at.rename("mql_at"), left_on="lead_id", right_index=True)
+    later = hist.loc[hist["stage"] != "mql"]
+    later = later.assign(mql_at=later["lead_id"].map(mql_at)).dropna(subset=["mql_at"])
     later = later.loc[later["occurred_at"] >= later["mql_at"]]
     follow = later.groupby("lead_id")["occurred_at"].min().reindex(mql_at.index)
     waited = (follow - mql_at).dt.total_seconds() / 3600.0
@@ -332,7 +335,7 @@ def _calibration(defs: Definitions, hist: pd.DataFrame, cohort: pd.Series, score
     as_of = cohort.reindex(score.index)
     targets = defs.stages_at_or_after(label.target_stage)
     hits = hist.loc[hist["stage"].isin(targets) & hist["lead_id"].isin(score.index)]
-    hits = hits.merge(as_of.rename("as_of"), left_on="lead_id", right_index=True)
+    hits = hits.assign(as_of=hits["lead_id"].map(as_of))
     hits = hits.loc[(hits["occurred_at"] >= hits["as_of"]) & (hits["occurred_at"] <= hits["as_of"] + window)]
     positive = pd.Series(score.index.isin(hits["lead_id"].unique()), index=score.index)
     # As in training: an open window is left out whatever it reached, or recent leads would

@@ -228,6 +228,8 @@ def test_report_period_and_bad_periods(client: TestClient, workspace: Settings) 
     bad = client.get(f"/v1/report?start={end}&end={start}", headers=AUTH)
     assert bad.status_code == 422 and "start" in bad.json()["error"]["message"]
     assert client.get("/v1/report?start=yesterday", headers=AUTH).status_code == 422
+    future = client.get("/report?start=2030-01-01&end=2030-01-31")
+    assert future.status_code == 200 and "0 leads entered the funnel" in future.text
     page = client.get("/report?start=not-a-day")
     assert page.status_code == 422 and "start: &#39;not-a-day&#39; is not a date" in page.text
 

@@ -6,6 +6,8 @@ from datetime import UTC, date, datetime
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
 from features.definitions import Definitions
@@ -186,3 +188,53 @@ def test_period_outside_what_timestamps_hold_is_a_period_error(definitions: Defi
         report_of(definitions, specs, start=date(1, 1, 1))
     with pytest.raises(PeriodError, match="end: 9999-12-31"):
         report_of(definitions, specs, end=date(9999, 12, 31))
+
+
+def test_a_period_without_leads_reports_zeros_not_errors(definitions: Definitions) -> None:
+    specs = [lead_with("A", [("mql", D), ("disqualified", 2 * D)], reason="no_budget")]
+    rep = report_of(definitions, specs, {"A": 0.4}, start=date(2030, 1, 1), end=date(2030, 1, 31))
+    assert rep.leads == 0
+    assert all(s.leads == 0 for s in rep.funnel) and rep.funnel[1].rate_from_previous is None
+    assert all(t.leads == 0 and t.median_hours is None for t in rep.stage_times)
+    assert (rep.sla.mqls, rep.sla.missed_rate) == (0, None)
+    assert rep.disqualifications.total == 0 and rep.disqualifications.by_source == []
+    assert (rep.calibration.scored, rep.calibration.roc_auc, rep.calibration.brier) == (0, None, None)
+
+
+STAGE_CHOICES = ["mql", "sal", "sql", "opportunity", "customer", "disqualified", "recycled", "lost"]
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> tuple[list[tuple[dict, list[dict]]], dict[str, float], date | None, date | None]:
+    specs, scores = [], {}
+    for i in range(draw(st.integers(1, 8))):  # a canonical leads table is never empty
+        created = pd.Timestamp("2025-06-01T00:00:00Z") + draw(st.integers(0, 500)) * D
+        path = [(s, draw(st.integers(0, 400)) * H) for s in draw(st.lists(st.sampled_from(STAGE_CHOICES), max_size=5))]
+        source = draw(st.sampled_from(["Webinar", "Referral", None]))
+        spec = lead_with(f"L{i}", path, created=created, source=source, reason="no_budget")
+        for row in spec[1]:
+            if row["stage"] == "lost":
+                row["reason"] = "price"
+        specs.append(spec)
+        if draw(st.booleans()):
+            scores[f"L{i}"] = draw(st.floats(0.0, 1.0))
+    start = draw(st.none() | st.dates(date(2025, 1, 1), date(2026, 12, 31)))
+    end = draw(st.none() | st.dates(start or date(2025, 1, 1), date(2027, 6, 30)))
+    return specs, scores, start, end
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(histories())
+def test_report_invariants_hold_for_any_history(definitions: Definitions, case: tuple) -> None:
+    specs, scores, start, end = case
+    rep = report_of(definitions, specs, scores, start=start, end=end)
+    counts = [s.leads for s in rep.funnel]
+    assert counts[0] == rep.leads and counts == sorted(counts, reverse=True)
+    sla = rep.sla
+    assert sla.within_sla + sla.late + sla.not_followed_up + sla.pending == sla.mqls <= counts[1]
+    dq = rep.disqualifications
+    assert dq.total == sum(r.disqualified for r in dq.by_source) and sum(r.leads for r in dq.by_source) == rep.leads
+    cal = rep.calibration
+    assert cal.with_outcome + cal.open_window == cal.scored <= rep.leads
+    assert sum(b.leads for b in cal.bands) == cal.with_outcome and cal.positives <= cal.with_outcome
+    assert all(t.median_hours is None or t.median_hours >= 0 for t in rep.stage_times)
