@@ -53,6 +53,10 @@ CONTRACT_METRICS = (
 PREPARE_OPTIONS = {"now", "test_fraction", "calibration_fraction", "seed", "weekly_leads", "feature_service"}
 
 
+class TrainingError(ValueError):
+    """The workspace is not ready to train (no features yet, no closed outcomes); says what to run."""
+
+
 # -- data -----------------------------------------------------------------------------------
 @dataclass
 class TrainingData:
@@ -124,7 +128,7 @@ def prepare(
             horizon = horizon.tz_localize("UTC")
         label_set = build_labels(defs, tables.leads, stages, now=horizon, outcomes_final=not timed)
         if label_set.labels.empty:
-            raise ValueError(
+            raise TrainingError(
                 f"no lead has a closed label window ({label_set.n_open_window} still open at {horizon}): "
                 f"training needs outcomes at least {defs.label.window_days} days old"
             )
@@ -134,7 +138,10 @@ def prepare(
     with _step(progress, "Registering the feature service (feast apply)", timings):
         if feature_service is None:
             feature_service = f"{registry.MODEL_NAME}_v{registry.next_version(registry.client_for(settings))}"
-        apply_feature_service(settings, defs, feature_service)
+        try:
+            apply_feature_service(settings, defs, feature_service)
+        except RuntimeError as exc:  # no views applied yet, or views of other definitions
+            raise TrainingError(f"cannot read training features: {exc}") from None
     labels = label_set.labels
     with _step(progress, f"Point-in-time features for {len(labels):,} leads (Feast)", timings):
         features = training_frame(settings, defs, labels[["lead_id", "as_of"]], feature_service=feature_service)
