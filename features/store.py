@@ -10,7 +10,7 @@ Both read paths finish features with `features.derive.derive`, so they cannot di
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,7 +21,14 @@ import numpy as np
 import pandas as pd
 from feast import FeatureStore
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from features.definitions import Definitions
 from features.derive import derive
@@ -68,10 +75,18 @@ class FeatureBuildSummary:
 
 
 @contextmanager
-def _step(progress: Progress | None, description: str, timings: dict[str, float]) -> Iterator[None]:
+def _step(
+    progress: Progress | None, description: str, timings: dict[str, float]
+) -> Iterator[Callable[[int, int], None]]:
+    """Time a step and show it; yields a callback `(done, total)` for steps that can count."""
     task = progress.add_task(description, total=None) if progress is not None else None
+
+    def advance(done: int, total: int) -> None:
+        if progress is not None and task is not None:
+            progress.update(task, completed=done, total=total)
+
     start = time.perf_counter()
-    yield
+    yield advance
     timings[description] = round(time.perf_counter() - start, 3)
     if progress is not None and task is not None:
         progress.update(task, total=1, completed=1)
@@ -92,11 +107,12 @@ def build_features(
     end = pd.Timestamp(until or datetime.now(timezone.utc))
     end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
     timings: dict[str, float] = {}
-    columns = [SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()]
+    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
         shown = bar if progress else None
-        with _step(shown, f"Transforming {len(tables.leads):,} leads and {len(tables.events):,} events", timings):
-            written = write_sources(tables, defs, sources_dir(settings))
+        what = f"Transforming {len(tables.leads):,} leads and {len(tables.events):,} events"
+        with _step(shown, what, timings) as step:
+            written = write_sources(tables, defs, sources_dir(settings), on_progress=step)
         with _step(shown, "Applying feature definitions (feast apply)", timings):
             store = open_store(settings)
             entity, views, service = feast_objects(

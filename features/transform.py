@@ -13,7 +13,7 @@ time by `features.derive` (the same code offline and online).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,9 +78,15 @@ def has_engagement(defs: Definitions) -> bool:
     return any(f.kind in ENGAGEMENT_KINDS for f in defs.features)
 
 
-def write_sources(tables: CanonicalTables, defs: Definitions, directory: Path) -> SourceSummary:
+def write_sources(
+    tables: CanonicalTables,
+    defs: Definitions,
+    directory: Path,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> SourceSummary:
     """Write both Feast sources into `directory`; the one build path.
 
+    `on_progress(leads_done, leads_total)` is called after each chunk of leads with events.
     Both files are written in full under temporary names first and only then renamed into
     place, so a failure leaves the previous sources untouched. Raises ValueError naming the
     column (and row) when the leads table is unusable.
@@ -102,6 +108,7 @@ def write_sources(tables: CanonicalTables, defs: Definitions, directory: Path) -
             path = directory / f"{ENGAGEMENT_SOURCE}.parquet"
             staged.append((path.with_suffix(".parquet.tmp"), path))
             writer: pq.ParquetWriter | None = None
+            done, total = 0, int(tables.events[LEAD_ID].nunique()) if on_progress is not None else 0
             try:
                 for chunk in engagement_chunks(tables.events, defs):
                     table = _arrow(chunk)
@@ -109,6 +116,9 @@ def write_sources(tables: CanonicalTables, defs: Definitions, directory: Path) -
                     writer.write_table(table)
                     n_engagement += len(chunk)
                     starts.append(chunk[TIMESTAMP].min())
+                    if on_progress is not None:
+                        done += chunk[LEAD_ID].nunique()
+                        on_progress(done, total)
                 if writer is None:  # no events: an empty, typed source
                     pq.write_table(_arrow(_empty_engagement(stored)), staged[-1][0])
             finally:
