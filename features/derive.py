@@ -67,6 +67,8 @@ def coerce(name: str, value: Any, kind: str) -> Any:
             return value.strip().lower() in _TRUE
         raise ValueError(f"{where}: expected true or false, got {value!r}")
     if kind == "timestamp":
+        if not isinstance(value, (str, datetime)):  # a bare number would silently mean 1970
+            raise ValueError(f"{where}: expected an ISO 8601 time, got {value!r}")
         try:
             stamp = pd.Timestamp(value)
         except (TypeError, ValueError):

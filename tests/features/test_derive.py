@@ -67,6 +67,11 @@ def test_overrides_win_before_deriving(definitions: Definitions) -> None:
     assert titled["icp_persona"][0] == 1.0
 
 
+def test_created_at_override_moves_the_age(definitions: Definitions) -> None:
+    out = derive(raw_row(), [AS_OF], definitions, overrides=[{"created_at": "2026-01-25T00:00:00"}])
+    assert out["days_since_created"][0] == pytest.approx(7.0)
+
+
 def test_overrides_of_derived_keys_replace_the_result(definitions: Definitions) -> None:
     out = derive(raw_row(), [AS_OF], definitions, overrides=[{"icp_country": 0, "days_since_created": 3}])
     assert out["icp_country"][0] == 0.0 and out["days_since_created"][0] == 3.0
@@ -79,6 +84,7 @@ def test_overrides_of_derived_keys_replace_the_result(definitions: Definitions) 
         ("employees", True, "attributes.employees: expected a number"),
         ("industry", {"a": 1}, "attributes.industry: expected text"),
         ("created_at", "yesterday-ish", "attributes.created_at: expected an ISO 8601 time"),
+        ("created_at", 1700000000, "attributes.created_at: expected an ISO 8601 time"),
         ("shoe_size", 44, "attributes.shoe_size: unknown attribute"),
     ],
 )
