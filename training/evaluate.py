@@ -165,10 +165,11 @@ def roc_chart(y: np.ndarray, scores: dict[str, np.ndarray], path: Path) -> Path:
 
 def importance_chart(table: pd.DataFrame, path: Path, top: int = 20) -> Path:
     shown = table.head(top).iloc[::-1]
-    fig = Figure(figsize=(9, 0.35 * len(shown) + 1.6), dpi=110, layout="constrained")
+    fig = Figure(figsize=(10, 0.35 * len(shown) + 1.8), dpi=110, layout="constrained")
     ax = fig.add_subplot()
     ax.barh(shown["label"], shown["mean_abs_contribution"], color="#1f6feb")
-    ax.set_title("What moves the score: mean |contribution| on test leads", fontsize=13, loc="left")
+    # Titled on the figure, not the axes: long feature labels push the axes to the right.
+    fig.suptitle("What moves the score: mean |contribution| on test leads", fontsize=13, x=0.01, ha="left")
     ax.set_xlabel("Average effect on the score, in log-odds (either direction)")
     ax.grid(True, axis="x", alpha=0.3)
     return _save(fig, path)
