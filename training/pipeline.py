@@ -3,6 +3,7 @@
     data = prepare(settings, defs)                       # labels, point-in-time features, split
     bundle = fit_candidate(data, {"num_leaves": 15})     # LightGBM + Platt
     ev = evaluate(data, bundle)                          # metrics, baselines, threshold, charts
+    compare_with_champion(settings, data, bundle)        # same test rows, side by side
     result = register(settings, data, bundle, ev)        # MLflow run, version, champion gate
 
 `train(settings, defs)` runs them all. The training set always comes through the feature store
@@ -233,6 +234,23 @@ def evaluate(
             "importance": ev_mod.importance_chart(importance, charts_dir / "feature_importance.png"),
         }
     return result
+
+
+def compare_with_champion(settings: Settings, data: TrainingData, bundle: ModelBundle) -> pd.DataFrame:
+    """Candidate and current champion scored on the same test rows (what the gate will compare).
+
+    One row per model with the test metrics; no champion → only the candidate's row.
+    """
+    client = registry.client_for(settings)
+    X_test, y_test = data.rows("test")
+    rows = [{"model": "candidate", **ev_mod.score_metrics(y_test, bundle.predict_proba(X_test))}]
+    current = registry.champion_version(client)
+    if current is not None:
+        champion = registry.load_bundle(f"models:/{registry.MODEL_NAME}/{current.version}")
+        same = (current.tags or {}).get("fingerprint") == data.defs.fingerprint
+        label = f"champion v{current.version}" + ("" if same else " (other definitions: cannot serve these)")
+        rows.append({"model": label, **ev_mod.score_metrics(y_test, champion.predict_proba(X_test))})
+    return pd.DataFrame(rows).set_index("model")
 
 
 # -- MLflow ---------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from features.settings import Settings
 from features.store import build_features
 from tests.conftest import DEFINITIONS_FILE
 from training import registry
-from training.pipeline import TrainResult, TrainingData, fit_candidate, prepare, register, train
+from training.pipeline import TrainResult, TrainingData, compare_with_champion, fit_candidate, prepare, register, train
 
 pytestmark = pytest.mark.slow
 FEW_TREES = {"num_boost_round": 40, "num_leaves": 7, "min_data_in_leaf": 20}
@@ -109,6 +109,9 @@ def data(workspace: Settings, definitions: Definitions, first: TrainResult) -> T
 
 def test_worse_model_is_not_promoted(client: MlflowClient, workspace: Settings, data: TrainingData, first: TrainResult) -> None:
     weak = fit_candidate(data, {"num_boost_round": 1, "num_leaves": 2, "early_stopping_rounds": 0})
+    side_by_side = compare_with_champion(workspace, data, weak)
+    assert list(side_by_side.index) == ["candidate", f"champion v{first.model_version}"]
+    assert side_by_side.loc["candidate", "roc_auc"] < side_by_side.iloc[1]["roc_auc"]
     result = register(workspace, data, weak)
     assert result.promoted is False
     assert result.metrics["test_roc_auc"] < first.metrics["test_roc_auc"]
