@@ -125,6 +125,13 @@ def test_kernel_runs_this_environment(kernel: KernelManager) -> None:
     assert Path(printed).resolve() == Path(sys.executable).resolve()
 
 
+def test_a_failing_cell_fails_the_run(kernel: KernelManager) -> None:
+    nb = new_notebook(cells=[new_code_cell("x = 1"), new_code_cell("raise ValueError('bad parameter: SEED')"), new_code_cell("y = 2")])
+    with pytest.raises(pytest.fail.Exception, match="bad parameter: SEED"):
+        execute(nb, kernel, "failing notebook")
+    assert nb.cells[-1].execution_count is None  # nothing runs after the failing cell
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """An empty workspace of its own: the retrain notebook fills it and moves its champion."""
