@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from features.definitions import Definitions
 from features.settings import Settings
+from serving.schemas import ScoreOut, ScoresOut
 from tests.serving.conftest import API_KEYS, AUTH, lead_ids
 
 
@@ -34,6 +35,7 @@ def test_score_a_known_lead(client: TestClient, demo_leads: pd.DataFrame, defini
     resp = client.post("/v1/score", json={"lead_id": lead_id}, headers=AUTH)
     assert resp.status_code == 200, resp.text
     body = resp.json()
+    ScoreOut.model_validate(body)  # the documented response model, field for field
     assert body["lead_id"] == lead_id and 0 < body["score"] < 1
     assert body["model"] == {"name": "sql_likelihood", "version": body["model"]["version"]}
     assert body["definitions_version"] == definitions.version_string
@@ -74,7 +76,7 @@ def test_exact_explanations_on_many_leads_and_batch_order(client: TestClient, de
     leads[5] = {"lead_id": "new-in-batch", "attributes": {"industry": "Retail", "employees": 80}}
     resp = client.post("/v1/score/batch", json={"leads": leads}, headers=AUTH)
     assert resp.status_code == 200, resp.text
-    results = resp.json()["results"]
+    results = ScoresOut.model_validate(resp.json()).model_dump(mode="json")["results"]
     assert [r["lead_id"] for r in results] == [x["lead_id"] for x in leads]
     for r in results:
         assert_exact(r)
@@ -217,6 +219,8 @@ def test_lead_record_has_stages_and_latest_score(client: TestClient, demo_leads:
 
 def test_docs_show_examples(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
+    ok = schema["paths"]["/v1/score"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert ok == {"$ref": "#/components/schemas/ScoreOut"}
     assert schema["components"]["schemas"]["LeadIn"]["examples"][0]["lead_id"]
     assert "examples" in schema["components"]["schemas"]["FeedbackIn"]
     assert client.get("/docs").status_code == 200

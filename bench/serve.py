@@ -1,0 +1,301 @@
+"""Serving benchmark: samepage's /v1/score beside `mlflow models serve` on the same registered model.
+
+    .venv/bin/python bench/serve.py [--home DIR] [--leads N] [--seconds S]
+
+Bootstraps a demo workspace if DIR has no champion (demo → features → train), starts both
+services on loopback (`samepage serve`, and `mlflow models serve -m models:/sql_likelihood@champion
+--env-manager local`), and drives each with a load generator in another process (`wrk` when
+installed, else a small Python generator), bounded in time: latency p50/p99 with 1 client, and
+requests/s with p99 with 16 clients, for one lead and for a batch of 1,000. samepage reads the
+features from the Feast online store and returns the full explanation; mlflow gets the same
+leads' feature rows in the request and returns bare scores. In the same run it times LightGBM's
+own `pred_contrib` on the same 1,000 rows and model, beside samepage's `explain` on them.
+Prints one table and the ratios. Not a test: figures depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+BIN = Path(sys.executable).parent
+KEY = "bench-key"
+SAMPLE = 1_000
+
+WRK_SCRIPT = """
+local bodies = {}
+local i = 0
+init = function(args)
+  for line in io.lines(args[1]) do bodies[#bodies + 1] = line end
+  wrk.headers["Content-Type"] = "application/json"
+  wrk.headers["X-API-Key"] = args[2]
+end
+request = function()
+  i = i % #bodies + 1
+  return wrk.format("POST", nil, nil, bodies[i])
+end
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--home", type=Path, default=Path(tempfile.gettempdir()) / "samepage-bench", help="Workspace (made if it has no champion)")
+    parser.add_argument("--leads", type=int, default=5_000, help="Demo leads when bootstrapping")
+    parser.add_argument("--seconds", type=float, default=8.0, help="Duration of each load run")
+    parser.add_argument("--port", type=int, default=0, help="samepage port, mlflow gets port+1 (default: two free ports)")
+    args = parser.parse_args()
+
+    from features.definitions import load_definitions
+    from features.settings import Settings
+
+    defs_file = REPO / "configs" / "definitions.yaml"
+    settings = Settings(home=args.home, definitions=defs_file, api_keys=KEY, _env_file=None)
+    defs = load_definitions(defs_file)
+    ensure_workspace(settings, defs, args.leads)
+    frame, ids = sample_rows(settings, defs)
+    contrib = time_pred_contrib(settings, defs, frame)
+
+    work = Path(tempfile.mkdtemp(prefix="samepage-bench-"))
+    bodies = write_bodies(work, defs, frame, ids)
+    env = {**os.environ, "SAMEPAGE_HOME": str(settings.home_dir), "SAMEPAGE_API_KEYS": KEY, "SAMEPAGE_DEFINITIONS": str(defs_file),
+           "MLFLOW_TRACKING_URI": settings.tracking_uri, "MLFLOW_REGISTRY_URI": settings.tracking_uri,
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # mlflow execs `uvicorn` from PATH
+    ours_port, theirs_port = (args.port, args.port + 1) if args.port else (free_port(), free_port())
+    ours_url = f"http://127.0.0.1:{ours_port}"
+    theirs_url = f"http://127.0.0.1:{theirs_port}"
+    procs = [
+        start([str(BIN / "samepage"), "serve", "--port", str(ours_port)], env, work / "samepage.log"),
+        start([str(BIN / "mlflow"), "models", "serve", "-m", "models:/sql_likelihood@champion", "--env-manager", "local",
+               "-h", "127.0.0.1", "-p", str(theirs_port)], env, work / "mlflow.log"),
+    ]
+    try:
+        wait_ready(f"{ours_url}/readyz", 180)
+        wait_ready(f"{theirs_url}/ping", 180)
+        check_answers(ours_url, theirs_url, bodies)
+        rows = []
+        for label, kind in (("1 lead", "single"), ("1,000 leads", "batch")):
+            for who, url, path in (("samepage", ours_url, "/v1/score" if kind == "single" else "/v1/score/batch"), ("mlflow", theirs_url, "/invocations")):
+                body_file = bodies[(who, kind)]
+                one = load(url + path, body_file, 1, args.seconds, work)
+                many = load(url + path, body_file, 16, args.seconds, work)
+                rows.append((label, who, one, many))
+        print_table(rows, contrib, args)
+    finally:
+        for p in procs:
+            os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# -- setup ----------------------------------------------------------------------------------------
+def ensure_workspace(settings: Any, defs: Any, n_leads: int) -> None:
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    if (settings.home_dir / "mlflow.db").exists():
+        try:
+            MlflowClient(tracking_uri=settings.tracking_uri).get_model_version_by_alias("sql_likelihood", "champion")
+            print(f"workspace {settings.home_dir}: reusing its champion")
+            return
+        except MlflowException:
+            pass
+    from features.demo import write_demo
+    from features.store import build_features
+    from features.tables import has_data
+    from training.pipeline import train
+
+    print(f"workspace {settings.home_dir}: bootstrapping ({n_leads:,} demo leads → features → train)")
+    if not has_data(settings.data_dir):
+        write_demo(settings, defs, n_leads=n_leads, seed=0)
+    build_features(settings, defs, progress=False)
+    train(settings, defs, progress=False)
+
+
+def sample_rows(settings: Any, defs: Any) -> tuple[Any, list[str]]:
+    """SAMPLE known leads and their online feature rows (what mlflow gets in the request)."""
+    import numpy as np
+    import pandas as pd
+
+    from features.store import OnlineFeatures
+    from features.tables import read_tables
+
+    leads = read_tables(settings.data_dir).leads
+    rng = np.random.default_rng(0)
+    ids = [str(x) for x in rng.choice(leads["lead_id"].astype(str).to_numpy(), size=min(SAMPLE, len(leads)), replace=False)]
+    from mlflow.tracking import MlflowClient
+
+    tags = MlflowClient(tracking_uri=settings.tracking_uri).get_model_version_by_alias("sql_likelihood", "champion").tags
+    online = OnlineFeatures(settings, defs, feature_service=tags.get("feature_service"))
+    frame = online.get(ids, [{}] * len(ids), pd.Timestamp.now(tz="UTC"))[defs.feature_keys]
+    return frame, ids
+
+
+def time_pred_contrib(settings: Any, defs: Any, frame: Any, reps: int = 15) -> dict[str, float]:
+    """Median ms for LightGBM's pred_contrib alone vs samepage's explain, same rows and model."""
+    import mlflow
+
+    from serving.explain import encode, explain
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    bundle = mlflow.pyfunc.load_model("models:/sql_likelihood@champion").unwrap_python_model().bundle
+    X = encode(bundle.encoder, frame)
+
+    def median_ms(fn: Any) -> float:
+        fn()
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return 1e3 * sorted(times)[len(times) // 2]
+
+    return {
+        "rows": len(frame),
+        "trees": bundle.booster.num_trees(),
+        "features": len(bundle.feature_keys),
+        "pred_contrib_ms": median_ms(lambda: bundle.booster.predict(X, pred_contrib=True)),
+        "explain_ms": median_ms(lambda: explain(bundle, defs, frame)),
+    }
+
+
+def write_bodies(work: Path, defs: Any, frame: Any, ids: list[str]) -> dict[tuple[str, str], Path]:
+    """JSON-lines request bodies: one lead per line (cycled through), or the 1,000-lead batch."""
+    columns = list(frame.columns)
+    rows = [[None if (isinstance(v, float) and math.isnan(v)) else v for v in row] for row in frame.astype(object).itertuples(index=False)]
+    files = {
+        ("samepage", "single"): [json.dumps({"lead_id": i}) for i in ids],
+        ("samepage", "batch"): [json.dumps({"leads": [{"lead_id": i} for i in ids]})],
+        ("mlflow", "single"): [json.dumps({"dataframe_split": {"columns": columns, "data": [r]}}) for r in rows],
+        ("mlflow", "batch"): [json.dumps({"dataframe_split": {"columns": columns, "data": rows}})],
+    }
+    out = {}
+    for (who, kind), lines in files.items():
+        path = work / f"{who}-{kind}.jsonl"
+        path.write_text("\n".join(lines) + "\n")
+        out[(who, kind)] = path
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(cmd, env=env, cwd=REPO, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_ready(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"{url} did not become ready in {timeout:.0f}s")
+
+
+def post(url: str, body: str, headers: dict[str, str] | None = None) -> Any:
+    req = urllib.request.Request(url, data=body.encode(), headers={"Content-Type": "application/json", "X-API-Key": KEY, **(headers or {})})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        return json.loads(resp.read())
+
+
+def check_answers(ours: str, theirs: str, bodies: dict[tuple[str, str], Path]) -> None:
+    """Both services score the same leads the same (else the comparison means nothing)."""
+    a = post(f"{ours}/v1/score/batch", bodies[("samepage", "batch")].read_text())["results"]
+    b = post(f"{theirs}/invocations", bodies[("mlflow", "batch")].read_text())["predictions"]
+    b_scores = [p["score"] if isinstance(p, dict) else p for p in b]
+    worst = max(abs(x["score"] - y) for x, y in zip(a, b_scores, strict=True))
+    print(f"both services agree on {len(a):,} leads (largest score difference {worst:.2e})")
+
+
+# -- load -----------------------------------------------------------------------------------------
+def load(url: str, body_file: Path, clients: int, seconds: float, work: Path) -> dict[str, float]:
+    if shutil.which("wrk"):
+        return load_wrk(url, body_file, clients, seconds, work)
+    return load_python(url, body_file, clients, seconds)
+
+
+def load_wrk(url: str, body_file: Path, clients: int, seconds: float, work: Path) -> dict[str, float]:
+    script = work / "bodies.lua"
+    script.write_text(WRK_SCRIPT)
+    cmd = ["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "30s", "-s", str(script), url, "--", str(body_file), KEY]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    pct = {int(m.group(1)): _ms(m.group(2)) for m in re.finditer(r"^\s+(\d+)%\s+([\d.]+\w+)", out, re.M)}
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise SystemExit(f"{url}: {errors.group(1)} failed requests under load\n{out}")
+    return {"p50": pct[50], "p99": pct[99], "rps": rps}
+
+
+def _ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()
+    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
+
+
+def load_python(url: str, body_file: Path, clients: int, seconds: float) -> dict[str, float]:
+    """Fallback generator without wrk: `clients` keep-alive connections in a child process."""
+    code = r"""
+import http.client, json, sys, threading, time, urllib.parse
+url, path, clients, seconds, key = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+bodies = [l.encode() for l in open(path) if l.strip()]
+u = urllib.parse.urlparse(url); lat = []; stop = time.monotonic() + seconds
+def run(k):
+    c = http.client.HTTPConnection(u.hostname, u.port); i = k
+    while time.monotonic() < stop:
+        t = time.perf_counter(); c.request("POST", u.path, bodies[i % len(bodies)], {"Content-Type": "application/json", "X-API-Key": key})
+        r = c.getresponse(); r.read(); assert r.status == 200, r.status; lat.append(time.perf_counter() - t); i += 1
+ts = [threading.Thread(target=run, args=(k,)) for k in range(clients)]; t0 = time.monotonic()
+[t.start() for t in ts]; [t.join() for t in ts]; lat.sort()
+print(json.dumps({"p50": 1e3 * lat[len(lat) // 2], "p99": 1e3 * lat[int(len(lat) * 0.99)], "rps": len(lat) / (time.monotonic() - t0)}))
+"""
+    out = subprocess.run([sys.executable, "-c", code, url, str(body_file), str(clients), str(seconds), KEY],
+                         capture_output=True, text=True, timeout=seconds + 120, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+# -- report ---------------------------------------------------------------------------------------
+def print_table(rows: list[tuple[str, str, dict[str, float], dict[str, float]]], contrib: dict[str, float], args: argparse.Namespace) -> None:
+    load1 = os.getloadavg()[0]
+    print(f"\nloopback, {os.cpu_count()} cores, load average {load1:.1f}; {'wrk' if shutil.which('wrk') else 'python'} load generator, {args.seconds:.0f}s per run")
+    print(f"{'request':<12} {'service':<9} {'p50 ms (1)':>10} {'p99 ms (1)':>10} {'req/s (16)':>11} {'p99 ms (16)':>11}")
+    for label, who, one, many in rows:
+        print(f"{label:<12} {who:<9} {one['p50']:>10.2f} {one['p99']:>10.2f} {many['rps']:>11.1f} {many['p99']:>11.2f}")
+    by = {(label, who): (one, many) for label, who, one, many in rows}
+    for label in ("1 lead", "1,000 leads"):
+        ours, theirs = by[(label, "samepage")], by[(label, "mlflow")]
+        print(f"{label}: samepage/mlflow req/s at 16 clients = {ours[1]['rps'] / theirs[1]['rps']:.2f}x; "
+              f"p99 at 1 client = {ours[0]['p99']:.2f} ms (target ≤ 10 ms for 1 lead)")
+    batch_p50 = by[("1,000 leads", "samepage")][0]["p50"]
+    print(f"\n{contrib['rows']:,} rows, {contrib['trees']} trees x {contrib['features']} features: LightGBM pred_contrib alone {contrib['pred_contrib_ms']:.1f} ms; "
+          f"samepage explain {contrib['explain_ms']:.1f} ms ({contrib['explain_ms'] / contrib['pred_contrib_ms']:.2f}x); "
+          f"/v1/score/batch end to end p50 {batch_p50:.1f} ms ({batch_p50 / contrib['pred_contrib_ms']:.2f}x; target ≤ 1.5x)")
+
+
+if __name__ == "__main__":
+    main()
