@@ -295,6 +295,8 @@ def lead_context(defs: Definitions, record: dict[str, Any], result: dict[str, An
     more = [s for s in defs.stages if s.key not in skip and (defs.funnel_rank(s.key) or 0) >= (defs.funnel_rank(defs.label.as_of_stage or "") or 0)]
     scored_at = pd.Timestamp(result["scored_at"]) if result else None
     return {
+        "path": _path(defs, [s["stage"] for s in record["stages"]]),
+        "reached": _reached_target(defs, record["stages"]),
         "lead_id": record["lead_id"],
         "headline": _headline(attrs, record["lead_id"]),
         "subtitle": " · ".join(_subtitle(attrs)),
@@ -314,6 +316,35 @@ def lead_context(defs: Definitions, record: dict[str, Any], result: dict[str, An
         "event_id": "page-" + uuid.uuid4().hex,
         "can_rescore": bool(record["known"]),
     }
+
+
+def _path(defs: Definitions, stages: list[str]) -> list[dict[str, str]]:
+    """The funnel from the lead stage on, as a CRM's stage path: done, current or still ahead.
+
+    A lead counts as past every stage before the furthest one it reached (as the report counts it);
+    when it ended off the funnel (disqualified, recycled, lost) no funnel stage is current.
+    """
+    keys = [s.key for s in defs.funnel]
+    start = defs.label.as_of_stage
+    keys = keys[keys.index(start) :] if start in keys else keys
+    ranks = [keys.index(s) for s in stages if s in keys]
+    furthest = max(ranks, default=0)
+    ended_off = bool(stages) and stages[-1] not in keys
+    out = []
+    for i, key in enumerate(keys):
+        state = "done" if i < furthest else ("current" if i == furthest and not ended_off else ("done" if i == furthest else "todo"))
+        out.append({"key": key, "name": defs.stage(key).name, "state": state})
+    return out
+
+
+def _reached_target(defs: Definitions, stages: list[dict[str, Any]]) -> str | None:
+    """"Already a Sales Qualified Lead since ...": the score predicts what already happened."""
+    later = set(defs.stages_at_or_after(defs.label.target_stage))
+    first = next((s for s in stages if s["stage"] in later), None)
+    if first is None:
+        return None
+    target = defs.stage(defs.label.target_stage).name
+    return f"Already reached {target} or beyond on {_when(pd.Timestamp(first['occurred_at']))} ({first['name']}): the score matters less now."
 
 
 def _is_attribute(defs: Definitions, key: str) -> bool:

@@ -85,6 +85,12 @@ def test_lead_page_shows_the_score_verdict_and_reasons_the_api_returns(client: T
         assert str(escape(definitions.feature(c["feature"]).label)) in html
     for stage in record["stages"]:
         assert str(escape(stage["name"])) in html
+    path = re.findall(r'<li class="(\w+)" data-stage="(\w+)">', html)
+    funnel = [s.key for s in definitions.funnel]
+    assert [k for _, k in path] == funnel[funnel.index("lead") :]
+    furthest = max(funnel.index(s["stage"]) for s in record["stages"] if s["stage"] in funnel) - funnel.index("lead")
+    assert [state for state, _ in path][: furthest + 1] == ["done"] * furthest + [path[furthest][0]]
+    assert all(state == "todo" for state, _ in path[furthest + 1 :])
 
 
 def test_disqualifying_from_the_page_stores_feedback_and_shows_the_new_stage(
@@ -100,6 +106,7 @@ def test_disqualifying_from_the_page_stores_feedback_and_shows_the_new_stage(
     assert "Recorded: Disqualified — No budget." in page.text
     current = re.search(r'id="current-stage">([^<]*)<', page.text)
     assert current is not None and current.group(1) == "Disqualified"
+    assert '<li class="off">Disqualified</li>' in page.text and 'class="current"' not in page.text.split('id="path"')[1].split("</ol>")[0]
     record = client.get(f"/v1/leads/{lead}", headers=AUTH).json()
     last = record["stages"][-1]
     assert (last["stage"], last["reason"], last["source"]) == ("disqualified", "no_budget", "feedback")
@@ -259,3 +266,16 @@ def test_score_again_rescores_with_the_api_scorer_and_updates_the_record(client:
     assert second["scored_at"] > first["scored_at"]
     assert second["result"]["model"] == first["result"]["model"]
     assert str(escape(second["result"]["mql"]["summary"])) in posted.text
+
+
+def test_lead_page_says_when_the_lead_already_reached_the_label_stage(client: TestClient, workspace: Settings, definitions: Definitions) -> None:
+    stages = read_tables(workspace.data_dir).stages
+    later = definitions.stages_at_or_after(definitions.label.target_stage)
+    reached = stages.loc[stages["stage"].isin(later), "lead_id"].astype(str)
+    qualified = sorted(reached.unique())[0]
+    untouched = sorted(set(stages["lead_id"].astype(str)) - set(reached))[0]
+    first = stages.loc[(stages["lead_id"] == qualified) & stages["stage"].isin(later)].sort_values("occurred_at").iloc[0]
+    page = client.get(page_path(qualified)).text
+    day = pd.Timestamp(first["occurred_at"]).strftime("%d %b %Y")
+    assert f"Already reached Sales Qualified Lead or beyond on {day}" in page
+    assert 'id="reached"' not in client.get(page_path(untouched)).text
