@@ -119,10 +119,14 @@ def images(nb: NotebookNode) -> int:
 
 
 def test_kernel_runs_this_environment(kernel: KernelManager) -> None:
-    nb = new_notebook(cells=[new_code_cell("import sys, features, training, serving\nprint(sys.executable)")])
+    code = "import sys, features, training, serving\nprint(sys.prefix)\nprint(features.__file__)"
+    nb = new_notebook(cells=[new_code_cell(code)])
     execute(nb, kernel, "kernel check")
-    printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs).strip()
-    assert Path(printed).resolve() == Path(sys.executable).resolve()
+    prefix, package = "".join(o.get("text", "") for o in nb.cells[-1].outputs).split()
+    assert Path(prefix) == Path(sys.prefix)  # the venv itself (its python may be a symlink to the system one)
+    import features
+
+    assert Path(package) == Path(features.__file__)  # the same project code as the tests
 
 
 def test_a_failing_cell_fails_the_run(kernel: KernelManager) -> None:
