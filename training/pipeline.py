@@ -98,6 +98,35 @@ class TrainingData:
         return self.frame["as_of"].min(), self.frame["as_of"].max()
 
 
+@dataclass
+class Outcomes:
+    """The labels plus what decided them: the horizon, whether times are real, every lead's as-of."""
+
+    labels: LabelSet
+    horizon: pd.Timestamp | None
+    timed: bool
+    as_of: pd.Series
+
+
+def load_labels(settings: Settings, defs: Definitions, now: pd.Timestamp | str | None = None) -> Outcomes:
+    """Labels from the workspace's stage history plus the feedback sales recorded through the API.
+
+    `now` (default: the data's horizon) decides which windows are closed; without real
+    timestamps every recorded outcome is final.
+    """
+    from features.records import stage_history
+
+    tables = read_tables(settings.data_dir)
+    stages = stage_history(settings, tables.stages)
+    as_of = as_of_times(defs, tables.leads, stages)
+    timed = has_real_timestamps(as_of)
+    horizon = pd.Timestamp(now) if now is not None else (data_horizon(tables.leads, stages, tables.events) if timed else None)
+    if horizon is not None and horizon.tzinfo is None:
+        horizon = horizon.tz_localize("UTC")
+    label_set = build_labels(defs, tables.leads, stages, now=horizon, outcomes_final=not timed)
+    return Outcomes(label_set, horizon, timed, as_of)
+
+
 def prepare(
     settings: Settings,
     defs: Definitions,
@@ -116,24 +145,17 @@ def prepare(
     `feature_service` defaults to `sql_likelihood_v<next version>`, applied to the Feast repo.
     """
     from features.feast_repo import apply_feature_service
-    from features.records import stage_history
 
     timings: dict[str, float] = {}
     with _step(progress, "Reading leads and the stage history (with sales feedback)", timings):
-        tables = read_tables(settings.data_dir)
-        stages = stage_history(settings, tables.stages)
-        as_of_all = as_of_times(defs, tables.leads, stages)
-        timed = has_real_timestamps(as_of_all)
-        horizon = pd.Timestamp(now) if now is not None else (data_horizon(tables.leads, stages, tables.events) if timed else None)
-        if horizon is not None and horizon.tzinfo is None:
-            horizon = horizon.tz_localize("UTC")
-        label_set = build_labels(defs, tables.leads, stages, now=horizon, outcomes_final=not timed)
+        outcomes = load_labels(settings, defs, now)
+        label_set, horizon = outcomes.labels, outcomes.horizon
         if label_set.labels.empty:
             raise TrainingError(
                 f"no lead has a closed label window ({label_set.n_open_window} still open at {horizon}): "
                 f"training needs outcomes at least {defs.label.window_days} days old"
             )
-        volume, basis = weekly_volume(as_of_all, horizon if timed else None)
+        volume, basis = weekly_volume(outcomes.as_of, horizon if outcomes.timed else None)
         if weekly_leads is not None:
             volume, basis = float(weekly_leads), "given by the caller"
     with _step(progress, "Registering the feature service (feast apply)", timings):
@@ -144,9 +166,9 @@ def prepare(
         except RuntimeError as exc:  # no views applied yet, or views of other definitions
             raise TrainingError(f"cannot read training features: {exc}") from None
     labels = label_set.labels
+    split = split_labels(labels, test_fraction, calibration_fraction, seed=seed)  # fail before Feast
     with _step(progress, f"Point-in-time features for {len(labels):,} leads (Feast)", timings):
         features = training_frame(settings, defs, labels[["lead_id", "as_of"]], feature_service=feature_service)
-    split = split_labels(labels, test_fraction, calibration_fraction, seed=seed)
     frame = features.copy()
     for column in ("label", "disqualified_reason", "reached_stage"):
         frame[column] = labels[column].to_numpy()

@@ -9,7 +9,8 @@ from features.definitions import Definitions
 from features.settings import Settings
 from features.tables import CanonicalTables, empty_events, write_tables
 from tests.conftest import make_lead, make_stage
-from training.pipeline import TrainingError, prepare, train
+from features.records import Feedback, RecordStore
+from training.pipeline import TrainingError, load_labels, prepare, train
 
 
 def test_unknown_option_is_named(settings: Settings, definitions: Definitions) -> None:
@@ -37,3 +38,20 @@ def test_only_open_windows_is_refused(settings: Settings, definitions: Definitio
     write_tables(settings.data_dir, CanonicalTables(leads=leads, events=empty_events(), stages=stages))
     with pytest.raises(TrainingError, match="closed label window"):
         prepare(settings, definitions, feature_service="probe")
+
+
+def test_sales_feedback_is_in_the_next_labels(settings: Settings, definitions: Definitions) -> None:
+    created = pd.Timestamp("2025-01-01T00:00:00Z")
+    leads = pd.DataFrame([make_lead(lead_id=f"L-{i}", created_at=created + pd.Timedelta(days=i)) for i in range(3)])
+    stages = pd.DataFrame([make_stage(lead_id=f"L-{i}", occurred_at=created + pd.Timedelta(days=i)) for i in range(3)])
+    write_tables(settings.data_dir, CanonicalTables(leads=leads, events=empty_events(), stages=stages))
+    now = pd.Timestamp("2026-01-01T00:00:00Z")
+    before = load_labels(settings, definitions, now).labels.labels.set_index("lead_id")
+    assert before["label"].sum() == 0
+    store = RecordStore.from_settings(settings)
+    store.add_feedback(Feedback("L-1", "sql", (created + pd.Timedelta(days=20)).to_pydatetime()))
+    store.add_feedback(Feedback("L-2", "disqualified", (created + pd.Timedelta(days=9)).to_pydatetime(), reason="no_budget"))
+    store.close()
+    after = load_labels(settings, definitions, now).labels.labels.set_index("lead_id")
+    assert after.loc["L-1", "label"] == 1 and after.loc["L-0", "label"] == 0
+    assert after.loc["L-2", "disqualified_reason"] == "no_budget"
