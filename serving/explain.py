@@ -46,19 +46,20 @@ class Explanation:
 
 
 def explain(bundle: ModelBundle, defs: Definitions, frame: pd.DataFrame) -> list[Explanation]:
-    """One explanation per row of `frame` (columns: the bundle's feature keys), in row order."""
+    """One explanation per row of `frame` (holding the bundle's feature keys), in row order."""
     keys = bundle.feature_keys
     if len(frame) == 0:
         return []
-    X = encode(bundle.encoder, frame)
+    columns = _columns(frame, keys)
+    X = encode_columns(bundle.encoder, columns)
     threads = {"num_threads": 1} if len(frame) < SMALL_BATCH else {}
     base, contrib = bundle.contributions(X, **threads)
     logits = base + contrib.sum(axis=1)
-    scores = 1.0 / (1.0 + np.exp(-logits))
+    scores = (1.0 / (1.0 + np.exp(-logits))).tolist()
     order = np.argsort(-np.abs(contrib), axis=1, kind="stable").tolist()
     labels = [_label(defs, k) for k in keys]
     formats = [_formatter(defs, k) for k in keys]
-    values = [[json_value(v) for v in frame[k].tolist()] for k in keys]  # column-wise: fast and typed
+    values = [[json_value(v) for v in col] for col in columns]
     contrib_rows = contrib.tolist()
     base_list = base.tolist()
     out: list[Explanation] = []
@@ -77,7 +78,7 @@ def explain(bundle: ModelBundle, defs: Definitions, frame: pd.DataFrame) -> list
                     down.append(f"{labels[j]}: {formats[j](values[j][i])} (lowers the score)")
             else:
                 break  # the rest push even less
-        out.append(Explanation(float(scores[i]), base_list[i], items, up, down))
+        out.append(Explanation(scores[i], base_list[i], items, up, down))
     return out
 
 
@@ -87,18 +88,33 @@ def encode(encoder: FeatureEncoder, frame: pd.DataFrame) -> np.ndarray:
     Same result by construction and by test: a category is `str(value)` looked up in the fitted
     categories (missing or unseen: NaN); a number is a float (missing or not a number: NaN).
     """
+    return encode_columns(encoder, _columns(frame, encoder.feature_keys))
+
+
+def _columns(frame: pd.DataFrame, keys: list[str]) -> list[list[Any]]:
+    """The frame's columns for `keys` as Python lists, in one conversion (column access is slow)."""
+    positions = frame.columns.get_indexer(keys)
+    if (positions < 0).any():
+        raise KeyError(f"feature frame lacks columns {[k for k, p in zip(keys, positions, strict=True) if p < 0]}")
+    return frame.to_numpy(dtype=object)[:, positions].T.tolist()
+
+
+def encode_columns(encoder: FeatureEncoder, columns: list[list[Any]]) -> np.ndarray:
     lookups = _lookups(encoder)
-    out = np.empty((len(frame), len(encoder.feature_keys)), dtype=np.float64)
+    n = len(columns[0]) if columns else 0
+    out = np.empty((n, len(encoder.feature_keys)), dtype=np.float64)
     nan = np.nan
     for j, key in enumerate(encoder.feature_keys):
-        col = frame[key]
+        col = columns[j]
         codes = lookups.get(key)
         if codes is not None:
-            out[:, j] = [nan if _is_na(v) else codes.get(str(v), nan) for v in col.tolist()]
-        elif col.dtype.kind in "fiub":
-            out[:, j] = col.to_numpy(dtype=np.float64, na_value=nan)
-        else:
-            out[:, j] = pd.to_numeric(col.astype("object").where(col.notna(), None), errors="coerce")
+            out[:, j] = [nan if _is_na(v) else codes.get(str(v), nan) for v in col]
+            continue
+        try:
+            out[:, j] = [nan if _is_na(v) else float(v) for v in col]
+        except (TypeError, ValueError):  # text in a number column: pandas' coercion, as the encoder does
+            series = pd.Series(col, dtype=object)
+            out[:, j] = pd.to_numeric(series.where(series.notna(), None), errors="coerce")
     return out
 
 

@@ -175,7 +175,7 @@ class Scorer:
             shown = ", ".join(repr(u) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
             noun = "Lead" if len(unknown) == 1 else "Leads"
             raise ApiError(404, f"{noun} {shown} unknown to the feature store and no attributes were given to score from")
-        explanations = explain(champ.bundle, self.defs, frame[champ.bundle.feature_keys])
+        explanations = explain(champ.bundle, self.defs, frame)
         feature_keys = set(champ.bundle.feature_keys)
         extra_fields = [c.field for c in self.defs.mql.criteria if c.field not in feature_keys]
         scored_at = now.isoformat().replace("+00:00", "Z")
