@@ -32,6 +32,20 @@ console = Console(stderr=True)
 API_KEY_FILE = "api_key"
 
 
+@app.callback()
+def _quiet_libraries() -> None:
+    """Keep the terminal for samepage's own progress: libraries' info chatter and deprecations off."""
+    import logging
+    import os
+    import warnings
+
+    # MLflow sets its own logger level when imported; this is the knob it reads (user's wins).
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+    _ignore_deprecations()
+    for name in ("alembic", "feast"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 @contextmanager
 def _clean_errors() -> Iterator[None]:
     """Turn known, user-caused failures into one readable message and a non-zero exit."""
@@ -40,6 +54,13 @@ def _clean_errors() -> Iterator[None]:
     except (DefinitionsError, FileNotFoundError, ValueError) as exc:
         console.print(f"[bold red]error:[/] {_escape(str(exc))}", highlight=False)
         raise typer.Exit(code=2) from None
+
+
+def _ignore_deprecations() -> None:
+    """Feast re-enables DeprecationWarning when imported, so this runs again after imports."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
 def _escape(text: str) -> str:
@@ -57,6 +78,7 @@ def _settings() -> Settings:
 
 
 def _run(step: Callable[[Settings, Definitions], Any]) -> Any:
+    _ignore_deprecations()
     with _clean_errors():
         settings = _settings()
         defs = _load(settings)
@@ -190,6 +212,7 @@ def up(
         settings = _settings()
         settings = settings.model_copy(update={"host": host or settings.host, "port": port or settings.port})
         defs = _load(settings)
+        _ignore_deprecations()
         console.rule(f"samepage · definitions {defs.version_string}")
         if not has_data(settings.data_dir):
             from features.demo import write_demo
@@ -200,6 +223,7 @@ def up(
             from features.store import build_features
             from training.pipeline import train as run_training
 
+            _ignore_deprecations()
             console.print("building features (Feast apply + materialize)")
             build_features(settings, defs, progress=True)
             console.print("training the first champion")
