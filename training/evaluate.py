@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score, roc_curve
@@ -101,7 +102,7 @@ def importance_summary(
 
 
 # -- charts ---------------------------------------------------------------------------------
-def _fig(title: str, subtitle: str) -> tuple[Figure, object]:
+def _fig(title: str, subtitle: str) -> tuple[Figure, Axes]:
     fig = Figure(figsize=(8, 5.5), dpi=110, layout="constrained")
     ax = fig.add_subplot()
     ax.set_title(title, fontsize=13, loc="left")

@@ -91,7 +91,7 @@ def fit_lightgbm(
         free_raw_data=False,
     )
     dcal = lgb.Dataset(X_cal, label=y_calibration, reference=dtrain)
-    callbacks = []
+    callbacks: list[Any] = []
     if params.early_stopping_rounds:
         callbacks.append(lgb.early_stopping(params.early_stopping_rounds, verbose=False))
     booster = lgb.train(
@@ -105,7 +105,7 @@ def fit_lightgbm(
     if params.early_stopping_rounds and booster.best_iteration > 0:
         # Keep only the trees that helped: the saved model then predicts what was validated.
         booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
-    calib_a, calib_b = platt(booster.predict(X_cal, raw_score=True), y_calibration)
+    calib_a, calib_b = platt(np.asarray(booster.predict(X_cal, raw_score=True)), y_calibration)
     info = {
         "params": params.model_dump(),
         "best_iteration": int(booster.num_trees()),

@@ -13,11 +13,8 @@ feedback recorded through the API is in the next training set.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,22 +22,24 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from features.bundle import ModelBundle
-from features.definitions import Definitions, load_definitions
+from features.definitions import Definitions
 from features.settings import Settings
-from features.store import training_frame
-from features.tables import read_tables
 from training import baselines as bl
 from training import evaluate as ev_mod
-from training import registry
-from training.labels import LabelSet, as_of_times, build_labels, data_horizon
+from training import registry, tracking
+from training.data import Outcomes, TrainingData, TrainingError, load_labels, prepare, step
 from training.models import LightGBMParams, fit_lightgbm
-from training.split import Split, has_real_timestamps, split_labels
-from training.threshold import ThresholdAdvice, capacity_threshold, weekly_volume
+from training.threshold import ThresholdAdvice, capacity_threshold
+
+__all__ = [
+    "Baselines", "Evaluation", "Outcomes", "TrainResult", "TrainingData", "TrainingError",
+    "compare_with_champion", "evaluate", "fit_baselines", "fit_candidate", "load_labels", "prepare",
+    "register", "train",
+]  # fmt: skip
 
 CONTRACT_METRICS = (
     "test_roc_auc",
@@ -52,128 +51,6 @@ CONTRACT_METRICS = (
     "baseline_logreg_roc_auc",
 )
 PREPARE_OPTIONS = {"now", "test_fraction", "calibration_fraction", "seed", "weekly_leads", "feature_service"}
-
-
-class TrainingError(ValueError):
-    """The workspace is not ready to train (no features yet, no closed outcomes); says what to run."""
-
-
-# -- data -----------------------------------------------------------------------------------
-@dataclass
-class TrainingData:
-    """Labelled rows with their point-in-time features and the split, in one frame.
-
-    `frame`: lead_id, as_of, every feature key, label, disqualified_reason, part
-    (train/calibration/test). Same rows for every model compared on it.
-    """
-
-    defs: Definitions
-    frame: pd.DataFrame
-    split: Split
-    labels: LabelSet
-    horizon: pd.Timestamp | None
-    weekly_leads: float
-    volume_basis: str
-    feature_service: str
-    seed: int = 42
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def rows(self, *parts: str) -> tuple[pd.DataFrame, np.ndarray]:
-        """Feature columns and labels of the given parts, e.g. `rows("train", "calibration")`."""
-        mask = self.frame["part"].isin(parts).to_numpy()
-        chosen = self.frame.loc[mask]
-        return chosen[self.defs.feature_keys], chosen["label"].to_numpy(dtype=int)
-
-    @property
-    def n_train(self) -> int:
-        """Rows of the train period (trees + calibration slice)."""
-        return int(self.frame["part"].isin(["train", "calibration"]).sum())
-
-    @property
-    def n_test(self) -> int:
-        return int((self.frame["part"] == "test").sum())
-
-    @property
-    def data_range(self) -> tuple[pd.Timestamp, pd.Timestamp]:
-        return self.frame["as_of"].min(), self.frame["as_of"].max()
-
-
-@dataclass
-class Outcomes:
-    """The labels plus what decided them: the horizon, whether times are real, every lead's as-of."""
-
-    labels: LabelSet
-    horizon: pd.Timestamp | None
-    timed: bool
-    as_of: pd.Series
-
-
-def load_labels(settings: Settings, defs: Definitions, now: pd.Timestamp | str | None = None) -> Outcomes:
-    """Labels from the workspace's stage history plus the feedback sales recorded through the API.
-
-    `now` (default: the data's horizon) decides which windows are closed; without real
-    timestamps every recorded outcome is final.
-    """
-    from features.records import stage_history
-
-    tables = read_tables(settings.data_dir)
-    stages = stage_history(settings, tables.stages)
-    as_of = as_of_times(defs, tables.leads, stages)
-    timed = has_real_timestamps(as_of)
-    horizon = pd.Timestamp(now) if now is not None else (data_horizon(tables.leads, stages, tables.events) if timed else None)
-    if horizon is not None and horizon.tzinfo is None:
-        horizon = horizon.tz_localize("UTC")
-    label_set = build_labels(defs, tables.leads, stages, now=horizon, outcomes_final=not timed)
-    return Outcomes(label_set, horizon, timed, as_of)
-
-
-def prepare(
-    settings: Settings,
-    defs: Definitions,
-    now: pd.Timestamp | str | None = None,
-    test_fraction: float = 0.2,
-    calibration_fraction: float = 0.15,
-    seed: int = 42,
-    weekly_leads: float | None = None,
-    feature_service: str | None = None,
-    progress: Progress | None = None,
-) -> TrainingData:
-    """Labels from the stage history, features from Feast as of each label's time, the split.
-
-    `now` (default: the data's horizon) decides which label windows are closed. Data without
-    real timestamps (every lead at one as-of time) has final outcomes and a stratified split.
-    `feature_service` defaults to `sql_likelihood_v<next version>`, applied to the Feast repo.
-    """
-    from features.feast_repo import apply_feature_service
-
-    timings: dict[str, float] = {}
-    with _step(progress, "Reading leads and the stage history (with sales feedback)", timings):
-        outcomes = load_labels(settings, defs, now)
-        label_set, horizon = outcomes.labels, outcomes.horizon
-        if label_set.labels.empty:
-            raise TrainingError(
-                f"no lead has a closed label window ({label_set.n_open_window} still open at {horizon}): "
-                f"training needs outcomes at least {defs.label.window_days} days old"
-            )
-        volume, basis = weekly_volume(outcomes.as_of, horizon if outcomes.timed else None)
-        if weekly_leads is not None:
-            volume, basis = float(weekly_leads), "given by the caller"
-    with _step(progress, "Registering the feature service (feast apply)", timings):
-        if feature_service is None:
-            feature_service = f"{registry.MODEL_NAME}_v{registry.next_version(registry.client_for(settings))}"
-        try:
-            apply_feature_service(settings, defs, feature_service)
-        except RuntimeError as exc:  # no views applied yet, or views of other definitions
-            raise TrainingError(f"cannot read training features: {exc}") from None
-    labels = label_set.labels
-    split = split_labels(labels, test_fraction, calibration_fraction, seed=seed)  # fail before Feast
-    with _step(progress, f"Point-in-time features for {len(labels):,} leads (Feast)", timings):
-        features = training_frame(settings, defs, labels[["lead_id", "as_of"]], feature_service=feature_service)
-    frame = features.copy()
-    for column in ("label", "disqualified_reason", "reached_stage"):
-        frame[column] = labels[column].to_numpy()
-    frame["part"] = split.part.to_numpy()
-    return TrainingData(defs, frame, split, label_set, horizon, volume, basis, feature_service, seed, timings)
 
 
 # -- models ---------------------------------------------------------------------------------
@@ -327,25 +204,27 @@ def register(
     with tempfile.TemporaryDirectory(prefix="samepage-train-") as tmp:
         out = Path(tmp)
         baselines = baselines or fit_baselines(data)
-        evaluation = evaluate(data, bundle, baselines, charts_dir=out / "charts") if evaluation is None or not evaluation.charts else evaluation
+        if evaluation is None or not evaluation.charts:
+            evaluation = evaluate(data, bundle, baselines, charts_dir=out / "charts")
         X_test, y_test = data.rows("test")
         gate = registry.decide_promotion(client, defs, evaluation.metrics["test_roc_auc"], X_test, y_test)
         registry.describe_registered_model(client)
-        tags = _run_tags(data, bundle, gate.reason)
+        tags = tracking.run_tags(data, bundle, gate.reason)
         experiment = client.get_experiment_by_name(registry.EXPERIMENT)
+        assert experiment is not None, "client_for creates the experiment"
         run_name = f"{registry.MODEL_NAME} {defs.version_string} {data.split.kind}"
-        with mlflow_run(experiment.experiment_id, run_name, tags) as run:
+        with tracking.mlflow_run(experiment.experiment_id, run_name, tags) as run:
             import mlflow
 
-            mlflow.log_params(_run_params(data, bundle, params))
+            mlflow.log_params(tracking.run_params(data, bundle, params))
             mlflow.log_metrics(evaluation.metrics)
             if gate.champion_roc_auc is not None:
                 mlflow.log_metric("champion_test_roc_auc", gate.champion_roc_auc)
-            _write_tables(out / "tables", data, evaluation, baselines)
+            tracking.write_evaluation_tables(out / "tables", data, evaluation.importance, evaluation.gains, evaluation.threshold, baselines.points_rules)
             mlflow.log_artifacts(str(out / "tables"), "evaluation")
             for chart in evaluation.charts.values():
                 mlflow.log_artifact(str(chart), "charts")
-            mlflow.log_artifact(str(_definitions_file(settings, defs, out)), "definitions")
+            mlflow.log_artifact(str(tracking.definitions_artifact(settings, defs, out)), "definitions")
             bundle_dir = bundle.save(out / "bundle")
             info = mlflow.pyfunc.log_model(
                 name="model",
@@ -377,88 +256,6 @@ def register(
     )
 
 
-@contextmanager
-def mlflow_run(experiment_id: str, run_name: str, tags: dict[str, str]) -> Iterator[Any]:
-    import mlflow
-
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
-        yield run
-
-
-def _run_tags(data: TrainingData, bundle: ModelBundle, promotion: str) -> dict[str, str]:
-    d_from, d_to = data.data_range
-    return {
-        "definitions_version": data.defs.version_string,
-        "fingerprint": data.defs.fingerprint,
-        "feature_service": data.feature_service,
-        "trained_at": str(bundle.meta.get("trained_at", _now_iso())),
-        "data_from": d_from.isoformat(),
-        "data_to": d_to.isoformat(),
-        "split": data.split.kind,
-        "promotion": promotion,
-    }
-
-
-def _run_params(data: TrainingData, bundle: ModelBundle, extra: dict[str, Any] | None) -> dict[str, Any]:
-    defs = data.defs
-    counts = data.split.counts
-    params: dict[str, Any] = {f"lgbm_{k}": v for k, v in bundle.meta.get("params", {}).items()}
-    params.update(
-        {
-            "trees": bundle.meta.get("best_iteration"),
-            "label_target_stage": defs.label.target_stage,
-            "label_window_days": defs.label.window_days,
-            "label_as_of_stage": defs.label.as_of_stage,
-            "label_horizon": data.labels.summary["label_horizon"],
-            "split": data.split.kind,
-            "test_from": data.split.test_from.isoformat() if data.split.test_from is not None else "(stratified)",
-            "n_fit": counts["train"],
-            "n_calibration": counts["calibration"],
-            "n_test": counts["test"],
-            "n_open_window_left_out": data.labels.n_open_window,
-            "n_features": len(defs.feature_keys),
-            "feature_service": data.feature_service,
-            "calibration": "platt (held-out slice of the train period)",
-            "weekly_leads_basis": data.volume_basis,
-            "capacity_mqls_per_week": defs.sla.capacity.mqls_per_week,
-            "current_mql_threshold": defs.mql.threshold,
-        }
-    )
-    params.update(extra or {})
-    return params
-
-
-def _write_tables(directory: Path, data: TrainingData, evaluation: Evaluation, baselines: Baselines) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    evaluation.importance.to_csv(directory / "feature_importance.csv", index=False)
-    evaluation.gains.to_csv(directory / "gains_by_decile.csv", index=False)
-    (directory / "threshold.json").write_text(json.dumps(_threshold_json(evaluation.threshold), indent=2))
-    (directory / "baseline_points_rules.json").write_text(json.dumps(baselines.points_rules, indent=2))
-    (directory / "labels_summary.json").write_text(json.dumps(data.labels.summary, indent=2, default=str))
-    reasons = data.labels.labels.loc[data.labels.labels["disqualified"]]
-    table = reasons.groupby(reasons["disqualified_reason"].fillna("(none)")).size().rename("leads")
-    table.sort_values(ascending=False).to_csv(directory / "disqualification_reasons.csv")
-
-
-def _threshold_json(advice: ThresholdAdvice) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(advice)
-
-
-def _definitions_file(settings: Settings, defs: Definitions, out: Path) -> Path:
-    """The signed-off file itself when it is what was loaded; else the loaded content as YAML."""
-    path = Path(settings.definitions)
-    try:
-        if load_definitions(path).version_string == defs.version_string:
-            return path
-    except ValueError:
-        pass
-    dumped = out / "definitions.yaml"
-    dumped.write_text(yaml.safe_dump(defs.model_dump(mode="json", by_alias=True), sort_keys=False))
-    return dumped
-
-
 # -- the whole job --------------------------------------------------------------------------
 def train(settings: Settings, defs: Definitions, progress: bool = True, **overrides: Any) -> TrainResult:
     """prepare → fit_candidate → baselines → evaluate → register (the `samepage train` command).
@@ -477,28 +274,18 @@ def train(settings: Settings, defs: Definitions, progress: bool = True, **overri
         shown = bar if progress else None
         data = prepare(settings, defs, progress=shown, **prep)
         timings = dict(data.timings)
-        with _step(shown, f"Training LightGBM on {data.split.counts['train']:,} leads ({data.split.kind} split)", timings):
+        with step(shown, f"Training LightGBM on {data.split.counts['train']:,} leads ({data.split.kind} split)", timings):
             bundle = fit_candidate(data, params)
-        with _step(shown, "Fitting the baselines (points rules, logistic regression)", timings):
+        with step(shown, "Fitting the baselines (points rules, logistic regression)", timings):
             baselines = fit_baselines(data)
         with tempfile.TemporaryDirectory(prefix="samepage-charts-") as tmp:
-            with _step(shown, f"Evaluating on {data.n_test:,} test leads (metrics, charts)", timings):
+            with step(shown, f"Evaluating on {data.n_test:,} test leads (metrics, charts)", timings):
                 evaluation = evaluate(data, bundle, baselines, charts_dir=Path(tmp))
-            with _step(shown, "Logging to MLflow, registering, champion gate", timings):
+            with step(shown, "Logging to MLflow, registering, champion gate", timings):
                 result = register(settings, data, bundle, evaluation, baselines)
     timings["total"] = time.perf_counter() - started
     result.seconds = timings
     return result
-
-
-@contextmanager
-def _step(progress: Progress | None, description: str, timings: dict[str, float]) -> Iterator[None]:
-    task = progress.add_task(description, total=1) if progress is not None else None
-    started = time.perf_counter()
-    yield
-    timings[description] = time.perf_counter() - started
-    if progress is not None and task is not None:
-        progress.update(task, completed=1, description=f"{description} [green]done[/]")
 
 
 def _now_iso() -> str:

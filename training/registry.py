@@ -21,7 +21,7 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
-from mlflow.types.schema import ColSpec, Schema
+from mlflow.types.schema import ColSpec, Schema, TensorSpec
 from sklearn.metrics import roc_auc_score
 
 from features.bundle import ModelBundle
@@ -84,7 +84,7 @@ def model_signature(defs: Definitions) -> ModelSignature:
         return "boolean" if f.kind == "attribute" and f.type == "boolean" else "double"
 
     # Every column is required (MLflow then names a missing one in a 400); values may be null.
-    inputs = [ColSpec(kind(f), f.key, required=True) for f in defs.features]
+    inputs: list[ColSpec | TensorSpec] = [ColSpec(kind(f), f.key, required=True) for f in defs.features]
     return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec("double", "score")]))
 
 
