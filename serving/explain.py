@@ -59,7 +59,7 @@ def explain(bundle: ModelBundle, defs: Definitions, frame: pd.DataFrame) -> list
     order = np.argsort(-np.abs(contrib), axis=1, kind="stable").tolist()
     labels = [_label(defs, k) for k in keys]
     formats = [_formatter(defs, k) for k in keys]
-    values = [[json_value(v) for v in col] for col in columns]
+    values = [_json_column(col) for col in columns]
     contrib_rows = contrib.tolist()
     base_list = base.tolist()
     out: list[Explanation] = []
@@ -130,6 +130,27 @@ def _is_na(value: Any) -> bool:
     if value is None or value is pd.NA:
         return True
     return isinstance(value, float) and value != value
+
+
+def _json_column(col: list[Any]) -> list[Any]:
+    """`json_value` over a column, with the two common types (float, str) handled inline."""
+    out: list[Any] = []
+    append = out.append
+    for v in col:
+        t = type(v)
+        if t is float:
+            if v - v == 0.0:  # finite (NaN and ±inf give NaN here)
+                append(int(v) if v.is_integer() and -_BIG < v < _BIG else v)
+            else:
+                append(None)
+        elif t is str:
+            append(v)
+        else:
+            append(json_value(v))
+    return out
+
+
+_BIG = float(2**53)
 
 
 def _label(defs: Definitions, key: str) -> str:

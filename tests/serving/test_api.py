@@ -224,3 +224,38 @@ def test_docs_show_examples(client: TestClient) -> None:
     assert schema["components"]["schemas"]["LeadIn"]["examples"][0]["lead_id"]
     assert "examples" in schema["components"]["schemas"]["FeedbackIn"]
     assert client.get("/docs").status_code == 200
+
+
+def test_logs_are_json_with_request_ids_and_no_personal_data(client: TestClient) -> None:
+    import json as _json
+    import logging
+
+    from serving.logs import JsonFormatter
+
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(JsonFormatter().format(record))
+
+    logger = logging.getLogger("samepage.serving")
+    handler = Collect()
+    logger.addHandler(handler)
+    try:
+        # the test client's app was built with access_log=False; this one logs every request
+        from serving.app import create_app
+
+        app = create_app(client.app.state.settings, client.app.state.defs)
+        with TestClient(app) as logged:
+            secret = {"industry": "Secret Industry 42", "job_title": "Chief Secret Officer"}
+            logged.post("/v1/score", json={"lead_id": "pii-lead", "attributes": secret}, headers={**AUTH, "X-Request-ID": "req-77"})
+            logged.post("/v1/score", json={"lead_id": "x"}, headers={"Authorization": "Bearer not-a-real-key-123"})
+    finally:
+        logger.removeHandler(handler)
+    records = [_json.loads(line) for line in lines]
+    request_lines = [r for r in records if r.get("event") == "request"]
+    assert {"request_id": "req-77", "route": "/v1/score", "status": 200}.items() <= request_lines[0].items()
+    assert request_lines[1]["status"] == 401
+    text = "\n".join(lines)
+    for secret_text in ("Secret Industry 42", "Chief Secret Officer", "not-a-real-key-123", API_KEYS[0], "pii-lead"):
+        assert secret_text not in text
