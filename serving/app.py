@@ -18,6 +18,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse
 
 from features.definitions import Definitions, load_definitions
+from features.derive import override_targets
 from features.records import RecordStore
 from features.settings import Settings
 from serving.auth import configured_keys, require_api_key
@@ -105,13 +106,35 @@ def _openapi(app: FastAPI, defs: Definitions) -> dict[str, Any]:
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, summary=app.summary, description=app.description, routes=app.routes)
-    props = schema.get("components", {}).get("schemas", {}).get("FeedbackIn", {}).get("properties", {})
+    schemas = schema.get("components", {}).get("schemas", {})
+    props = schemas.get("FeedbackIn", {}).get("properties", {})
     if "stage" in props:
         props["stage"] = {**props["stage"], "enum": [s.key for s in defs.stages]}
         props["stage"].pop("minLength", None)
         props["stage"].pop("maxLength", None)
+    attributes = schemas.get("LeadIn", {}).get("properties", {}).get("attributes")
+    if attributes is not None:  # name the overrides the definitions know, with their types
+        attributes["properties"] = {
+            name: {"anyOf": [{**_JSON_TYPES[kind]}, {"type": "null"}], "description": _describe(defs, name, field)}
+            for name, (field, kind, _) in override_targets(defs).items()
+        }
     app.openapi_schema = schema
     return schema
+
+
+_JSON_TYPES = {
+    "category": {"type": "string"},
+    "number": {"type": "number"},
+    "boolean": {"type": "boolean"},
+    "timestamp": {"type": "string", "format": "date-time"},
+}
+
+
+def _describe(defs: Definitions, name: str, field: str) -> str:
+    try:
+        return defs.feature(name).label
+    except KeyError:
+        return f"Lead attribute `{field}`"
 
 
 def serve(settings: Settings, defs: Definitions | None = None) -> None:

@@ -223,6 +223,11 @@ def test_docs_show_examples(client: TestClient) -> None:
     assert ok == {"$ref": "#/components/schemas/ScoreOut"}
     assert schema["components"]["schemas"]["LeadIn"]["examples"][0]["lead_id"]
     assert "examples" in schema["components"]["schemas"]["FeedbackIn"]
+    feedback_stage = schema["components"]["schemas"]["FeedbackIn"]["properties"]["stage"]
+    assert feedback_stage["enum"] == [s["key"] for s in client.get("/v1/definitions").json()["definitions"]["stages"]]
+    attrs = schema["components"]["schemas"]["LeadIn"]["properties"]["attributes"]["properties"]
+    assert attrs["employees"]["description"] == "Company size (employees)"
+    assert {"type": "number"} in attrs["demo_requests_90d"]["anyOf"] and {"type": "string"} in attrs["industry"]["anyOf"]
     assert client.get("/docs").status_code == 200
 
 
