@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import lightgbm
 import mlflow
@@ -187,9 +186,3 @@ def describe_registered_model(client: MlflowClient, name: str = MODEL_NAME) -> N
                 f"`{CHAMPION}` is what serving scores with."
             ),
         )
-
-
-def artifact_dir(root: Path, name: str) -> Path:
-    path = root / name
-    path.mkdir(parents=True, exist_ok=True)
-    return path
