@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -266,7 +265,7 @@ class Definitions(_Strict):
         """`<version>+<first 12 hex of sha256 of the canonical content>` (the contract's form)."""
         return f"{self.version}+{self.digest[:12]}"
 
-    @cached_property
+    @property
     def fingerprint(self) -> str:
         """Digest of what shapes a model's label and features; a model is bound to it.
 

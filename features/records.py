@@ -144,8 +144,14 @@ class RecordStore:
 
 def stage_history(settings: Settings, stages: pd.DataFrame, store: RecordStore | None = None) -> pd.DataFrame:
     """Imported stages plus recorded feedback, in one frame with STAGE_COLUMNS, by lead and time."""
-    store = store or RecordStore.from_settings(settings)
-    fb = store.feedback()[STAGE_COLUMNS]
+    if store is None:
+        owned = RecordStore.from_settings(settings)
+        try:
+            fb = owned.feedback()[STAGE_COLUMNS]
+        finally:
+            owned.close()
+    else:
+        fb = store.feedback()[STAGE_COLUMNS]
     frames = [f for f in (stages[STAGE_COLUMNS], fb) if len(f)]
     if not frames:
         return stages[STAGE_COLUMNS].copy()

@@ -136,10 +136,10 @@ def train(
     if as_json:
         sys.stdout.write(json.dumps(payload, default=str) + "\n")
         return
-    _print_training(payload)
+    _print_training(payload, result.promotion_reason, result.split)
 
 
-def _print_training(payload: dict[str, Any]) -> None:
+def _print_training(payload: dict[str, Any], reason: str, split: str) -> None:
     table = Table(title=f"{payload['model_name']} v{payload['model_version']} (definitions {payload['definitions_version']})")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -149,7 +149,8 @@ def _print_training(payload: dict[str, Any]) -> None:
         table.add_row(f"threshold.{key}", f"{value:.4f}" if isinstance(value, float) else str(value))
     Console().print(table)
     verdict = "promoted to champion" if payload["promoted"] else "not promoted"
-    Console().print(f"run {payload['run_id']}: {verdict}; train {payload['n_train']} / test {payload['n_test']} leads")
+    Console().print(f"run {payload['run_id']}: {verdict} ({reason})")
+    Console().print(f"train {payload['n_train']:,} / test {payload['n_test']:,} leads, {split} split")
 
 
 @app.command()
