@@ -177,6 +177,8 @@ def test_retrain_registers_a_candidate_through_the_champion_gate(
     assert len(read_tables(workspace.data_dir).leads) == DEMO_LEADS
     versions = sorted(int(v.version) for v in client.search_model_versions("name = 'sql_likelihood'"))
     assert versions == [1, 2]
+    first = client.get_run(client.get_model_version("sql_likelihood", "1").run_id)
+    assert first.data.tags["mlflow.source.name"].startswith("notebooks/retrain.ipynb")
     assert summary["model_version"] == "2"
     champion = client.get_model_version_by_alias("sql_likelihood", "champion").version
     assert str(champion) == summary["champion_version"] == ("2" if summary["promoted"] else "1")
