@@ -192,8 +192,9 @@ def test_retrain_registers_a_candidate_through_the_champion_gate(
     candidate = client.get_model_version("sql_likelihood", "2")
     assert candidate.tags["definitions_version"] == definitions.version_string == summary["definitions_version"]
     assert "notebooks/retrain.ipynb" in candidate.description
-    # Explore plots (source and ICP, monthly rate) and the champion-vs-candidate reliability curve were drawn.
-    assert images(retrained) >= 3
+    # Explore plots (source and ICP, monthly rate), the candidate's importance chart and the
+    # champion-vs-candidate reliability curve were drawn.
+    assert images(retrained) >= 4
 
 
 def test_explain_matches_the_api_and_is_exact(
