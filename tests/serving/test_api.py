@@ -264,3 +264,20 @@ def test_logs_are_json_with_request_ids_and_no_personal_data(client: TestClient)
     text = "\n".join(lines)
     for secret_text in ("Secret Industry 42", "Chief Secret Officer", "not-a-real-key-123", API_KEYS[0], "pii-lead"):
         assert secret_text not in text
+
+
+def test_without_configured_keys_nothing_protected_is_open_and_up_makes_one(tmp_path, definitions: Definitions) -> None:
+    from serving.app import create_app
+    from serving.auth import ensure_api_key, key_file
+    from tests.conftest import DEFINITIONS_FILE
+
+    settings = Settings(home=tmp_path / "ws", definitions=DEFINITIONS_FILE, _env_file=None)
+    with TestClient(create_app(settings, definitions, access_log=False), raise_server_exceptions=False) as c:
+        assert_error(c.get("/v1/model", headers={"X-API-Key": ""}), 401, "unauthorized", "No API keys are configured")
+        assert c.get("/v1/definitions").status_code == 200
+    key, made = ensure_api_key(settings)
+    assert made and key_file(settings).stat().st_mode & 0o077 == 0  # readable by its owner only
+    assert ensure_api_key(settings) == (key, False)
+    with TestClient(create_app(settings, definitions, access_log=False), raise_server_exceptions=False) as c:
+        assert_error(c.get("/v1/model", headers={"X-API-Key": key}), 503, "not_ready")  # past the key check
+        assert_error(c.get("/v1/model", headers={"X-API-Key": key + "x"}), 401, "unauthorized", "Unknown API key")

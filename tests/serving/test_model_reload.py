@@ -109,3 +109,18 @@ def test_a_new_champion_is_picked_up_without_failing_requests(own_workspace: Set
         expected = new_bundle.predict_proba(frame.iloc[:50])
         np.testing.assert_allclose([r["score"] for r in got], expected, atol=1e-6)
         assert client.get("/v1/model", headers=AUTH).json()["version"] == new
+
+
+def test_a_champion_that_cannot_load_leaves_the_previous_one_serving(own_workspace: Settings, definitions: Definitions, demo_leads: pd.DataFrame) -> None:
+    from mlflow.tracking import MlflowClient
+
+    lead_id = lead_ids(demo_leads, 1, seed=12)[0]
+    with TestClient(create_app(own_workspace, definitions, access_log=False), raise_server_exceptions=False) as client:
+        old = client.get("/readyz").json()["model"]["version"]
+        registry = MlflowClient(tracking_uri=own_workspace.tracking_uri, registry_uri=own_workspace.tracking_uri)
+        broken = registry.create_model_version("sql_likelihood", source=str(own_workspace.home_dir / "no-such-model"), tags=champion_tags(own_workspace))
+        registry.set_registered_model_alias("sql_likelihood", "champion", broken.version)
+        metrics = client.app.state.metrics
+        assert wait_for(lambda: (metrics.registry.get_sample_value("samepage_model_reloads_total", {"outcome": "failed"}) or 0) >= 1)
+        assert client.get("/readyz").json()["model"]["version"] == old
+        assert client.post("/v1/score", json={"lead_id": lead_id}, headers=AUTH).json()["model"]["version"] == old
