@@ -209,6 +209,7 @@ def test_explain_matches_the_api_and_is_exact(
         DEFINITIONS=str(DEFINITIONS_FILE),
         SAMPLE_SIZE=EXPLAINED,
         SCAN=800,
+        WHAT_IF={"demo_requests_90d": 3},
     )
     summary = summary_of(nb)
     client = MlflowClient(tracking_uri=workspace.tracking_uri, registry_uri=workspace.tracking_uri)
@@ -228,3 +229,14 @@ def test_explain_matches_the_api_and_is_exact(
         met = all(c["met"] for c in r["mql"]["criteria"])
         assert r["mql"]["passed"] == (r["score"] >= threshold and met)
     assert images(nb) >= 1
+    # The what-if went through the API's override path: the value is the override, the explanation is
+    # still exact, and a feature the definitions say only raises the score did not lower it.
+    what_if = summary["what_if"]["result"]
+    before = next(r for r in leads if r["lead_id"] == what_if["lead_id"])
+    value = {c["feature"]: c["value"] for c in what_if["explanation"]["contributions"]}["demo_requests_90d"]
+    assert value == 3
+    e = what_if["explanation"]
+    total = e["base_value"] + sum(c["contribution"] for c in e["contributions"])
+    assert total == pytest.approx(math.log(what_if["score"] / (1 - what_if["score"])), abs=1e-6)
+    assert definitions.feature("demo_requests_90d").direction == "up"
+    assert what_if["score"] >= before["score"] - 1e-9
