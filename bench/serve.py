@@ -289,12 +289,13 @@ def print_table(rows: list[tuple[str, str, dict[str, float], dict[str, float]]],
     by = {(label, who): (one, many) for label, who, one, many in rows}
     for label in ("1 lead", "1,000 leads"):
         ours, theirs = by[(label, "samepage")], by[(label, "mlflow")]
-        print(f"{label}: samepage/mlflow req/s at 16 clients = {ours[1]['rps'] / theirs[1]['rps']:.2f}x; "
-              f"p99 at 1 client = {ours[0]['p99']:.2f} ms (target ≤ 10 ms for 1 lead)")
+        target = " (targets: ≤ 10 ms, ≥ 1x)" if label == "1 lead" else ""
+        print(f"{label}: samepage p99 at 1 client {ours[0]['p99']:.2f} ms; samepage/mlflow req/s at 16 clients "
+              f"{ours[1]['rps'] / theirs[1]['rps']:.2f}x{target}")
     batch_p50 = by[("1,000 leads", "samepage")][0]["p50"]
     print(f"\n{contrib['rows']:,} rows, {contrib['trees']} trees x {contrib['features']} features: LightGBM pred_contrib alone {contrib['pred_contrib_ms']:.1f} ms; "
-          f"samepage explain {contrib['explain_ms']:.1f} ms ({contrib['explain_ms'] / contrib['pred_contrib_ms']:.2f}x); "
-          f"/v1/score/batch end to end p50 {batch_p50:.1f} ms ({batch_p50 / contrib['pred_contrib_ms']:.2f}x; target ≤ 1.5x)")
+          f"samepage explain {contrib['explain_ms']:.1f} ms ({contrib['explain_ms'] / contrib['pred_contrib_ms']:.2f}x; target ≤ 1.5x); "
+          f"/v1/score/batch end to end p50 {batch_p50:.1f} ms ({batch_p50 / contrib['pred_contrib_ms']:.2f}x, incl. the Feast online read)")
 
 
 if __name__ == "__main__":
