@@ -23,7 +23,7 @@ from features.settings import Settings
 from serving.errors import ApiError
 from serving.explain import json_value
 from serving.scorer import Champion, Scorer
-from serving.writer import _row
+from serving.writer import score_row
 
 CHUNK = 1_000
 FORMATS = (".csv", ".parquet")
@@ -78,7 +78,7 @@ def score_file(settings: Settings, defs: Definitions, input: Path, output: Path,
     _write(pd.DataFrame(rows, columns=OUTPUT_COLUMNS), output)
     store = RecordStore.from_settings(settings)
     try:
-        store.save_scores([_row(r) for r in {r["lead_id"]: r for r in results_all}.values()])
+        store.save_scores([score_row(r) for r in {r["lead_id"]: r for r in results_all}.values()])
     finally:
         store.close()
     return BatchSummary(

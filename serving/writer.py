@@ -57,7 +57,7 @@ class ScoreWriter:
                     events.append(item)
                 else:
                     for r in item:
-                        rows[r["lead_id"]] = _row(r)  # the last score of a lead wins
+                        rows[r["lead_id"]] = score_row(r)  # the last score of a lead wins
             if rows:
                 try:
                     self.store.save_scores(list(rows.values()))
@@ -67,7 +67,8 @@ class ScoreWriter:
                 e.set()
 
 
-def _row(result: dict[str, Any]) -> dict[str, Any]:
+def score_row(result: dict[str, Any]) -> dict[str, Any]:
+    """A ScoreOut dict as a `latest_scores` row of the record store."""
     return {
         "lead_id": result["lead_id"],
         "score": result["score"],
