@@ -18,6 +18,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
+from features import outcomes
 from features.definitions import Definitions
 from features.records import RecordStore, stage_history
 from features.settings import Settings
@@ -139,16 +140,6 @@ def resolve_period(start: date | None, end: date | None, as_of: pd.Series, today
     return Period(start=start, end=end)
 
 
-def as_of_times(defs: Definitions, created: pd.Series, history: pd.DataFrame) -> pd.Series:
-    """Per lead (same index as `created`): first entry into `label.as_of_stage`, else creation (as training does)."""
-    stage = defs.label.as_of_stage
-    if stage is None or not len(history):
-        return created
-    entered = history.loc[history["stage"] == stage]
-    first = entered.groupby("lead_id")["occurred_at"].min()
-    return first.reindex(created.index).fillna(created)
-
-
 def build_report(
     defs: Definitions,
     tables: CanonicalTables,
@@ -169,7 +160,7 @@ def build_report(
     ids = pd.Index(tables.leads["lead_id"].astype(str))
     created = pd.Series(pd.to_datetime(tables.leads["created_at"], utc=True).array)
     history = _normalise_history(history, ids)
-    as_of = as_of_times(defs, created, history)
+    as_of = outcomes.as_of_times(defs, created, history)
     period = resolve_period(start, end, as_of, now_ts.date())
     lo = pd.Timestamp(period.start, tz="UTC")
     hi = pd.Timestamp(period.end + timedelta(days=1), tz="UTC")
@@ -329,18 +320,15 @@ def _disqualifications(defs: Definitions, leads: pd.DataFrame, hist: pd.DataFram
 
 def _calibration(defs: Definitions, hist: pd.DataFrame, cohort: pd.Series, scores: pd.DataFrame, now: pd.Timestamp) -> Calibration:
     label = defs.label
-    window = pd.Timedelta(days=label.window_days)
     score = scores.drop_duplicates("lead_id", keep="last").set_index("lead_id")["score"]
     score = score.reindex(cohort.index).dropna()
-    as_of = cohort.reindex(score.index)
-    targets = defs.stages_at_or_after(label.target_stage)
-    hits = hist.loc[hist["stage"].isin(targets) & hist["lead_id"].isin(score.index)]
-    hits = hits.assign(as_of=hits["lead_id"].map(as_of))
-    hits = hits.loc[(hits["occurred_at"] >= hits["as_of"]) & (hits["occurred_at"] <= hits["as_of"] + window)]
-    positive = pd.Series(score.index.isin(hits["lead_id"].unique()), index=score.index)
+    # The shared label rule. Unlike training, a lead that reached the target before its as-of
+    # time stays in as a known negative (kept as the report has always counted it).
+    rule = outcomes.outcomes(defs, cohort.reindex(score.index), hist, now)
+    positive = rule["reached"]
     # As in training: an open window is left out whatever it reached, or recent leads would
     # look better (only their early converters counted) or worse (counted as "no") than they are.
-    known = as_of + window <= now
+    known = rule["closed"]
     p, y = score[known].to_numpy(), positive[known].to_numpy().astype(int)
     both = len(set(y.tolist())) == 2
     edges = np.round(np.linspace(0.0, 1.0, N_BANDS + 1), 6)

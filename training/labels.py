@@ -1,9 +1,9 @@
 """Labels from the closed loop: what sales recorded in the stage history, read through the
-definitions' `label` section.
+definitions' `label` section by THE label rule in `features.outcomes` (the funnel report uses
+the same one).
 
-One row per lead at its as-of time (the first time it entered `label.as_of_stage`, else its
-creation time). The label is 1 when the lead reached `label.target_stage` or any later funnel
-stage within `label.window_days` after its as-of time (both edges inclusive), else 0.
+One row per lead at its as-of time; the label is 1 when the rule says the lead reached the
+target stage (or a later funnel stage) within the window, else 0.
 
 Leads whose window has not closed yet at `now` are left out, never counted as negatives: a
 lead created last week that has not been qualified yet is not a "no". Including them as
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from features import outcomes
 from features.definitions import Definitions
 
 LABEL_COLUMNS = [
@@ -68,16 +69,10 @@ def data_horizon(leads: pd.DataFrame, stages: pd.DataFrame, events: pd.DataFrame
 
 
 def as_of_times(defs: Definitions, leads: pd.DataFrame, stages: pd.DataFrame) -> pd.Series:
-    """Per lead (index lead_id): first entry into `label.as_of_stage`, else `created_at`."""
-    created = pd.Series(
-        _utc(leads["created_at"], "leads", "created_at").array, index=pd.Index(leads["lead_id"].astype(str), name="lead_id")
-    )
-    as_of_stage = defs.label.as_of_stage
-    if as_of_stage is None or not len(stages):
-        return created.rename("as_of")
-    entered = stages.loc[stages["stage"].astype(str) == as_of_stage]
-    first = entered.groupby(entered["lead_id"].astype(str))["occurred_at"].min()
-    return first.reindex(created.index).fillna(created).rename("as_of")
+    """Per lead (index lead_id): the definitions' as-of time (`features.outcomes.as_of_times`)."""
+    if defs.label.as_of_stage is not None and len(stages):
+        stages = stages.assign(lead_id=stages["lead_id"].astype(str), stage=stages["stage"].astype(str))
+    return outcomes.as_of_times(defs, _created(leads), stages)
 
 
 def build_labels(
@@ -100,24 +95,18 @@ def build_labels(
         stage=stages["stage"].astype(str),
         occurred_at=_utc(stages["occurred_at"], "stages", "occurred_at"),
     )
-    as_of = as_of_times(defs, leads, stages)
-    window = pd.Timedelta(days=defs.label.window_days)
-    frame = pd.DataFrame({"lead_id": as_of.index.to_numpy(), "as_of": as_of.array})
-    frame["window_end"] = frame["as_of"] + window
-
-    # First time each lead reached the target stage or a later funnel stage.
-    targets = defs.stages_at_or_after(defs.label.target_stage)
-    hits = stages.loc[stages["stage"].isin(targets)].merge(frame[["lead_id", "as_of"]], on="lead_id")
-    before = hits.loc[hits["occurred_at"] < hits["as_of"], "lead_id"].unique()
-    hits = hits.loc[hits["occurred_at"] >= hits["as_of"]].sort_values("occurred_at")
-    first_hit = hits.drop_duplicates("lead_id").set_index("lead_id")
-    frame["reached_stage"] = frame["lead_id"].map(first_hit["stage"])
-    frame["reached_at"] = frame["lead_id"].map(first_hit["occurred_at"])
-    frame["label"] = (frame["reached_at"].notna() & (frame["reached_at"] <= frame["window_end"])).astype("int8")
-    # A hit after the window closed is not this label's outcome.
-    late = frame["label"].eq(0)
-    frame["reached_stage"] = frame["reached_stage"].astype("string").mask(late)
-    frame["reached_at"] = frame["reached_at"].mask(late)
+    as_of = outcomes.as_of_times(defs, _created(leads), stages)
+    rule = outcomes.outcomes(defs, as_of, stages, None if outcomes_final else now)
+    frame = pd.DataFrame(
+        {
+            "lead_id": as_of.index.to_numpy(),
+            "as_of": rule["as_of"].array,
+            "window_end": rule["window_end"].array,
+            "reached_stage": rule["reached_stage"].array,
+            "reached_at": rule["reached_at"].array,
+            "label": rule["reached"].astype("int8").to_numpy(),
+        }
+    )
 
     # Disqualification reasons, kept for reporting (latest disqualification of each lead).
     dq = stages.loc[stages["stage"] == "disqualified"].sort_values("occurred_at").drop_duplicates("lead_id", keep="last")
@@ -126,15 +115,21 @@ def build_labels(
     frame["disqualified_reason"] = frame["lead_id"].map(dq["reason"]).astype("string")
 
     # Leads that were already at the target before their as-of time have nothing left to predict.
-    already = frame["lead_id"].isin(before) & frame["label"].eq(0)
+    already = rule["reached_before"].to_numpy() & frame["label"].eq(0).to_numpy()
     frame = frame.loc[~already]
     n_open = 0
     if not outcomes_final:
-        open_window = frame["window_end"] > now
+        open_window = ~rule["closed"].to_numpy()[~already]
         n_open = int(open_window.sum())
         frame = frame.loc[~open_window]
     labels = frame[LABEL_COLUMNS].sort_values(["as_of", "lead_id"], kind="stable").reset_index(drop=True)
     return LabelSet(labels, None if outcomes_final else now, outcomes_final, n_open, int(already.sum()))
+
+
+def _created(leads: pd.DataFrame) -> pd.Series:
+    """created_at (UTC) indexed by lead_id as a string: training's key for every lead."""
+    index = pd.Index(leads["lead_id"].astype(str), name="lead_id")
+    return pd.Series(_utc(leads["created_at"], "leads", "created_at").array, index=index)
 
 
 def _check_stages(defs: Definitions, stages: pd.DataFrame) -> None:
