@@ -101,6 +101,7 @@ class Calibration(_Out):
     scored: int = Field(description="Cohort leads with a latest score")
     with_outcome: int = Field(description="Scored leads whose label window has closed (their outcome is known)")
     open_window: int = Field(description="Scored leads left out: their window is still open")
+    already_at_target: int = Field(0, description="Scored leads left out: they had reached the label stage before their as-of time")
     positives: int
     roc_auc: float | None = Field(description="How well the score ranks the leads that reached the stage above the rest")
     brier: float | None
@@ -322,13 +323,13 @@ def _calibration(defs: Definitions, hist: pd.DataFrame, cohort: pd.Series, score
     label = defs.label
     score = scores.drop_duplicates("lead_id", keep="last").set_index("lead_id")["score"]
     score = score.reindex(cohort.index).dropna()
-    # The shared label rule. Unlike training, a lead that reached the target before its as-of
-    # time stays in as a known negative (kept as the report has always counted it).
     rule = outcomes.outcomes(defs, cohort.reindex(score.index), hist, now)
     positive = rule["reached"]
     # As in training: an open window is left out whatever it reached, or recent leads would
-    # look better (only their early converters counted) or worse (counted as "no") than they are.
-    known = rule["closed"]
+    # look better (only their early converters counted) or worse (counted as "no") than they are;
+    # and a lead already at the target before its as-of time has no outcome left to predict.
+    already = rule["closed"] & rule["reached_before"] & ~rule["reached"]
+    known = rule["closed"] & ~already
     p, y = score[known].to_numpy(), positive[known].to_numpy().astype(int)
     both = len(set(y.tolist())) == 2
     edges = np.round(np.linspace(0.0, 1.0, N_BANDS + 1), 6)
@@ -351,7 +352,8 @@ def _calibration(defs: Definitions, hist: pd.DataFrame, cohort: pd.Series, score
         window_days=label.window_days,
         scored=len(score),
         with_outcome=len(p),
-        open_window=int((~known).sum()),
+        open_window=int((~rule["closed"]).sum()),
+        already_at_target=int(already.sum()),
         positives=int(y.sum()),
         roc_auc=float(roc_auc_score(y, p)) if both else None,
         brier=float(brier_score_loss(y, p)) if len(p) else None,

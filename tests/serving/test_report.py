@@ -223,6 +223,18 @@ def histories(draw: st.DrawFn) -> tuple[list[tuple[dict, list[dict]]], dict[str,
     return specs, scores, start, end
 
 
+def test_calibration_leaves_out_leads_already_at_the_target_as_training_does(definitions: Definitions) -> None:
+    old = pd.Timestamp(NOW) - definitions.label.window_days * D - 10 * D
+    specs = [
+        lead_with("P1", [("sql", 30 * D)], created=old),
+        lead_with("N1", [], created=old),
+        lead_with("EARLY", [("sql", -5 * D)], created=old),  # an SQL before it ever became a Lead
+    ]
+    cal = report_of(definitions, specs, {"P1": 0.8, "N1": 0.2, "EARLY": 0.9}).calibration
+    assert (cal.scored, cal.with_outcome, cal.already_at_target, cal.positives) == (3, 2, 1, 1)
+    assert cal.actual_rate == 0.5
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(histories())
 def test_report_invariants_hold_for_any_history(definitions: Definitions, case: tuple) -> None:
@@ -235,6 +247,6 @@ def test_report_invariants_hold_for_any_history(definitions: Definitions, case: 
     dq = rep.disqualifications
     assert dq.total == sum(r.disqualified for r in dq.by_source) and sum(r.leads for r in dq.by_source) == rep.leads
     cal = rep.calibration
-    assert cal.with_outcome + cal.open_window == cal.scored <= rep.leads
+    assert cal.with_outcome + cal.open_window + cal.already_at_target == cal.scored <= rep.leads
     assert sum(b.leads for b in cal.bands) == cal.with_outcome and cal.positives <= cal.with_outcome
     assert all(t.median_hours is None or t.median_hours >= 0 for t in rep.stage_times)
