@@ -7,7 +7,6 @@ happen inside commands so `samepage --help` stays quick.
 from __future__ import annotations
 
 import json
-import secrets
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -186,20 +185,6 @@ def _serve(settings: Settings) -> None:
     uvicorn.run(create_app(settings, defs), host=settings.host, port=settings.port, log_level="warning")
 
 
-def _api_key(settings: Settings) -> str:
-    """The configured key, or one made once and kept in the workspace."""
-    if settings.keys:
-        return settings.keys[0]
-    path = settings.home_dir / API_KEY_FILE
-    if path.exists():
-        return path.read_text().strip()
-    settings.home_dir.mkdir(parents=True, exist_ok=True)
-    key = "sp_" + secrets.token_urlsafe(24)
-    path.write_text(key + "\n")
-    path.chmod(0o600)
-    return key
-
-
 @app.command()
 def up(
     host: Annotated[str | None, typer.Option("--host", help="Interface to bind (default 127.0.0.1).")] = None,
@@ -230,16 +215,29 @@ def up(
             console.print("training the first champion")
             result = run_training(settings, defs, progress=True).as_json()
             console.print(f"  model {result['model_name']} v{result['model_version']}: test ROC AUC {result['metrics']['test_roc_auc']:.3f}")
-        key = _api_key(settings)
-        settings = settings.model_copy(update={"api_keys": ",".join(settings.keys) or key})
+        from serving.auth import ensure_api_key
+
+        key, made = ensure_api_key(settings)
         base = f"http://{settings.host}:{settings.port}"
         console.print(f"[bold]serving[/] {base}")
         console.print(f"  API docs     {base}/docs")
-        console.print(f"  lead record  {base}/leads/<lead_id>")
+        console.print(f"  lead record  {base}/leads/{_example_lead(settings)}")
         console.print(f"  report       {base}/report")
-        console.print(f"  API key      {key}   (header: Authorization: Bearer <key>)")
+        kept = f"kept in {settings.home_dir / API_KEY_FILE}" if not settings.keys else "from SAMEPAGE_API_KEYS"
+        console.print(f"  API key      {key}   ({'made now, ' if made else ''}{kept})")
+        console.print("               send it as `Authorization: Bearer <key>` or `X-API-Key: <key>`")
         console.print(f"  MLflow UI    make mlflow-ui  (tracking store {settings.tracking_uri})")
         _serve(settings)
+
+
+def _example_lead(settings: Settings) -> str:
+    """A real lead id to click on, so the printed URL opens a record."""
+    import pyarrow.parquet as pq
+
+    from features.tables import table_path
+
+    ids = pq.read_table(table_path(settings.data_dir, "leads"), columns=["lead_id"]).column(0)
+    return str(ids[0]) if len(ids) else "<lead_id>"
 
 
 def _has_champion(settings: Settings) -> bool:
