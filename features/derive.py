@@ -24,6 +24,7 @@ _DAY_SECONDS = 86_400.0
 _TRUE = {"true", "yes", "1", "y", "t"}
 _FALSE = {"false", "no", "0", "n", "f"}
 _UTC = pd.Timestamp(0, tz="UTC").tzinfo
+_PLAIN_NUMBERS = {int, float, bool, np.float64, type(None)}
 
 RawColumns = Mapping[str, Sequence[Any] | np.ndarray]
 Overrides = Sequence[Mapping[str, Any] | None]
@@ -110,6 +111,8 @@ def _numbers(values: Sequence[Any] | np.ndarray | None, n: int) -> np.ndarray:
         return np.full(n, np.nan)
     if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":
         return values.astype("float64")
+    if set(map(type, values)) <= _PLAIN_NUMBERS:  # what `float` takes exactly; None becomes NaN
+        return np.array(values, dtype="float64")
     return np.array([np.nan if is_missing(v) else float(v) for v in values], dtype="float64")
 
 
@@ -126,6 +129,8 @@ def _seconds(values: Sequence[Any] | np.ndarray | pd.Series | None, n: int) -> n
     for i, v in enumerate(values):
         if is_missing(v):
             out[i] = np.nan
+        elif isinstance(v, np.datetime64):  # a stored value beside an override (see OnlineFeatures.raw)
+            out[i] = np.nan if np.isnat(v) else v.astype("datetime64[ns]").astype("int64") / 1e9
         elif isinstance(v, datetime):  # pd.Timestamp is a datetime too
             out[i] = (v if v.tzinfo is not None else v.replace(tzinfo=_UTC)).timestamp()
         else:
@@ -165,6 +170,11 @@ def apply_overrides(
     return merged, late
 
 
+def known_rows(raw: RawColumns, n: int) -> np.ndarray:
+    """Which of `n` rows the store knows: those with a stored `created_at`."""
+    return ~np.isnan(_seconds(raw.get(CREATED_AT), n))
+
+
 def derive(
     raw: RawColumns,
     as_of: Sequence[Any] | np.ndarray | pd.Series,
@@ -181,7 +191,7 @@ def derive(
     """
     n = len(as_of)
     now = _seconds(as_of, n)
-    known = ~np.isnan(_seconds(raw.get(CREATED_AT), n))
+    known = known_rows(raw, n)
     late: list[dict[str, Any]] = []
     if overrides is not None:
         raw, late = apply_overrides(raw, n, overrides, override_targets(defs, kinds))

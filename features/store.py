@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from feast import FeatureStore
+from feast.type_map import NULL_TIMESTAMP_INT_VALUE, feast_value_type_to_python_type
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -31,7 +32,7 @@ from rich.progress import (
 )
 
 from features.definitions import Definitions
-from features.derive import derive
+from features.derive import derive, known_rows
 from features.feast_repo import (
     ATTRIBUTES_VIEW,
     DEFAULT_SERVICE,
@@ -289,10 +290,20 @@ class OnlineFeatures:
         self._attribute_refs = [f"{ATTRIBUTES_VIEW}:{name}" for name in self._attribute_names]
         self._keys = defs.feature_keys
 
-    def raw(self, lead_ids: Sequence[str]) -> dict[str, list[Any]]:
-        """Stored fields of the service for these leads (None where the store has nothing)."""
+    def raw(self, lead_ids: Sequence[str]) -> dict[str, list[Any] | np.ndarray]:
+        """Stored fields of the service for these leads, one column per field, in request order.
+
+        One `get_online_features` call for the whole batch. Columns come straight from the
+        response's values (Feast's `to_dict` converts them one by one, a third of a 1,000-lead
+        read): floats as float64 arrays (NaN where the store has nothing), timestamps as
+        datetime64[s] arrays (NaT), anything else as Feast's own Python values (None).
+        """
         rows = [{LEAD_ID: str(i)} for i in lead_ids]
-        return self._store.get_online_features(features=self._service, entity_rows=rows).to_dict()
+        proto = self._store.get_online_features(features=self._service, entity_rows=rows).proto
+        return {
+            name: _column(vector.values)
+            for name, vector in zip(proto.metadata.feature_names.val, proto.results, strict=True)
+        }
 
     def get(
         self,
@@ -306,10 +317,11 @@ class OnlineFeatures:
         when = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
         when = when.tz_localize("UTC") if when.tzinfo is None else when
         raw = self.raw(lead_ids) if lead_ids else {}
-        known = [v is not None for v in raw.get("created_at", [])]
-        values = derive(raw, [when] * len(lead_ids), self.defs, overrides, self.attribute_kinds)
+        known = known_rows(raw, len(lead_ids))
+        as_of = np.full(len(lead_ids), when.tz_convert("UTC").tz_localize(None).to_datetime64())
+        values = derive(raw, as_of, self.defs, overrides, self.attribute_kinds)
         columns = {key: values[key] for key in self._keys}
-        columns["known"] = np.array(known, dtype=bool)
+        columns["known"] = known
         return pd.DataFrame(columns, index=pd.RangeIndex(len(lead_ids)))
 
     def attributes(self, lead_id: str) -> dict[str, Any] | None:
@@ -319,3 +331,25 @@ class OnlineFeatures:
             return None
         return {name: got[name][0] for name in self._attribute_names}
 
+
+
+_FLOAT_KINDS = frozenset({"double_val", "float_val"})
+_PLAIN_KINDS = frozenset({"string_val", "int64_val", "int32_val", "bool_val"})
+
+
+def _column(values: Sequence[Any]) -> list[Any] | np.ndarray:
+    """One response column (Feast `Value` protos) as an array or list; see `OnlineFeatures.raw`."""
+    which = [v.WhichOneof("val") for v in values]
+    kinds = set(which)
+    kinds.discard(None)
+    if kinds <= _FLOAT_KINDS:  # also an all-missing column
+        return np.array([getattr(v, k) if k else None for v, k in zip(values, which)], dtype="float64")
+    if kinds == {"unix_timestamp_val"}:
+        seconds = [v.unix_timestamp_val if k else NULL_TIMESTAMP_INT_VALUE for v, k in zip(values, which)]
+        stamps = np.array(seconds, dtype="int64")
+        missing = stamps == NULL_TIMESTAMP_INT_VALUE
+        return np.where(missing, np.datetime64("NaT", "s"), stamps.astype("datetime64[s]"))
+    if len(kinds) == 1 and kinds <= _PLAIN_KINDS:  # the same Python values Feast gives, read directly
+        kind = kinds.pop()
+        return [getattr(v, kind) if k else None for v, k in zip(values, which)]
+    return [feast_value_type_to_python_type(v) for v in values]

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from features.definitions import Definitions, parse_definitions
+from features.derive import derive
 from features.feast_repo import apply_feature_service, open_store
 from features.settings import Settings
 from features.store import (
@@ -139,6 +140,29 @@ def test_overrides_win_and_unknown_leads_score_from_them(built: tuple[Settings, 
     assert got.loc[2, "source"] is None and np.isnan(got.loc[2, "page_views_30d"])
     with pytest.raises(ValueError, match="attributes.employees"):
         online.get(["L-1"], overrides=[{"employees": "lots"}])
+
+
+def test_online_read_equals_feasts_own_conversion(built: tuple[Settings, Definitions]) -> None:
+    """`raw` reads the response's values directly; features match those derived from Feast's `to_dict`."""
+    settings, defs = built
+    online = OnlineFeatures(settings, defs)
+    ids = ["L-1", "L-LATE", "L-QUIET", "NEW-1", "L-NOW"]
+    overrides: list[dict[str, object] | None] = [
+        {"created_at": "2026-01-02T03:04:05Z"},
+        {"last_activity_at": "2026-02-20T12:00:00", "employees": 12},
+        None,
+        {"industry": "Software"},
+        {"page_views_30d": 4},
+    ]
+    ours = online.get(ids, overrides, now=UNTIL)
+    store = open_store(settings)
+    stored = store.get_online_features(
+        features=store.get_feature_service(online.feature_service), entity_rows=[{"lead_id": i} for i in ids]
+    ).to_dict()
+    theirs = derive(stored, [UNTIL] * len(ids), defs, overrides, online.attribute_kinds)
+    pd.testing.assert_frame_equal(ours[defs.feature_keys], pd.DataFrame({k: theirs[k] for k in defs.feature_keys}))
+    assert ours["known"].tolist() == [v is not None for v in stored["created_at"]] == [True, True, True, False, True]
+    assert ours.loc[0, "days_since_created"] == pytest.approx((UNTIL - pd.Timestamp("2026-01-02T03:04:05Z")).total_seconds() / 86_400)
 
 
 def test_attributes_show_who_the_lead_is(built: tuple[Settings, Definitions]) -> None:
