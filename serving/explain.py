@@ -59,23 +59,26 @@ def explain(bundle: ModelBundle, defs: Definitions, frame: pd.DataFrame) -> list
     order = np.argsort(-np.abs(contrib), axis=1, kind="stable").tolist()
     labels = [_label(defs, k) for k in keys]
     formats = [_formatter(defs, k) for k in keys]
-    values = [_json_column(col) for col in columns]
-    contrib_rows = contrib.tolist()
+    rows = zip(*(_json_column(col) for col in columns))  # each row's JSON values, by feature position
     base_list = base.tolist()
     out: list[Explanation] = []
-    for i, row in enumerate(contrib_rows):
+    for i, (row, values) in enumerate(zip(contrib.tolist(), rows)):
         row_order = order[i]
-        items = [{"feature": keys[j], "label": labels[j], "value": values[j][i], "contribution": row[j]} for j in row_order]
+        items = [{"feature": keys[j], "label": labels[j], "value": values[j], "contribution": row[j]} for j in row_order]
         up: list[str] = []
         down: list[str] = []
         for j in row_order:  # already by |contribution|, so the first ones found are the top ones
             c = row[j]
             if c >= MIN_REASON:
                 if len(up) < REASONS_PER_SIDE:
-                    up.append(f"{labels[j]}: {formats[j](values[j][i])} (raises the score)")
+                    up.append(f"{labels[j]}: {formats[j](values[j])} (raises the score)")
+                elif len(down) == REASONS_PER_SIDE:
+                    break  # both sides are full
             elif c <= -MIN_REASON:
                 if len(down) < REASONS_PER_SIDE:
-                    down.append(f"{labels[j]}: {formats[j](values[j][i])} (lowers the score)")
+                    down.append(f"{labels[j]}: {formats[j](values[j])} (lowers the score)")
+                elif len(up) == REASONS_PER_SIDE:
+                    break
             else:
                 break  # the rest push even less
         out.append(Explanation(scores[i], base_list[i], items, up, down))
@@ -91,15 +94,15 @@ def encode(encoder: FeatureEncoder, frame: pd.DataFrame) -> np.ndarray:
     return encode_columns(encoder, _columns(frame, encoder.feature_keys))
 
 
-def _columns(frame: pd.DataFrame, keys: list[str]) -> list[list[Any]]:
-    """The frame's columns for `keys` as Python lists, in one conversion (column access is slow)."""
-    positions = frame.columns.get_indexer(keys)
-    if (positions < 0).any():
-        raise KeyError(f"feature frame lacks columns {[k for k, p in zip(keys, positions, strict=True) if p < 0]}")
-    return frame.to_numpy(dtype=object)[:, positions].T.tolist()
+def _columns(frame: pd.DataFrame, keys: list[str]) -> list[np.ndarray]:
+    """The frame's columns for `keys` as numpy arrays (float64 for numbers, object otherwise)."""
+    missing = [k for k in keys if k not in frame.columns]
+    if missing:
+        raise KeyError(f"feature frame lacks columns {missing}")
+    return [frame[k].to_numpy() for k in keys]
 
 
-def encode_columns(encoder: FeatureEncoder, columns: list[list[Any]]) -> np.ndarray:
+def encode_columns(encoder: FeatureEncoder, columns: list[np.ndarray]) -> np.ndarray:
     lookups = _lookups(encoder)
     n = len(columns[0]) if columns else 0
     out = np.empty((n, len(encoder.feature_keys)), dtype=np.float64)
@@ -108,13 +111,15 @@ def encode_columns(encoder: FeatureEncoder, columns: list[list[Any]]) -> np.ndar
         col = columns[j]
         codes = lookups.get(key)
         if codes is not None:
-            out[:, j] = [nan if _is_na(v) else codes.get(str(v), nan) for v in col]
-            continue
-        try:
-            out[:, j] = [nan if _is_na(v) else float(v) for v in col]
-        except (TypeError, ValueError):  # text in a number column: pandas' coercion, as the encoder does
-            series = pd.Series(col, dtype=object)
-            out[:, j] = pd.to_numeric(series.where(series.notna(), None), errors="coerce")
+            out[:, j] = [nan if _is_na(v) else codes.get(str(v), nan) for v in col.tolist()]
+        elif col.dtype.kind in "fiub":  # already numbers: NaN stays missing, as `float(v)` would
+            out[:, j] = col
+        else:
+            try:
+                out[:, j] = [nan if _is_na(v) else float(v) for v in col.tolist()]
+            except (TypeError, ValueError):  # text in a number column: pandas' coercion, as the encoder does
+                series = pd.Series(col, dtype=object)
+                out[:, j] = pd.to_numeric(series.where(series.notna(), None), errors="coerce")
     return out
 
 
@@ -132,11 +137,18 @@ def _is_na(value: Any) -> bool:
     return isinstance(value, float) and value != value
 
 
-def _json_column(col: list[Any]) -> list[Any]:
-    """`json_value` over a column, with the two common types (float, str) handled inline."""
-    out: list[Any] = []
-    append = out.append
-    for v in col:
+def _json_column(col: np.ndarray) -> list[Any]:
+    """`json_value` over a column: float64 columns at once, the common types (float, str) inline."""
+    if col.dtype == np.float64 and len(col) >= SMALL_BATCH:  # numpy's set-up costs more on a few rows
+        out = col.astype(object)  # Python floats
+        finite = np.isfinite(col)
+        whole = finite & (np.abs(col) < _BIG) & (np.trunc(col) == col)
+        out[whole] = col[whole].astype(np.int64).tolist()
+        out[~finite] = None
+        return out.tolist()
+    out_list: list[Any] = []
+    append = out_list.append
+    for v in col.tolist():
         t = type(v)
         if t is float:
             if v - v == 0.0:  # finite (NaN and ±inf give NaN here)
@@ -147,7 +159,7 @@ def _json_column(col: list[Any]) -> list[Any]:
             append(v)
         else:
             append(json_value(v))
-    return out
+    return out_list
 
 
 _BIG = float(2**53)
