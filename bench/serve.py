@@ -69,6 +69,7 @@ def main() -> None:
     ensure_workspace(settings, defs, args.leads)
     frame, ids = sample_rows(settings, defs)
     contrib = time_pred_contrib(settings, defs, frame)
+    contrib.update(time_online_read(settings, defs, ids))
 
     work = Path(tempfile.mkdtemp(prefix="samepage-bench-"))
     bodies = write_bodies(work, defs, frame, ids)
@@ -174,6 +175,36 @@ def time_pred_contrib(settings: Any, defs: Any, frame: Any, reps: int = 15) -> d
         "features": len(bundle.feature_keys),
         "pred_contrib_ms": median_ms(lambda: bundle.booster.predict(X, pred_contrib=True)),
         "explain_ms": median_ms(lambda: explain(bundle, defs, frame)),
+    }
+
+
+def time_online_read(settings: Any, defs: Any, ids: list[str], reps: int = 15) -> dict[str, float]:
+    """Median ms for Feast's `get_online_features` alone vs samepage's whole online read (+ derivation)."""
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+
+    from features.feast_repo import open_store
+    from features.store import OnlineFeatures
+
+    tags = MlflowClient(tracking_uri=settings.tracking_uri).get_model_version_by_alias("sql_likelihood", "champion").tags
+    online = OnlineFeatures(settings, defs, feature_service=tags.get("feature_service"))
+    store = open_store(settings)
+    service = store.get_feature_service(online.feature_service)
+    rows = [{"lead_id": i} for i in ids]
+    now = pd.Timestamp.now(tz="UTC")
+
+    def median_ms(fn: Any) -> float:
+        fn()
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return 1e3 * sorted(times)[len(times) // 2]
+
+    return {
+        "feast_ms": median_ms(lambda: store.get_online_features(features=service, entity_rows=rows)),
+        "online_ms": median_ms(lambda: online.get(ids, [{}] * len(ids), now)),
     }
 
 
@@ -296,6 +327,8 @@ def print_table(rows: list[tuple[str, str, dict[str, float], dict[str, float]]],
     print(f"\n{contrib['rows']:,} rows, {contrib['trees']} trees x {contrib['features']} features: LightGBM pred_contrib alone {contrib['pred_contrib_ms']:.1f} ms; "
           f"samepage explain {contrib['explain_ms']:.1f} ms ({contrib['explain_ms'] / contrib['pred_contrib_ms']:.2f}x; target ≤ 1.5x); "
           f"/v1/score/batch end to end p50 {batch_p50:.1f} ms ({batch_p50 / contrib['pred_contrib_ms']:.2f}x, incl. the Feast online read)")
+    print(f"online read of the same {contrib['rows']:,} leads: Feast get_online_features alone {contrib['feast_ms']:.1f} ms; "
+          f"samepage OnlineFeatures.get (that + columns + derivation) {contrib['online_ms']:.1f} ms")
 
 
 if __name__ == "__main__":
