@@ -30,12 +30,14 @@ run: $(STAMP)
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest
 
+# JupyterLab is only for people at a screen: kept out of the pinned test set, pinned here.
 notebook: $(TEST_STAMP)
-	$(BIN)/pip install --quiet -c constraints.txt jupyterlab
+	$(BIN)/pip install --quiet -c constraints.txt jupyterlab==4.6.6
 	$(BIN)/jupyter lab notebooks/
 
+# The workspace's tracking store, or the one SAMEPAGE_MLFLOW_TRACKING_URI names.
 mlflow-ui: $(STAMP)
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$${SAMEPAGE_HOME:-workspace}/mlflow.db --port 5000
+	$(BIN)/mlflow ui --backend-store-uri "$${SAMEPAGE_MLFLOW_TRACKING_URI:-sqlite:///$${SAMEPAGE_HOME:-workspace}/mlflow.db}" --port 5000
 
 bench: $(TEST_STAMP)
 	$(BIN)/python bench/serve.py

@@ -77,11 +77,21 @@ def verdict(defs: Definitions, score: float, values: Mapping[str, Any]) -> Verdi
     return Verdict(passed, threshold, results, _summary(score, threshold, above, results, failed))
 
 
+def _digits(score: float, threshold: float) -> int:
+    """Two decimals, or as many more as it takes for the rounded score to stay on its side."""
+    for digits in range(2, 7):
+        shown = round(score, digits)
+        if (shown >= threshold) == (score >= threshold) and (score == threshold or shown != round(threshold, digits)):
+            return digits
+    return 6
+
+
 def _summary(score: float, threshold: float, above: bool, results: list[CriterionResult], failed: list[CriterionResult]) -> str:
+    d = _digits(score, threshold)
     where = (
-        f"the score {score:.2f} is at or above the threshold {threshold:.2f}"
+        f"the score {score:.{d}f} is at or above the threshold {threshold:.2f}"
         if above
-        else f"the score {score:.2f} is below the threshold {threshold:.2f}"
+        else f"the score {score:.{d}f} is below the threshold {threshold:.2f}"
     )
     if above and not failed:
         n = len(results)
