@@ -116,6 +116,11 @@ def _flat(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _first_row(path: Path) -> int:
+    """Row numbers as a person counts them in the file: a CSV's header is row 1 (as `samepage import`)."""
+    return 2 if path.suffix.lower() == ".csv" else 1
+
+
 def _read(path: Path) -> pd.DataFrame:
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
@@ -135,7 +140,7 @@ def _read(path: Path) -> pd.DataFrame:
     ids = frame["lead_id"]
     blank = ids.isna() | (ids.astype(str).str.strip() == "")
     if blank.any():
-        raise BatchError(f"{path}: row {int(blank.to_numpy().argmax()) + 1}, column lead_id: empty")
+        raise BatchError(f"{path}: row {int(blank.to_numpy().argmax()) + _first_row(path)}, column lead_id: empty")
     frame["lead_id"] = ids.astype(str).str.strip()
     return frame.reset_index(drop=True)
 
@@ -163,8 +168,9 @@ def _score_chunk(scorer: Scorer, champion: Champion, pairs: list[tuple[str, dict
         try:
             scorer.score([pair], champion)
         except ApiError as exc:
-            raise BatchError(f"{path}: row {offset + i + 1} (lead_id {pair[0]!r}): {exc.message}") from None
-    raise BatchError(f"{path}: rows {offset + 1}-{offset + len(pairs)} could not be scored")
+            raise BatchError(f"{path}: row {offset + i + _first_row(path)} (lead_id {pair[0]!r}): {exc.message}") from None
+    first = offset + _first_row(path)
+    raise BatchError(f"{path}: rows {first}-{first + len(pairs) - 1} could not be scored")
 
 
 def _write(frame: pd.DataFrame, output: Path) -> None:

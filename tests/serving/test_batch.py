@@ -48,9 +48,9 @@ def test_bad_files_are_refused_without_output(own_workspace: Settings, definitio
     ids = lead_ids(demo_leads, 3)
     cases = {
         "no_id.csv": ("email\nx@y.z\n", "no lead_id column"),
-        "blank_id.csv": (f"lead_id,industry\n{ids[0]},Retail\n,Retail\n", "row 2, column lead_id: empty"),
-        "bad_value.csv": (f"lead_id,employees\n{ids[0]},10\n{ids[1]},lots\n", "row 2 (lead_id '" + ids[1] + "'): attributes.employees"),
-        "unknown.csv": (f"lead_id\n{ids[0]}\nghost-lead\n", "row 2 (lead_id 'ghost-lead')"),
+        "blank_id.csv": (f"lead_id,industry\n{ids[0]},Retail\n,Retail\n", "row 3, column lead_id: empty"),
+        "bad_value.csv": (f"lead_id,employees\n{ids[0]},10\n{ids[1]},lots\n", "row 3 (lead_id '" + ids[1] + "'): attributes.employees"),
+        "unknown.csv": (f"lead_id\n{ids[0]}\nghost-lead\n", "row 3 (lead_id 'ghost-lead')"),
     }
     for name, (text, words) in cases.items():
         src = tmp_path / name
