@@ -117,10 +117,18 @@ class RecordStore:
 
     # -- scores -----------------------------------------------------------------------------
     def save_scores(self, rows: list[dict[str, Any]]) -> None:
-        """Upsert the latest score per lead; each row holds the scores_table columns, payload a dict."""
+        """Upsert the latest score per lead; each row holds the scores_table columns, payload a dict
+        or its JSON text (callers with a faster serializer pass text)."""
         if not rows:
             return
-        values = [{**r, "payload": json.dumps(r["payload"], default=str), "scored_at": _utc(r["scored_at"])} for r in rows]
+        values = [
+            {
+                **r,
+                "payload": r["payload"] if isinstance(r["payload"], str) else json.dumps(r["payload"], default=str),
+                "scored_at": _utc(r["scored_at"]),
+            }
+            for r in rows
+        ]
         with self.engine.begin() as conn:
             conn.execute(scores_table.delete().where(scores_table.c.lead_id.in_([v["lead_id"] for v in values])))
             conn.execute(scores_table.insert(), values)
