@@ -128,20 +128,7 @@ def attributes_view(settings: Settings, defs: Definitions, kinds: dict[str, str]
         Field(name=column, dtype=_FEAST_TYPES[kind], description=labels.get(column, ""))
         for column, kind in kinds.items()
     ]
-    return FeatureView(
-        name=ATTRIBUTES_VIEW,
-        entities=[lead_entity()],
-        ttl=_NO_TTL,
-        schema=[Field(name=LEAD_ID, dtype=String), *schema],
-        source=FileSource(
-            name=ATTRIBUTES_VIEW,
-            path=str(source_path(settings, ATTRIBUTES_VIEW)),
-            timestamp_field=TIMESTAMP,
-        ),
-        online=True,
-        description="Lead attributes (firmographic, person, source), timestamped at creation",
-        tags={"definitions_version": defs.version_string},
-    )
+    return _view(settings, defs, ATTRIBUTES_VIEW, schema, "Lead attributes (firmographic, person, source), timestamped at creation")
 
 
 def engagement_view(settings: Settings, defs: Definitions) -> FeatureView:
@@ -149,18 +136,19 @@ def engagement_view(settings: Settings, defs: Definitions) -> FeatureView:
     labels = defs.feature_labels
     schema = [Field(name=key, dtype=Int32, description=labels[key]) for key in engagement_keys(defs)]
     schema.append(Field(name=LAST_ACTIVITY_AT, dtype=UnixTimestamp, description="Time of the last event"))
+    return _view(settings, defs, ENGAGEMENT_VIEW, schema, "Engagement counts over their windows, exact at every change point")
+
+
+def _view(settings: Settings, defs: Definitions, name: str, schema: list[Field], description: str) -> FeatureView:
+    """A lead-keyed view over its own Parquet source in the workspace, kept forever (no ttl)."""
     return FeatureView(
-        name=ENGAGEMENT_VIEW,
+        name=name,
         entities=[lead_entity()],
         ttl=_NO_TTL,
         schema=[Field(name=LEAD_ID, dtype=String), *schema],
-        source=FileSource(
-            name=ENGAGEMENT_VIEW,
-            path=str(source_path(settings, ENGAGEMENT_VIEW)),
-            timestamp_field=TIMESTAMP,
-        ),
+        source=FileSource(name=name, path=str(source_path(settings, name)), timestamp_field=TIMESTAMP),
         online=True,
-        description="Engagement counts over their windows, exact at every change point",
+        description=description,
         tags={"definitions_version": defs.version_string},
     )
 
