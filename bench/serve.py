@@ -160,22 +160,24 @@ def time_pred_contrib(settings: Any, defs: Any, frame: Any, reps: int = 15) -> d
     bundle = mlflow.pyfunc.load_model("models:/sql_likelihood@champion").unwrap_python_model().bundle
     X = encode(bundle.encoder, frame)
 
-    def median_ms(fn: Any) -> float:
-        fn()
-        times = []
-        for _ in range(reps):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-        return 1e3 * sorted(times)[len(times) // 2]
-
     return {
         "rows": len(frame),
         "trees": bundle.booster.num_trees(),
         "features": len(bundle.feature_keys),
-        "pred_contrib_ms": median_ms(lambda: bundle.booster.predict(X, pred_contrib=True)),
-        "explain_ms": median_ms(lambda: explain(bundle, defs, frame)),
+        "pred_contrib_ms": median_ms(lambda: bundle.booster.predict(X, pred_contrib=True), reps),
+        "explain_ms": median_ms(lambda: explain(bundle, defs, frame), reps),
     }
+
+
+def median_ms(fn: Any, reps: int) -> float:
+    """Median wall time of `reps` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return 1e3 * sorted(times)[len(times) // 2]
 
 
 def time_online_read(settings: Any, defs: Any, ids: list[str], reps: int = 15) -> dict[str, float]:
@@ -193,18 +195,9 @@ def time_online_read(settings: Any, defs: Any, ids: list[str], reps: int = 15) -
     rows = [{"lead_id": i} for i in ids]
     now = pd.Timestamp.now(tz="UTC")
 
-    def median_ms(fn: Any) -> float:
-        fn()
-        times = []
-        for _ in range(reps):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-        return 1e3 * sorted(times)[len(times) // 2]
-
     return {
-        "feast_ms": median_ms(lambda: store.get_online_features(features=service, entity_rows=rows)),
-        "online_ms": median_ms(lambda: online.get(ids, [{}] * len(ids), now)),
+        "feast_ms": median_ms(lambda: store.get_online_features(features=service, entity_rows=rows), reps),
+        "online_ms": median_ms(lambda: online.get(ids, [{}] * len(ids), now), reps),
     }
 
 
