@@ -44,6 +44,11 @@ def _utc(series: pd.Series) -> bool:
     return isinstance(series.dtype, pd.DatetimeTZDtype) and str(series.dtype.tz) == "UTC"
 
 
+def _dated_shape(frame: pd.DataFrame, columns: list[str]) -> int:
+    """Every row fails when a column is missing or `occurred_at` is not UTC."""
+    return _missing_columns(frame, columns) or (0 if _utc(frame["occurred_at"]) else len(frame))
+
+
 def _unknown_leads(t: CanonicalTables, frame: pd.DataFrame) -> int:
     return int((~frame["lead_id"].isin(t.leads["lead_id"])).sum())
 
@@ -64,13 +69,13 @@ EXPECTATIONS: list[Expectation] = [
     Expectation("created_at_utc", "created_at is a UTC timestamp on every lead",
                 lambda d, t: len(t.leads) if not _utc(t.leads["created_at"]) else int(t.leads["created_at"].isna().sum())),
     Expectation("events_shape", "events have lead_id, occurred_at (UTC), type and value",
-                lambda d, t: _missing_columns(t.events, EVENT_COLUMNS) or (0 if _utc(t.events["occurred_at"]) else len(t.events))),
+                lambda d, t: _dated_shape(t.events, EVENT_COLUMNS)),
     Expectation("events_of_known_leads", "every event belongs to a lead in leads",
                 lambda d, t: _unknown_leads(t, t.events)),
     Expectation("event_types_defined", "every event type is one of the definitions' event_types",
                 lambda d, t: int((~t.events["type"].isin([e.key for e in d.event_types])).sum())),
     Expectation("stages_shape", "stages have lead_id, stage, occurred_at (UTC) and reason",
-                lambda d, t: _missing_columns(t.stages, STAGE_COLUMNS) or (0 if _utc(t.stages["occurred_at"]) else len(t.stages))),
+                lambda d, t: _dated_shape(t.stages, STAGE_COLUMNS)),
     Expectation("stages_of_known_leads", "every stage row belongs to a lead in leads",
                 lambda d, t: _unknown_leads(t, t.stages)),
     Expectation("stage_keys_defined", "every stage is a key of the definitions' stages",

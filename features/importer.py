@@ -25,9 +25,7 @@ from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_numeric_
 from features.definitions import Definitions
 from features.settings import Settings
 from features.tables import (
-    EVENT_COLUMNS,
     LEAD_KEYS,
-    STAGE_COLUMNS,
     CanonicalTables,
     empty_events,
     empty_stages,
@@ -298,18 +296,34 @@ def validate_leads(
     return out
 
 
+def _dated_rows(
+    frame: pd.DataFrame,
+    file: str,
+    rows: RowNumbers,
+    lead_ids: set[str] | None,
+    problems: list[Problem],
+    kind: str,
+    required: list[str],
+    template: pd.DataFrame,
+) -> pd.DataFrame | None:
+    """What events and stages share: required and unknown columns, known lead ids, timestamps."""
+    if not _require_columns(frame, required, file, problems):
+        return None
+    columns = list(template.columns)
+    for column in [c for c in frame.columns if c not in columns]:
+        problems.append(Problem(file, f"unknown {kind} column ({kind}s have {columns})", 1, column))
+    out = pd.DataFrame({c: pd.Series(index=frame.index, dtype=template[c].dtype) for c in columns})
+    out["lead_id"] = _known_lead_ids(frame, file, rows, lead_ids, problems)
+    out["occurred_at"] = _timestamps(frame, "occurred_at", file, rows, problems)
+    return out
+
+
 def validate_events(
     frame: pd.DataFrame, file: str, rows: RowNumbers, defs: Definitions, lead_ids: set[str] | None, problems: list[Problem]
 ) -> pd.DataFrame | None:
-    if not _require_columns(frame, ["lead_id", "occurred_at", "type"], file, problems):
+    out = _dated_rows(frame, file, rows, lead_ids, problems, "event", ["lead_id", "occurred_at", "type"], empty_events())
+    if out is None:
         return None
-    unknown = [c for c in frame.columns if c not in EVENT_COLUMNS]
-    for column in unknown:
-        problems.append(Problem(file, f"unknown event column (events have {EVENT_COLUMNS})", 1, column))
-    template = empty_events()
-    out = pd.DataFrame({c: pd.Series(index=frame.index, dtype=template[c].dtype) for c in EVENT_COLUMNS})
-    out["lead_id"] = _known_lead_ids(frame, file, rows, lead_ids, problems)
-    out["occurred_at"] = _timestamps(frame, "occurred_at", file, rows, problems)
     types = as_text(frame["type"])
     allowed = [e.key for e in defs.event_types]
     for i, value in enumerate(types.tolist()):
@@ -328,15 +342,9 @@ def validate_events(
 def validate_stages(
     frame: pd.DataFrame, file: str, rows: RowNumbers, defs: Definitions, lead_ids: set[str] | None, problems: list[Problem]
 ) -> pd.DataFrame | None:
-    if not _require_columns(frame, ["lead_id", "stage", "occurred_at"], file, problems):
+    out = _dated_rows(frame, file, rows, lead_ids, problems, "stage", ["lead_id", "stage", "occurred_at"], empty_stages())
+    if out is None:
         return None
-    unknown = [c for c in frame.columns if c not in STAGE_COLUMNS]
-    for column in unknown:
-        problems.append(Problem(file, f"unknown stage column (stages have {STAGE_COLUMNS})", 1, column))
-    template = empty_stages()
-    out = pd.DataFrame({c: pd.Series(index=frame.index, dtype=template[c].dtype) for c in STAGE_COLUMNS})
-    out["lead_id"] = _known_lead_ids(frame, file, rows, lead_ids, problems)
-    out["occurred_at"] = _timestamps(frame, "occurred_at", file, rows, problems)
     stages = as_text(frame["stage"])
     reasons = as_text(frame["reason"]) if "reason" in frame.columns else pd.Series(pd.NA, index=frame.index, dtype="string")
     stage_keys = [s.key for s in defs.stages]
