@@ -74,9 +74,7 @@ def _stage_row(defs: Definitions, r: dict[str, Any], source: str) -> dict[str, A
     return {
         "stage": str(r["stage"]),
         "name": name,
-        "occurred_at": pd.Timestamp(r["occurred_at"]).tz_convert("UTC").to_pydatetime()
-        if pd.Timestamp(r["occurred_at"]).tzinfo
-        else pd.Timestamp(r["occurred_at"]).tz_localize("UTC").to_pydatetime(),
+        "occurred_at": pd.to_datetime(r["occurred_at"], utc=True).to_pydatetime(),
         "reason": None if reason is None or pd.isna(reason) else str(reason),
         "source": source,
     }
