@@ -20,9 +20,9 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from features.definitions import load_definitions  # noqa: E402
-from features.demo import generate_demo  # noqa: E402
-from features.tables import write_tables  # noqa: E402
+from samepage.definitions import load_definitions  # noqa: E402
+from samepage.demo import generate_demo  # noqa: E402
+from samepage.tables import write_tables  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -3,7 +3,7 @@
     .venv/bin/python bench/features_scale.py --leads 1000000          # transform + Parquet sources
     .venv/bin/python bench/features_scale.py --leads 20000 --store    # + apply, materialize, reads
 
-Generates demo data (`features.demo.generate_demo`) into a temporary workspace, then runs the
+Generates demo data (`samepage.demo.generate_demo`) into a temporary workspace, then runs the
 transform (and the Parquet writes `samepage features` does) in a fresh child process, so the
 reported peak RSS is the transform's own and not the generator's.
 """
@@ -39,8 +39,8 @@ def _cpu_seconds() -> float:
 
 def measure(data_dir: Path, definitions: Path) -> dict[str, float | int]:
     """Read the canonical tables, then transform and write the two sources (`write_sources`)."""
-    from features.definitions import load_definitions
-    from features.tables import read_tables
+    from samepage.definitions import load_definitions
+    from samepage.tables import read_tables
     from features.transform import write_sources
 
     defs = load_definitions(definitions)
@@ -67,8 +67,8 @@ def measure_store(data_dir: Path, definitions: Path, lookups: int = 2000) -> dic
     import numpy as np
     import pandas as pd
 
-    from features.definitions import load_definitions
-    from features.settings import Settings
+    from samepage.definitions import load_definitions
+    from samepage.settings import Settings
     from features.store import OnlineFeatures, build_features, training_frame
 
     defs = load_definitions(definitions)
@@ -116,9 +116,9 @@ def main(
     if child is not None:
         print(json.dumps(measure_store(child, definitions) if store else measure(child, definitions)))
         return
-    from features.definitions import load_definitions
-    from features.demo import generate_demo
-    from features.tables import write_tables
+    from samepage.definitions import load_definitions
+    from samepage.demo import generate_demo
+    from samepage.tables import write_tables
 
     defs = load_definitions(definitions)
     with tempfile.TemporaryDirectory(prefix="samepage-bench-") as tmp:

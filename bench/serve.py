@@ -60,8 +60,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0, help="samepage port, mlflow gets port+1 (default: two free ports)")
     args = parser.parse_args()
 
-    from features.definitions import load_definitions
-    from features.settings import Settings
+    from samepage.definitions import load_definitions
+    from samepage.settings import Settings
 
     defs_file = REPO / "configs" / "definitions.yaml"
     settings = Settings(home=args.home, definitions=defs_file, api_keys=KEY, _env_file=None)
@@ -119,9 +119,9 @@ def ensure_workspace(settings: Any, defs: Any, n_leads: int) -> None:
             return
         except MlflowException:
             pass
-    from features.demo import write_demo
+    from samepage.demo import write_demo
     from features.store import build_features
-    from features.tables import has_data
+    from samepage.tables import has_data
     from training.pipeline import train
 
     print(f"workspace {settings.home_dir}: bootstrapping ({n_leads:,} demo leads → features → train)")
@@ -137,7 +137,7 @@ def sample_rows(settings: Any, defs: Any) -> tuple[Any, list[str]]:
     import pandas as pd
 
     from features.store import OnlineFeatures
-    from features.tables import read_tables
+    from samepage.tables import read_tables
 
     leads = read_tables(settings.data_dir).leads
     rng = np.random.default_rng(0)

@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from features.definitions import load_definitions
-from features.demo import write_demo
-from features.settings import Settings
+from samepage.definitions import load_definitions
+from samepage.demo import write_demo
+from samepage.settings import Settings
 from features.store import build_features
 from training.pipeline import train
 

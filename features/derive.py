@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.definitions import Definitions, Feature
+from samepage.definitions import Definitions, Feature
 from features.transform import CREATED_AT, LAST_ACTIVITY_AT, needed_columns
 
 _DAY_SECONDS = 86_400.0

@@ -14,8 +14,8 @@ from pathlib import Path
 from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource, ValueType
 from feast.types import Bool, FeastType, Float64, Int32, String, UnixTimestamp
 
-from features.definitions import Definitions
-from features.settings import Settings
+from samepage.definitions import Definitions
+from samepage.settings import Settings
 from features.transform import (
     ATTRIBUTES_SOURCE,
     CREATED_AT,

@@ -31,7 +31,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from features.definitions import Definitions
+from samepage.definitions import Definitions
 from features.derive import derive, known_rows
 from features.feast_repo import (
     ATTRIBUTES_VIEW,
@@ -42,8 +42,8 @@ from features.feast_repo import (
     open_store,
     sources_dir,
 )
-from features.settings import Settings
-from features.tables import read_tables
+from samepage.settings import Settings
+from samepage.tables import read_tables
 from features.transform import LEAD_ID, TIMESTAMP, write_sources
 
 _ROW = "samepage_row_"

@@ -22,8 +22,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.definitions import Definitions
-from features.tables import CanonicalTables
+from samepage.definitions import Definitions
+from samepage.tables import CanonicalTables
 
 LEAD_ID = "lead_id"
 TIMESTAMP = "event_timestamp"

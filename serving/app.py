@@ -17,17 +17,17 @@ from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse
 
-from features.definitions import Definitions, load_definitions
+from samepage.definitions import Definitions, load_definitions
 from features.derive import override_targets
-from features.records import RecordStore
-from features.settings import Settings
+from samepage.records import RecordStore
+from samepage.settings import Settings
 from serving.auth import configured_keys, require_api_key
 from serving.errors import install_error_handlers
 from serving.logs import configure_logging
 from serving.metrics import Metrics
 from serving.middleware import RequestMiddleware
 from serving.routes import definitions, feedback, health, leads, model, pages, report, score
-from serving.scorer import Scorer, _refreeze
+from serving.scorer import Scorer, refreeze
 from serving.writer import ScoreWriter
 
 log = logging.getLogger("samepage.serving")
@@ -61,7 +61,7 @@ def create_app(settings: Settings, defs: Definitions | None = None, access_log: 
         app.state.writer = writer = ScoreWriter(records)
         app.state.api_keys = [k.encode("utf-8") for k in configured_keys(settings)]
         watcher = asyncio.create_task(scorer.watch())
-        _refreeze()
+        refreeze()
         try:
             yield
         finally:

@@ -14,7 +14,7 @@ from pathlib import Path
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from features.settings import Settings
+from samepage.settings import Settings
 from serving.errors import ApiError
 
 KEY_FILE = "api_key"

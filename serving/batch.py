@@ -17,9 +17,9 @@ from typing import Any
 import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from features.definitions import Definitions
-from features.records import RecordStore
-from features.settings import Settings
+from samepage.definitions import Definitions
+from samepage.records import RecordStore
+from samepage.settings import Settings
 from serving.errors import ApiError
 from serving.explain import json_value
 from serving.scorer import Champion, Scorer

@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from serving.explain import _formatter as value_formatter  # the explanation's own wording of a value
-from features.definitions import Definitions
+from serving.explain import formatter as value_formatter  # the explanation's own wording of a value
+from samepage.definitions import Definitions
 from serving.report import Calibration, Disqualifications, FunnelStep, SlaOut
 
 WATERFALL_FACTORS = 8

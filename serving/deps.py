@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from features.definitions import Definitions
-from features.records import RecordStore
-from features.settings import Settings
+from samepage.definitions import Definitions
+from samepage.records import RecordStore
+from samepage.settings import Settings
 from serving.metrics import Metrics
 from serving.scorer import Scorer
 from serving.writer import ScoreWriter

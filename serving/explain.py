@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.bundle import FeatureEncoder, ModelBundle
-from features.definitions import Definitions
+from samepage.bundle import FeatureEncoder, ModelBundle
+from samepage.definitions import Definitions
 
 REASONS_PER_SIDE = 3
 MIN_REASON = 0.01  # log-odds; smaller pushes are noise, not a reason both teams should read
@@ -58,7 +58,7 @@ def explain(bundle: ModelBundle, defs: Definitions, frame: pd.DataFrame) -> list
     scores = (1.0 / (1.0 + np.exp(-logits))).tolist()
     order = np.argsort(-np.abs(contrib), axis=1, kind="stable").tolist()
     labels = [_label(defs, k) for k in keys]
-    formats = [_formatter(defs, k) for k in keys]
+    formats = [formatter(defs, k) for k in keys]
     rows = zip(*(_json_column(col) for col in columns))  # each row's JSON values, by feature position
     base_list = base.tolist()
     out: list[Explanation] = []
@@ -190,7 +190,7 @@ def json_value(value: Any) -> Any:
     return str(value)
 
 
-def _formatter(defs: Definitions, key: str) -> Any:
+def formatter(defs: Definitions, key: str) -> Any:
     try:
         feature = defs.feature(key)
     except KeyError:

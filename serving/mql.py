@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from features.definitions import Criterion, Definitions
+from samepage.definitions import Criterion, Definitions
 from serving.explain import format_value
 
 

@@ -18,11 +18,11 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
-from features import outcomes
-from features.definitions import Definitions
-from features.records import RecordStore, stage_history
-from features.settings import Settings
-from features.tables import CanonicalTables, read_tables
+from samepage import outcomes
+from samepage.definitions import Definitions
+from samepage.records import RecordStore, stage_history
+from samepage.settings import Settings
+from samepage.tables import CanonicalTables, read_tables
 
 DISQUALIFIED = "disqualified"  # the contract's off-funnel stage that carries a reason
 UNKNOWN_SOURCE = "(no source)"

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from features.bundle import ModelBundle
-from features.definitions import Definitions
-from features.settings import Settings
+from samepage.bundle import CHAMPION, MODEL_NAME, ModelBundle
+from samepage.definitions import Definitions
+from samepage.settings import Settings
 from serving.errors import ApiError
 from serving.explain import explain
 from serving.metrics import Metrics
@@ -27,8 +27,6 @@ from serving.mql import verdict
 
 log = logging.getLogger("samepage.serving")
 
-MODEL_NAME = "sql_likelihood"
-ALIAS = "champion"
 _mlflow_lock = threading.Lock()  # mlflow's tracking/registry URIs are process-global
 
 
@@ -72,9 +70,9 @@ class Scorer:
 
                 client = MlflowClient(tracking_uri=self.settings.tracking_uri, registry_uri=self.settings.tracking_uri)
                 try:
-                    mv = client.get_model_version_by_alias(self.model_name, ALIAS)
+                    mv = client.get_model_version_by_alias(self.model_name, CHAMPION)
                 except MlflowException:
-                    return self._refuse(None, f"no champion: `{self.model_name}@{ALIAS}` is not in the registry (run `samepage train`)")
+                    return self._refuse(None, f"no champion: `{self.model_name}@{CHAMPION}` is not in the registry (run `samepage train`)")
                 version = str(mv.version)
                 if version == self._seen_version and not force:
                     return False
@@ -97,7 +95,7 @@ class Scorer:
             self.metrics.set_model(self.model_name, version, self.defs.version_string)
             self.metrics.reloads.labels("loaded").inc()
             log.info("champion loaded", extra={"event": "model_loaded", "model_version": version})
-            _refreeze()
+            refreeze()
             return True
 
     def _fit_problem(self, version: str, tags: dict[str, str]) -> str | None:
@@ -225,7 +223,7 @@ class Scorer:
         return out
 
 
-def _refreeze() -> None:
+def refreeze() -> None:
     """Move what is loaded out of the collector's sight: full GC passes dominate tail latency."""
     gc.unfreeze()
     gc.collect()

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic_core import to_json
 
-from features.records import RecordStore
+from samepage.records import RecordStore
 
 log = logging.getLogger("samepage.serving")
 _STOP = object()

@@ -9,8 +9,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from features.definitions import Definitions, load_definitions
-from features.settings import Settings
+from samepage.definitions import Definitions, load_definitions
+from samepage.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 DEFINITIONS_FILE = REPO / "configs" / "definitions.yaml"

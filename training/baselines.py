@@ -32,7 +32,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-from features.definitions import Definitions, Feature
+from samepage.definitions import Definitions, Feature
 
 ICP_POINTS = 15.0
 UP_POINTS, UP_CAP = 10.0, 3

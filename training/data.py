@@ -1,6 +1,6 @@
 """The training set: labels from the closed loop, point-in-time features from Feast, the split.
 
-`load_labels` reads the stage history through `features.records.stage_history`, so feedback
+`load_labels` reads the stage history through `samepage.records.stage_history`, so feedback
 sales recorded through the API is in the next training set; `prepare` adds the features of
 each (lead, as-of) row through `features.store.training_frame` and splits the rows.
 """
@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 from rich.progress import Progress
 
-from features.definitions import Definitions
-from features.settings import Settings
+from samepage.definitions import Definitions
+from samepage.settings import Settings
 from features.store import training_frame
-from features.tables import read_tables
+from samepage.tables import read_tables
 from training import registry
 from training.labels import LabelSet, as_of_times, build_labels, data_horizon
 from training.split import Split, has_real_timestamps, split_labels
@@ -85,7 +85,7 @@ def load_labels(settings: Settings, defs: Definitions, now: pd.Timestamp | str |
     `now` (default: the data's horizon) decides which windows are closed; without real
     timestamps every recorded outcome is final.
     """
-    from features.records import stage_history
+    from samepage.records import stage_history
 
     tables = read_tables(settings.data_dir)
     stages = stage_history(settings, tables.stages)

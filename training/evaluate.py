@@ -15,8 +15,8 @@ from matplotlib.figure import Figure
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score, roc_curve
 
-from features.bundle import ModelBundle
-from features.definitions import Definitions
+from samepage.bundle import ModelBundle
+from samepage.definitions import Definitions
 
 METRIC_NAMES = ("roc_auc", "pr_auc", "brier", "log_loss", "top_decile_lift")
 COLORS = {"LightGBM (calibrated)": "#1f6feb", "Points rules": "#d29922", "Logistic regression": "#8250df"}

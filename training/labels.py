@@ -1,5 +1,5 @@
 """Labels from the closed loop: what sales recorded in the stage history, read through the
-definitions' `label` section by THE label rule in `features.outcomes` (the funnel report uses
+definitions' `label` section by THE label rule in `samepage.outcomes` (the funnel report uses
 the same one).
 
 One row per lead at its as-of time; the label is 1 when the rule says the lead reached the
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from features import outcomes
-from features.definitions import Definitions
+from samepage import outcomes
+from samepage.definitions import Definitions
 
 LABEL_COLUMNS = [
     "lead_id",
@@ -69,7 +69,7 @@ def data_horizon(leads: pd.DataFrame, stages: pd.DataFrame, events: pd.DataFrame
 
 
 def as_of_times(defs: Definitions, leads: pd.DataFrame, stages: pd.DataFrame) -> pd.Series:
-    """Per lead (index lead_id): the definitions' as-of time (`features.outcomes.as_of_times`)."""
+    """Per lead (index lead_id): the definitions' as-of time (`samepage.outcomes.as_of_times`)."""
     if defs.label.as_of_stage is not None and len(stages):
         stages = stages.assign(lead_id=stages["lead_id"].astype(str), stage=stages["stage"].astype(str))
     return outcomes.as_of_times(defs, _created(leads), stages)

@@ -18,8 +18,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.linear_model import LogisticRegression
 
-from features.bundle import FeatureEncoder, ModelBundle
-from features.definitions import Definitions
+from samepage.bundle import FeatureEncoder, ModelBundle
+from samepage.definitions import Definitions
 
 
 class LightGBMParams(BaseModel):

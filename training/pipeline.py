@@ -7,7 +7,7 @@
     result = register(settings, data, bundle, ev)        # MLflow run, version, champion gate
 
 `train(settings, defs)` runs them all. The training set always comes through the feature store
-(`features.store.training_frame`) and the stage history through `features.records`, so sales
+(`features.store.training_frame`) and the stage history through `samepage.records`, so sales
 feedback recorded through the API is in the next training set.
 """
 
@@ -25,9 +25,9 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from features.bundle import ModelBundle
-from features.definitions import Definitions
-from features.settings import Settings
+from samepage.bundle import ModelBundle
+from samepage.definitions import Definitions
+from samepage.settings import Settings
 from training import baselines as bl
 from training import evaluate as ev_mod
 from training import registry, tracking
@@ -197,7 +197,7 @@ def register(
 ) -> TrainResult:
     """One MLflow run: params, metrics, charts, the definitions file, the pyfunc; register the
     version, tag it, and move `champion` only if the champion gate says so."""
-    from features.bundle import BundlePyfunc
+    from samepage.bundle import BundlePyfunc
 
     defs = data.defs
     client = registry.client_for(settings)

@@ -23,13 +23,11 @@ from mlflow.models import ModelSignature
 from mlflow.types.schema import ColSpec, Schema, TensorSpec
 from sklearn.metrics import roc_auc_score
 
-from features.bundle import ModelBundle
-from features.definitions import Definitions, Feature
-from features.settings import Settings
+from samepage.bundle import CHAMPION, MODEL_NAME, ModelBundle
+from samepage.definitions import Definitions, Feature
+from samepage.settings import Settings
 
 EXPERIMENT = "samepage"
-MODEL_NAME = "sql_likelihood"
-CHAMPION = "champion"
 VERSION_TAGS = ("definitions_version", "fingerprint", "feature_service", "trained_at", "data_from", "data_to", "split", "promotion")
 
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from features.definitions import Definitions
+from samepage.definitions import Definitions
 
 VOLUME_WEEKS = 13
 

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import yaml
 
-from features.bundle import ModelBundle
-from features.definitions import Definitions, load_definitions
-from features.settings import Settings
+from samepage.bundle import ModelBundle
+from samepage.definitions import Definitions, load_definitions
+from samepage.settings import Settings
 from training.threshold import ThresholdAdvice
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, Response
 
-from features.records import Feedback
+from samepage.records import Feedback
 from serving.deps import DefsDep, MetricsDep, RecordsDep
 from serving.errors import ApiError, responses
 from serving.schemas import FeedbackIn, FeedbackOut

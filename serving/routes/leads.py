@@ -7,10 +7,10 @@ from typing import Any
 import pandas as pd
 from fastapi import APIRouter
 
-from features.definitions import Definitions
-from features.records import RecordStore
-from features.settings import Settings
-from features.tables import table_path
+from samepage.definitions import Definitions
+from samepage.records import RecordStore
+from samepage.settings import Settings
+from samepage.tables import table_path
 from serving.deps import DefsDep, RecordsDep, ScorerDep, SettingsDep, WriterDep
 from serving.errors import ApiError, responses
 from serving.explain import json_value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from samepage.bundle import CHAMPION
 from serving.deps import ScorerDep
 from serving.errors import responses
 from serving.schemas import ModelOut
@@ -18,7 +19,7 @@ def model(scorer: ScorerDep) -> dict:
     return {
         "name": c.name,
         "version": c.version,
-        "alias": "champion",
+        "alias": CHAMPION,
         "definitions_version": c.tags.get("definitions_version"),
         "fingerprint": c.tags.get("fingerprint"),
         "feature_service": c.tags.get("feature_service"),

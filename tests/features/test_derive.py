@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.definitions import Definitions
+from samepage.definitions import Definitions
 from features.derive import coerce, derive
 
 AS_OF = pd.Timestamp("2026-02-01T00:00:00Z")

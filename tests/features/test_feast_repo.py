@@ -6,7 +6,7 @@ import pandas as pd
 import yaml
 from feast.types import Bool, Float64, Int32, String, UnixTimestamp
 
-from features.definitions import Definitions
+from samepage.definitions import Definitions
 from features.feast_repo import (
     ATTRIBUTES_VIEW,
     DEFAULT_SERVICE,
@@ -15,7 +15,7 @@ from features.feast_repo import (
     feature_store_yaml,
     open_store,
 )
-from features.settings import Settings
+from samepage.settings import Settings
 from features.transform import attribute_rows, needed_columns
 from tests.conftest import make_lead
 

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.definitions import Definitions, parse_definitions
+from samepage.definitions import Definitions, parse_definitions
 from features.derive import derive
 from features.feast_repo import apply_feature_service, open_store
-from features.settings import Settings
+from samepage.settings import Settings
 from features.store import (
     OnlineFeatures,
     build_features,
@@ -20,7 +20,7 @@ from features.store import (
     refresh_online,
     training_frame,
 )
-from features.tables import CanonicalTables, empty_stages, write_tables
+from samepage.tables import CanonicalTables, empty_stages, write_tables
 from tests.conftest import DEFINITIONS_FILE, load_definitions, make_event, make_lead
 
 UNTIL = pd.Timestamp("2026-03-01T00:00:00Z")

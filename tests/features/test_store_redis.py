@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 import redis
 
-from features.definitions import Definitions
+from samepage.definitions import Definitions
 from features.feast_repo import open_store
-from features.settings import Settings
+from samepage.settings import Settings
 from features.store import OnlineFeatures, build_features, training_frame
-from features.tables import CanonicalTables, empty_stages, write_tables
+from samepage.tables import CanonicalTables, empty_stages, write_tables
 from tests.conftest import DEFINITIONS_FILE, IN_CI, make_event, make_lead
 
 UNTIL = pd.Timestamp("2026-03-01T00:00:00Z")

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.definitions import Definitions, parse_definitions
-from features.tables import CanonicalTables, empty_events, empty_stages
+from samepage.definitions import Definitions, parse_definitions
+from samepage.tables import CanonicalTables, empty_events, empty_stages
 from features.transform import (
     CREATED_AT,
     LAST_ACTIVITY_AT,

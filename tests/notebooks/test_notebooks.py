@@ -23,8 +23,8 @@ from nbclient.exceptions import CellExecutionError
 from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_notebook
 
-from features.definitions import Definitions
-from features.settings import Settings
+from samepage.definitions import Definitions
+from samepage.settings import Settings
 from tests.conftest import DEFINITIONS_FILE, REPO
 
 pytestmark = pytest.mark.slow
@@ -119,7 +119,7 @@ def images(nb: NotebookNode) -> int:
 
 
 def test_kernel_runs_this_environment(kernel: KernelManager) -> None:
-    code = "import sys, features, training, serving\nprint(sys.prefix)\nprint(features.__file__)"
+    code = "import sys, samepage, features, training, serving\nprint(sys.prefix)\nprint(features.__file__)"
     nb = new_notebook(cells=[new_code_cell(code)])
     execute(nb, kernel, "kernel check")
     prefix, package = "".join(o.get("text", "") for o in nb.cells[-1].outputs).split()
@@ -169,7 +169,7 @@ def test_retrain_registers_a_candidate_through_the_champion_gate(
 ) -> None:
     from mlflow import MlflowClient
 
-    from features.tables import read_tables
+    from samepage.tables import read_tables
 
     summary = summary_of(retrained)
     client = MlflowClient(tracking_uri=workspace.tracking_uri, registry_uri=workspace.tracking_uri)

@@ -18,9 +18,9 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from features.bundle import BundlePyfunc, FeatureEncoder, ModelBundle
-from features.definitions import Definitions
-from features.settings import Settings
+from samepage.bundle import BundlePyfunc, FeatureEncoder, ModelBundle
+from samepage.definitions import Definitions
+from samepage.settings import Settings
 from serving.app import create_app
 from tests.conftest import DEFINITIONS_FILE
 
@@ -32,7 +32,7 @@ N_DEMO_LEADS = 2_000
 @pytest.fixture(scope="session")
 def workspace(tmp_path_factory: pytest.TempPathFactory, definitions: Definitions) -> Settings:
     """Demo data, materialized features and a champion trained by the real pipeline."""
-    from features.demo import write_demo
+    from samepage.demo import write_demo
     from features.store import build_features
     from training.pipeline import train
 
@@ -67,7 +67,7 @@ def own_workspace_module(workspace: Settings, tmp_path_factory: pytest.TempPathF
 
 @pytest.fixture(scope="session")
 def demo_leads(workspace: Settings) -> pd.DataFrame:
-    from features.tables import read_tables
+    from samepage.tables import read_tables
 
     return read_tables(workspace.data_dir).leads
 

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from features.definitions import Definitions
-from features.settings import Settings
+from samepage.definitions import Definitions
+from samepage.settings import Settings
 from serving.schemas import ScoreOut, ScoresOut
 from tests.serving.conftest import API_KEYS, AUTH, lead_ids
 

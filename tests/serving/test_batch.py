@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from features.definitions import Definitions
-from features.records import RecordStore
-from features.settings import Settings
+from samepage.definitions import Definitions
+from samepage.records import RecordStore
+from samepage.settings import Settings
 from serving.batch import BatchError, score_file
 from tests.serving.conftest import AUTH, lead_ids
 

@@ -21,8 +21,8 @@ import httpx
 import pandas as pd
 import pytest
 
-from features.definitions import Definitions
-from features.settings import Settings
+from samepage.definitions import Definitions
+from samepage.settings import Settings
 from serving.app import create_app
 from tests.conftest import IN_CI, REPO
 from tests.serving.conftest import AUTH

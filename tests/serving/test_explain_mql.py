@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.definitions import Criterion, Definitions
+from samepage.definitions import Criterion, Definitions
 from serving.explain import MIN_REASON, REASONS_PER_SIDE, SMALL_BATCH, encode, explain, format_value
 from serving.mql import check, verdict
 from tests.serving.conftest import train_bundle

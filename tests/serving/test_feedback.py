@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from features.definitions import Definitions
-from features.records import RecordStore, stage_history
-from features.settings import Settings
+from samepage.definitions import Definitions
+from samepage.records import RecordStore, stage_history
+from samepage.settings import Settings
 from serving.app import create_app
 from tests.conftest import IN_CI, REPO
 from tests.serving.conftest import AUTH, lead_ids
@@ -46,7 +46,7 @@ def test_feedback_is_idempotent_and_durable(fb_client, demo_leads: pd.DataFrame)
 
     # Another process sees it at once (committed before the answer), exactly once.
     code = (
-        "import json,sys; from features.records import RecordStore;"
+        "import json,sys; from samepage.records import RecordStore;"
         f"fb = RecordStore({settings.records_database_url!r}).feedback({lead_id!r});"
         "print(json.dumps(fb['event_id'].astype(str).tolist()))"
     )
@@ -58,7 +58,7 @@ def test_feedback_is_idempotent_and_durable(fb_client, demo_leads: pd.DataFrame)
     assert [s for s in record["stages"] if s["source"] == "feedback"] == [
         {"stage": "sql", "name": "Sales Qualified Lead", "occurred_at": "2026-11-20T15:30:00Z", "reason": None, "source": "feedback"}
     ]
-    from features.tables import read_tables
+    from samepage.tables import read_tables
 
     history = stage_history(settings, read_tables(settings.data_dir).stages)
     mine = history[(history["lead_id"] == lead_id) & (history["stage"] == "sql")]

@@ -18,8 +18,8 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import negative_data_rejection, positive_data_acceptance
 
-from features.definitions import Definitions
-from features.settings import Settings
+from samepage.definitions import Definitions
+from samepage.settings import Settings
 from serving.app import create_app
 from tests.serving.conftest import AUTH
 

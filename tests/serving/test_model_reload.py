@@ -11,8 +11,8 @@ import pandas as pd
 import yaml
 from fastapi.testclient import TestClient
 
-from features.definitions import Definitions, load_definitions
-from features.settings import Settings
+from samepage.definitions import Definitions, load_definitions
+from samepage.settings import Settings
 from serving.app import create_app
 from tests.conftest import DEFINITIONS_FILE
 from tests.serving.conftest import AUTH, champion_tags, lead_ids, register_bundle, train_bundle

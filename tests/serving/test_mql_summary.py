@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from features.definitions import Definitions
+from samepage.definitions import Definitions
 from serving.mql import verdict
 
 

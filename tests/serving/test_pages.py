@@ -15,10 +15,10 @@ import pytest
 from fastapi.testclient import TestClient
 from markupsafe import escape
 
-from features.definitions import Definitions
-from features.records import RecordStore, stage_history
-from features.settings import Settings
-from features.tables import read_tables
+from samepage.definitions import Definitions
+from samepage.records import RecordStore, stage_history
+from samepage.settings import Settings
+from samepage.tables import read_tables
 from serving.app import create_app
 from serving.routes.pages import COOKIE, is_loopback
 from tests.conftest import DEFINITIONS_FILE

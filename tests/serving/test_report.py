@@ -10,10 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
-from features.definitions import Definitions
-from features.records import Feedback, RecordStore
-from features.settings import Settings
-from features.tables import CanonicalTables, empty_events, write_tables
+from samepage.definitions import Definitions
+from samepage.records import Feedback, RecordStore
+from samepage.settings import Settings
+from samepage.tables import CanonicalTables, empty_events, write_tables
 from serving.report import PeriodError, build_report, load_report
 from tests.conftest import make_lead, make_stage
 

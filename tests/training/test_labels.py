@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from features.definitions import Definitions
+from samepage.definitions import Definitions
 from tests.conftest import make_lead, make_stage
 from training.labels import LabelError, build_labels, data_horizon
 

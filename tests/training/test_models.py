@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.bundle import ModelBundle
-from features.definitions import Definitions
+from samepage.bundle import ModelBundle
+from samepage.definitions import Definitions
 from training.baselines import fit_logreg, logreg_proba, points_rules, points_score
 from training.evaluate import gains_table, score_metrics, top_share_lift
 from training.models import LightGBMParams, fit_lightgbm, monotone_constraints, platt

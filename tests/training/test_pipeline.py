@@ -5,11 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from features.definitions import Definitions
-from features.settings import Settings
-from features.tables import CanonicalTables, empty_events, write_tables
+from samepage.definitions import Definitions
+from samepage.settings import Settings
+from samepage.tables import CanonicalTables, empty_events, write_tables
 from tests.conftest import make_lead, make_stage
-from features.records import Feedback, RecordStore
+from samepage.records import Feedback, RecordStore
 from training.pipeline import TrainingError, load_labels, prepare, train
 
 

@@ -12,9 +12,9 @@ import yaml
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from features.definitions import Definitions, parse_definitions
-from features.demo import write_demo
-from features.settings import Settings
+from samepage.definitions import Definitions, parse_definitions
+from samepage.demo import write_demo
+from samepage.settings import Settings
 from features.store import build_features
 from tests.conftest import DEFINITIONS_FILE
 from training import registry

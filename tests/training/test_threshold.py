@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.definitions import Definitions
+from samepage.definitions import Definitions
 from training.threshold import capacity_threshold, weekly_volume
 
 

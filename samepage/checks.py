@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from features.definitions import Definitions
-from features.tables import EVENT_COLUMNS, LEAD_KEYS, STAGE_COLUMNS, CanonicalTables
+from samepage.definitions import Definitions
+from samepage.tables import EVENT_COLUMNS, LEAD_KEYS, STAGE_COLUMNS, CanonicalTables
 
 
 @dataclass(frozen=True)

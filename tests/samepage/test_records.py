@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from features.records import Feedback, RecordStore, stage_history
-from features.settings import Settings
+from samepage.records import Feedback, RecordStore, stage_history
+from samepage.settings import Settings
 from tests.conftest import IN_CI, make_stage
 
 
@@ -39,7 +39,7 @@ def test_feedback_is_durable_for_another_process(settings: Settings) -> None:
     store = RecordStore.from_settings(settings)
     store.add_feedback(make_feedback(event_id="e-9", reason=None, actor="rep@example.com"))
     code = (
-        "from features.records import RecordStore; import sys; "
+        "from samepage.records import RecordStore; import sys; "
         f"s = RecordStore({settings.records_database_url!r}); "
         "print(s.feedback()['event_id'].tolist())"
     )

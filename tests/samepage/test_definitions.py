@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from features.definitions import DefinitionsError, load_definitions, parse_definitions
+from samepage.definitions import DefinitionsError, load_definitions, parse_definitions
 from tests.conftest import DEFINITIONS_FILE
 
 RAW: dict[str, Any] = yaml.safe_load(DEFINITIONS_FILE.read_text())

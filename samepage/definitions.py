@@ -329,7 +329,7 @@ def parse_definitions(data: Any, source: str = "<definitions>") -> Definitions:
     return defs.model_copy(update={"digest": _sha256(canonical_json(data))})
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class UniqueKeyLoader(yaml.SafeLoader):
     """YAML silently keeps the last of two equal keys; a signed-off file must not."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -352,7 +352,7 @@ def load_definitions(path: str | Path) -> Definitions:
     except OSError as exc:
         raise DefinitionsError(f"{path}: cannot read definitions ({exc.strerror})") from None
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+        data = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         raise DefinitionsError(f"{path}: not valid YAML ({exc})") from None
     return parse_definitions(data, str(path))

@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from features.settings import Settings
-from features.tables import STAGE_COLUMNS
+from samepage.settings import Settings
+from samepage.tables import STAGE_COLUMNS
 
 _metadata = sa.MetaData()
 

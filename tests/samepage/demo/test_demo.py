@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.definitions import Definitions, EventType
-from features.demo import DEFAULT_END, generate_demo, summarize, write_demo
-from features.settings import Settings
-from features.tables import LEAD_KEYS, WELL_KNOWN_ATTRIBUTES, CanonicalTables, empty_events, empty_stages, read_tables
+from samepage.definitions import Definitions, EventType
+from samepage.demo import DEFAULT_END, generate_demo, summarize, write_demo
+from samepage.settings import Settings
+from samepage.tables import LEAD_KEYS, WELL_KNOWN_ATTRIBUTES, CanonicalTables, empty_events, empty_stages, read_tables
 
 N = 2_000
 
@@ -224,7 +224,7 @@ def test_write_demo_replaces_the_workspace_data(definitions: Definitions, settin
 
 def test_chunks_join_into_one_consistent_set(definitions: Definitions) -> None:
     """Several blocks of leads: ids stay unique and dense, every block is canonical on its own."""
-    from features.demo import iter_demo_chunks
+    from samepage.demo import iter_demo_chunks
 
     chunks = list(iter_demo_chunks(definitions, n_leads=700, seed=5, chunk_leads=300))
     assert [len(c.leads) for c in chunks] == [300, 300, 100]

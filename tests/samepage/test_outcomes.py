@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from features.definitions import Definitions
-from features.outcomes import as_of_times, outcomes
+from samepage.definitions import Definitions
+from samepage.outcomes import as_of_times, outcomes
 from tests.conftest import make_stage
 
 T0 = pd.Timestamp("2026-01-05T10:00:00Z")

@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_numeric_dtype
 
-from features.definitions import Definitions
-from features.settings import Settings
-from features.tables import (
+from samepage.definitions import Definitions
+from samepage.settings import Settings
+from samepage.tables import (
     LEAD_KEYS,
     CanonicalTables,
     empty_events,
@@ -156,7 +156,7 @@ def _require_columns(frame: pd.DataFrame, required: list[str], file: str, proble
     return not missing
 
 
-# -- value parsing (shared with features.mapping) --------------------------------------------
+# -- value parsing (shared with samepage.data.mapping) --------------------------------------------
 
 
 def is_blank(values: pd.Series) -> pd.Series:
@@ -437,11 +437,11 @@ def import_files(
     """Validate the files in full, then merge them into the workspace in one atomic write.
 
     With `mapping`, the leads file is a CRM export turned into canonical leads (and stage rows)
-    by `features.mapping`; `events` and `stages` are then optional canonical files.
+    by `samepage.data.mapping`; `events` and `stages` are then optional canonical files.
     Raises `CanonicalDataError` (nothing written) when any file has a problem.
     """
-    # Imported here: features.mapping builds on this module's parsers and Problem type.
-    from features.mapping import MappingError, apply_mapping, load_mapping
+    # Imported here: samepage.data.mapping builds on this module's parsers and Problem type.
+    from samepage.data.mapping import MappingError, apply_mapping, load_mapping
 
     problems: list[Problem] = []
     current = read_tables(settings.data_dir) if has_data(settings.data_dir) else None

@@ -17,8 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from features.definitions import Definitions, DefinitionsError, load_definitions
-from features.settings import Settings
+from samepage.definitions import Definitions, DefinitionsError, load_definitions
+from samepage.settings import Settings
 
 app = typer.Typer(
     name="samepage",
@@ -90,7 +90,7 @@ def demo(
     seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed writes the same data.")] = 0,
 ) -> None:
     """Write synthetic canonical data (leads, events, stages) to the workspace."""
-    from features.demo import write_demo
+    from samepage.demo import write_demo
 
     summary = _run(lambda s, d: write_demo(s, d, n_leads=leads, seed=seed))
     console.print(f"[green]demo data written[/] to {_settings().data_dir}: {summary}")
@@ -104,7 +104,7 @@ def import_(
     mapping: Annotated[Path | None, typer.Option("--mapping", help="Mapping YAML that turns a CRM export into canonical tables.")] = None,
 ) -> None:
     """Load canonical or mapped data; bad input is refused whole, naming file, row and column."""
-    from features.importer import CanonicalDataError, import_files
+    from samepage.data.importer import CanonicalDataError, import_files
 
     try:
         summary = _run(lambda s, d: import_files(s, d, leads=leads, events=events, stages=stages, mapping=mapping))
@@ -192,7 +192,7 @@ def up(
     leads: Annotated[int, typer.Option("--leads", help="Demo leads to make when the workspace is empty.")] = 20_000,
 ) -> None:
     """The main job: bootstrap an empty workspace (demo → features → train), then serve."""
-    from features.tables import has_data
+    from samepage.tables import has_data
 
     with _clean_errors():
         settings = _settings()
@@ -201,7 +201,7 @@ def up(
         _ignore_deprecations()
         console.rule(f"samepage · definitions {defs.version_string}")
         if not has_data(settings.data_dir):
-            from features.demo import write_demo
+            from samepage.demo import write_demo
 
             console.print(f"workspace {settings.home_dir} is empty: writing {leads:,} demo leads")
             console.print(f"  {write_demo(settings, defs, n_leads=leads, seed=0)}")
@@ -234,7 +234,7 @@ def _example_lead(settings: Settings) -> str:
     """A real lead id to click on, so the printed URL opens a record."""
     import pyarrow.parquet as pq
 
-    from features.tables import table_path
+    from samepage.tables import table_path
 
     ids = pq.read_table(table_path(settings.data_dir, "leads"), columns=["lead_id"]).column(0)
     return str(ids[0]) if len(ids) else "<lead_id>"
@@ -244,10 +244,12 @@ def _has_champion(settings: Settings) -> bool:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    from samepage.bundle import CHAMPION, MODEL_NAME
+
     if settings.mlflow_tracking_uri is None and not (settings.home_dir / "mlflow.db").exists():
         return False
     try:
-        MlflowClient(tracking_uri=settings.tracking_uri).get_model_version_by_alias("sql_likelihood", "champion")
+        MlflowClient(tracking_uri=settings.tracking_uri).get_model_version_by_alias(MODEL_NAME, CHAMPION)
     except MlflowException:
         return False
     return True

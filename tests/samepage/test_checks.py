@@ -5,12 +5,12 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from features.checks import EXPECTATIONS, check_tables
-from features.definitions import Definitions
-from features.demo import generate_demo
-from features.importer import import_files
-from features.settings import Settings
-from features.tables import CanonicalTables, read_tables
+from samepage.checks import EXPECTATIONS, check_tables
+from samepage.definitions import Definitions
+from samepage.demo import generate_demo
+from samepage.data.importer import import_files
+from samepage.settings import Settings
+from samepage.tables import CanonicalTables, read_tables
 from tests.conftest import REPO, XEDUCATION_CSV, make_event, make_lead, make_stage
 
 
@@ -31,7 +31,7 @@ def test_demo_data_keeps_every_expectation(definitions: Definitions, demo: Canon
 
 @pytest.mark.skipif(not XEDUCATION_CSV.exists(), reason=f"real data not found at {XEDUCATION_CSV}")
 def test_imported_xeducation_keeps_every_expectation(settings: Settings) -> None:
-    from features.definitions import load_definitions
+    from samepage.definitions import load_definitions
 
     defs = load_definitions(REPO / "configs" / "definitions-xeducation.yaml")
     import_files(settings, defs, leads=XEDUCATION_CSV, mapping=REPO / "configs" / "mappings" / "xeducation.yaml")

@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from features.definitions import Definitions
-from features.settings import Settings
-from features.tables import CanonicalTables, write_tables
+from samepage.definitions import Definitions
+from samepage.settings import Settings
+from samepage.tables import CanonicalTables, write_tables
 
 DEFAULT_END = pd.Timestamp("2026-11-01T00:00:00Z")
 CHUNK_LEADS = 50_000  # the default block size; a seed's data depend on it, so it stays fixed
@@ -296,7 +296,7 @@ def _block(rng: np.random.Generator, v: _Vocab, defs: Definitions, n: int, offse
 
 
 def _frames(blocks: list[_Block], v: _Vocab, width: int) -> CanonicalTables:
-    """Canonical frames (dtypes of `features.tables`) from one or more blocks, in order."""
+    """Canonical frames (dtypes of `samepage.tables`) from one or more blocks, in order."""
     first = blocks[0].offset if blocks else 0
     n = sum(b.n for b in blocks)
     ids = np.empty(0, dtype=object)

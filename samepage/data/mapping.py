@@ -17,8 +17,8 @@ import pandas as pd
 import yaml
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from features.definitions import Definitions, _UniqueKeyLoader
-from features.importer import (
+from samepage.definitions import Definitions, UniqueKeyLoader
+from samepage.data.importer import (
     CanonicalDataError,
     Problem,
     RowNumbers,
@@ -29,7 +29,7 @@ from features.importer import (
     bad_rows,
     is_blank,
 )
-from features.tables import CanonicalTables, empty_events, empty_stages
+from samepage.tables import CanonicalTables, empty_events, empty_stages
 
 Key = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 Reason = Annotated[str, Field(min_length=3, description="Why, in words a reviewer can check")]
@@ -173,7 +173,7 @@ def load_mapping(path: str | Path) -> Mapping:
     path = Path(path)
     try:
         # The definitions' loader refuses repeated keys (YAML would keep the last one silently).
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)  # noqa: S506
     except OSError as exc:
         raise MappingError(f"{path}: cannot read the mapping ({exc.strerror})") from None
     except yaml.YAMLError as exc:

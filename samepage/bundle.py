@@ -4,7 +4,8 @@ A bundle is the feature encoding (stable integer codes for categories), a LightG
 the Platt calibration `p = sigmoid(a * raw + b)`. Because the calibration is affine in log-odds,
 LightGBM's TreeSHAP contributions scaled by `a` stay exact:
 `base_value + sum(contributions) == logit(score)`.
-It lives in `features/` so that training and serving share it without depending on each other.
+It lives in the core package so that training and serving share it without depending on each other;
+so do the registry names: the model is `sql_likelihood`, the version serving follows is `@champion`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+MODEL_NAME = "sql_likelihood"
+CHAMPION = "champion"
+CHAMPION_URI = f"models:/{MODEL_NAME}@{CHAMPION}"
 BOOSTER_FILE = "booster.txt"
 META_FILE = "bundle.json"
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from features.definitions import Definitions
+from samepage.definitions import Definitions
 
 OUTCOME_COLUMNS = ["as_of", "window_end", "reached", "reached_stage", "reached_at", "reached_before", "closed"]
 

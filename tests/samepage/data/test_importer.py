@@ -9,10 +9,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from features.definitions import Definitions
-from features.importer import CanonicalDataError, Problem, import_files
-from features.settings import Settings
-from features.tables import empty_events, empty_stages, read_tables
+from samepage.definitions import Definitions
+from samepage.data.importer import CanonicalDataError, Problem, import_files
+from samepage.settings import Settings
+from samepage.tables import empty_events, empty_stages, read_tables
 from tests.conftest import make_event, make_lead, make_stage
 
 
@@ -270,7 +270,7 @@ def test_problems_are_listed_file_by_file_top_to_bottom(tmp_path: Path, settings
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_demo_data_round_trips_through_files(suffix: str, tmp_path: Path, settings: Settings, definitions: Definitions) -> None:
     """What `samepage demo` writes, exported to files and imported, comes back value for value."""
-    from features.demo import generate_demo
+    from samepage.demo import generate_demo
 
     demo = generate_demo(definitions, n_leads=150, seed=3)
     files = {name: write(tmp_path / f"{name}{suffix}", getattr(demo, name)) for name in ("leads", "events", "stages")}

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from features.definitions import Definitions, load_definitions
-from features.importer import CanonicalDataError, import_files
-from features.mapping import Mapping, MappingError, apply_mapping, load_mapping
-from features.settings import Settings
-from features.tables import CanonicalTables, read_tables
+from samepage.definitions import Definitions, load_definitions
+from samepage.data.importer import CanonicalDataError, import_files
+from samepage.data.mapping import Mapping, MappingError, apply_mapping, load_mapping
+from samepage.settings import Settings
+from samepage.tables import CanonicalTables, read_tables
 from tests.conftest import REPO, XEDUCATION_CSV
 
 XE_MAPPING = REPO / "configs" / "mappings" / "xeducation.yaml"

@@ -1,0 +1,1 @@
+"""Ingestion: canonical CSV/Parquet and mapped CRM exports into the canonical tables."""
