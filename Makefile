@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test install install-test notebook mlflow-ui bench clean
+.PHONY: run test lint install install-test notebook mlflow-ui bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ run: $(STAMP)
 
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest
+
+# Style, types and the architecture's import rules (configured in pyproject.toml).
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # JupyterLab is only for people at a screen: kept out of the pinned test set, pinned here.
 notebook: $(TEST_STAMP)
