@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint install install-test notebook mlflow-ui bench clean
+.PHONY: run test lint screenshots browser install install-test notebook mlflow-ui bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,18 @@ install-test: $(TEST_STAMP)
 run: $(STAMP)
 	$(BIN)/samepage up
 
-test: $(TEST_STAMP)
+test: $(TEST_STAMP) browser
 	$(BIN)/python -m pytest
+
+# The browser tests drive Debian's Chromium (Playwright's own download does not work offline).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "make test: chromium is missing; install it with: sudo apt-get install chromium" >&2; exit 1; fi; }
+
+# Refresh the committed screenshots of the pages (docs/screenshots/) from a browser-test run.
+screenshots: $(TEST_STAMP) browser
+	SAMEPAGE_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/serving/test_browser.py
 
 # Style, types and the architecture's import rules (configured in pyproject.toml).
 lint: $(TEST_STAMP)

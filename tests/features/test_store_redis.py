@@ -21,6 +21,7 @@ from samepage.tables import CanonicalTables, empty_stages, write_tables
 from tests.conftest import DEFINITIONS_FILE, IN_CI, make_event, make_lead
 
 UNTIL = pd.Timestamp("2026-03-01T00:00:00Z")
+pytestmark = pytest.mark.services
 
 
 def _redis_answers(url: str) -> str | None:

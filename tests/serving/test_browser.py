@@ -1,6 +1,7 @@
 """End to end in Debian's Chromium: open a lead, read its score and reasons, disqualify it, see the
 stage change; open the report and read the funnel numbers the data says. Screenshots of both pages
-go to docs/screenshots/ so a reviewer can look without a browser.
+go to a temporary folder, or to the folder `SAMEPAGE_SCREENSHOTS` names (`make screenshots` points it
+at docs/screenshots/ so a reviewer can look without a browser); a test run never writes into docs/.
 
 Outside CI a machine without Chromium skips these tests (with the reason); under CI=true they run
 and fail when Chromium cannot start.
@@ -8,6 +9,7 @@ and fail when Chromium cannot start.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import threading
@@ -24,7 +26,7 @@ import pytest
 from samepage.definitions import Definitions
 from samepage.settings import Settings
 from serving.app import create_app
-from tests.conftest import IN_CI, REPO
+from tests.conftest import IN_CI
 from tests.serving.conftest import AUTH
 from tests.serving.test_pages import PLANTED, PLANTED_ID, _expected_counts
 
@@ -39,7 +41,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SCREENSHOTS = REPO / "docs" / "screenshots"
 N_SCORED = 600  # enough scored leads for a readable calibration chart, few enough to stay fast
 
 
@@ -100,6 +101,15 @@ def showcase(api: httpx.Client, demo_leads: pd.DataFrame) -> dict[str, Any]:
     pytest.fail("no untouched MQL among the scored demo leads")
 
 
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the pages' screenshots go: `SAMEPAGE_SCREENSHOTS` if set, else a temporary folder."""
+    named = os.environ.get("SAMEPAGE_SCREENSHOTS")
+    folder = Path(named) if named else tmp_path_factory.mktemp("screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def page(server: str) -> Iterator[Any]:
     _chromium_or_skip()
@@ -117,7 +127,9 @@ def page(server: str) -> Iterator[Any]:
         browser.close()
 
 
-def test_open_a_lead_read_the_score_disqualify_it_and_see_the_stage_change(page: Any, api: httpx.Client, showcase: dict[str, Any]) -> None:
+def test_open_a_lead_read_the_score_disqualify_it_and_see_the_stage_change(
+    page: Any, api: httpx.Client, showcase: dict[str, Any], screenshots: Path
+) -> None:
     lead_id = showcase["lead_id"]
     result = showcase["latest_score"]["result"]
     page.goto(f"/leads/{quote(lead_id, safe='')}")
@@ -128,8 +140,7 @@ def test_open_a_lead_read_the_score_disqualify_it_and_see_the_stage_change(page:
     assert page.locator("#waterfall g.step").count() >= 3
     provenance = page.locator("#provenance").inner_text()
     assert f"v{result['model']['version']}" in provenance and result["definitions_version"] in provenance
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "lead.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "lead.png"), full_page=True)
 
     page.select_option("#dq-reason", "no_budget")
     with page.expect_navigation():
@@ -137,12 +148,14 @@ def test_open_a_lead_read_the_score_disqualify_it_and_see_the_stage_change(page:
     assert page.locator("#flash").inner_text() == "Recorded: Disqualified — No budget."
     assert page.locator("#current-stage").inner_text() == "Disqualified"
     assert page.locator("ol.timeline li").first.inner_text().startswith("Disqualified — No budget")
-    page.screenshot(path=str(SCREENSHOTS / "lead-disqualified.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "lead-disqualified.png"), full_page=True)
     stages = api.get(f"/v1/leads/{quote(lead_id, safe='')}").json()["stages"]
     assert (stages[-1]["stage"], stages[-1]["reason"], stages[-1]["source"]) == ("disqualified", "no_budget", "feedback")
 
 
-def test_report_shows_the_funnel_numbers_of_the_data(page: Any, api: httpx.Client, showcase: dict[str, Any], workspace: Settings, definitions: Definitions) -> None:
+def test_report_shows_the_funnel_numbers_of_the_data(
+    page: Any, api: httpx.Client, showcase: dict[str, Any], workspace: Settings, definitions: Definitions, screenshots: Path
+) -> None:
     expected = _expected_counts(workspace, definitions)
     page.goto("/report")
     for key, n in expected.items():
@@ -152,10 +165,10 @@ def test_report_shows_the_funnel_numbers_of_the_data(page: Any, api: httpx.Clien
     assert page.locator('[data-kpi="leads"]').inner_text() == f"{body['leads']:,}"
     assert page.locator('[data-sla="missed"]').inner_text() == f"{body['sla']['missed']:,}"
     assert page.locator("#calibration-chart").count() == 1  # the scored slice has closed windows
-    page.screenshot(path=str(SCREENSHOTS / "report.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "report.png"), full_page=True)
 
 
-def test_planted_html_is_shown_as_text_in_the_browser(page: Any, api: httpx.Client) -> None:
+def test_planted_html_is_shown_as_text_in_the_browser(page: Any, api: httpx.Client, screenshots: Path) -> None:
     assert api.post("/v1/score", json={"lead_id": PLANTED_ID, "attributes": PLANTED}).status_code == 200
     page.goto(f"/leads/{quote(PLANTED_ID, safe='')}")
     assert page.locator("#lead-title").count() == 1
@@ -163,4 +176,4 @@ def test_planted_html_is_shown_as_text_in_the_browser(page: Any, api: httpx.Clie
     assert PLANTED["industry"] in who and PLANTED["seniority"] in who
     assert page.locator("main script, main img, main b").count() == 0
     assert page.dialogs == []  # no planted script ran
-    page.screenshot(path=str(SCREENSHOTS / "lead-planted-html.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "lead-planted-html.png"), full_page=True)

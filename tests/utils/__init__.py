@@ -1,0 +1,1 @@
+"""Helpers the tests share: small factories for canonical rows."""
