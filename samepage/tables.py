@@ -1,7 +1,9 @@
 """The three canonical tables (leads, events, stages) and how they are kept in the workspace.
 
 Every writer goes through `write_tables`, which replaces the files atomically: readers see the
-old set or the new set, never a mix, and a failed write leaves the workspace as it was.
+old set or the new set, never a mix, and a failed write leaves the workspace as it was. The new
+set is on disk (fsync'd) before the old one is moved aside, and a crash between the two renames
+is repaired on the next read or write (`recover`), so no crash loses the last complete set.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +32,8 @@ WELL_KNOWN_ATTRIBUTES = [
     "department",
 ]
 TABLES = ("leads", "events", "stages")
+STAGING_PREFIX = ".data-"
+STALE_STAGING_SECONDS = 3600.0  # a staging folder this old belongs to a writer that died
 
 
 @dataclass
@@ -73,11 +78,31 @@ def table_path(data_dir: Path, name: str) -> Path:
 
 
 def has_data(data_dir: Path) -> bool:
+    recover(data_dir)
     return table_path(data_dir, "leads").exists()
+
+
+def recover(data_dir: Path, stale_after: float = STALE_STAGING_SECONDS) -> None:
+    """Repair what a crashed `write_tables` left: put the previous set back when the crash came
+    between moving it aside and moving the new one in; remove staging folders of dead writers."""
+    old = _old(data_dir)
+    if old.exists() and not data_dir.exists():
+        os.replace(old, data_dir)
+        _fsync_dir(data_dir.parent)
+    if not data_dir.parent.exists():
+        return
+    now = time.time()
+    for staging in data_dir.parent.glob(STAGING_PREFIX + "*"):
+        try:
+            if staging.is_dir() and now - staging.stat().st_mtime > stale_after:
+                shutil.rmtree(staging, ignore_errors=True)
+        except FileNotFoundError:  # another process removed it first
+            continue
 
 
 def read_tables(data_dir: Path) -> CanonicalTables:
     """Read the workspace's canonical tables; events and stages may be absent (empty)."""
+    recover(data_dir)
     leads_file = table_path(data_dir, "leads")
     if not leads_file.exists():
         raise FileNotFoundError(
@@ -91,22 +116,47 @@ def read_tables(data_dir: Path) -> CanonicalTables:
 
 
 def write_tables(data_dir: Path, tables: CanonicalTables) -> None:
-    """Write all three tables to a staging folder, then swap it in with renames."""
+    """Write all three tables to a staging folder (fsync'd), then swap it in with two renames.
+
+    The previous set is only deleted once the new one is in place; a crash at any point leaves
+    either the previous or the new complete set (see `recover`).
+    """
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".data-", dir=data_dir.parent))
+    recover(data_dir)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=data_dir.parent))
+    old = _old(data_dir)
     try:
         for name in TABLES:
-            getattr(tables, name).to_parquet(table_path(staging, name), index=False)
-        old = data_dir.with_name(data_dir.name + ".old")
-        if old.exists():
+            path = table_path(staging, name)
+            getattr(tables, name).to_parquet(path, index=False)
+            _fsync_file(path)
+        _fsync_dir(staging)
+        if old.exists():  # data_dir exists here (recover ran), so this is a finished swap's leftover
             shutil.rmtree(old)
         if data_dir.exists():
             os.replace(data_dir, old)
         os.replace(staging, data_dir)
-        shutil.rmtree(old, ignore_errors=True)
+        _fsync_dir(data_dir.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        old = data_dir.with_name(data_dir.name + ".old")
-        if old.exists() and not data_dir.exists():
-            os.replace(old, data_dir)
+        recover(data_dir)
         raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _old(data_dir: Path) -> Path:
+    return data_dir.with_name(data_dir.name + ".old")
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make renames and new entries in a folder durable (POSIX: fsync the folder itself)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
