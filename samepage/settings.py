@@ -41,6 +41,14 @@ class Settings(BaseSettings):
     def home_dir(self) -> Path:
         return self.home.expanduser().resolve()
 
+    def ensure_home(self) -> Path:
+        """The workspace folder, created owner-only (0700): it holds leads' personal data and keys."""
+        home = self.home_dir
+        if not home.exists():
+            home.mkdir(mode=0o700, parents=True, exist_ok=True)
+            home.chmod(0o700)  # mkdir's mode is filtered by the umask
+        return home
+
     @property
     def data_dir(self) -> Path:
         """Canonical tables: leads, events, stages (Parquet)."""

@@ -78,3 +78,20 @@ def test_open_store_writes_a_config_feast_accepts(settings: Settings) -> None:
     assert store.project == settings.feature_project
     assert store.config.online_store.type == "sqlite"
     assert (settings.feature_repo_dir / "feature_store.yaml").exists()
+
+
+def test_a_password_with_yaml_syntax_stays_one_string(settings: Settings) -> None:
+    tricky = 'p#ss: "word\' \\ # not a comment'
+    pg = yaml.safe_load(feature_store_yaml(settings.model_copy(update={"online_store": "postgres", "postgres_password": tricky})))
+    assert pg["online_store"]["password"] == tricky
+    assert pg["online_store"]["user"] == settings.postgres_user
+
+
+def test_the_config_and_the_workspace_are_owner_only(settings: Settings) -> None:
+    open_store(settings)
+    assert settings.home_dir.stat().st_mode & 0o777 == 0o700
+    config = settings.feature_repo_dir / "feature_store.yaml"
+    assert config.stat().st_mode & 0o777 == 0o600
+    config.chmod(0o644)  # as an older version left it
+    open_store(settings)
+    assert config.stat().st_mode & 0o777 == 0o600
