@@ -12,7 +12,11 @@ COPY training ./training
 COPY serving ./serving
 COPY samepage ./samepage
 COPY configs ./configs
-RUN pip install --no-cache-dir -c constraints.txt .
+RUN pip install --no-cache-dir -c constraints.txt . \
+ && useradd --system --uid 10001 --home-dir /data samepage \
+ && mkdir -p /data && chown samepage /data && chmod 0700 /data
+# The service needs no privileges: it runs as its own user, owning only the workspace volume.
+USER samepage
 VOLUME ["/data"]
 EXPOSE 8000
 CMD ["samepage", "up", "--host", "0.0.0.0"]

@@ -223,11 +223,20 @@ def up(
         console.print(f"  API docs     {base}/docs")
         console.print(f"  lead record  {base}/leads/{_example_lead(settings)}")
         console.print(f"  report       {base}/report")
-        kept = f"kept in {settings.home_dir / API_KEY_FILE}" if not settings.keys else "from SAMEPAGE_API_KEYS"
-        console.print(f"  API key      {key}   ({'made now, ' if made else ''}{kept})")
+        console.print(f"  API key      {api_key_line(settings, key, made)}")
         console.print("               send it as `Authorization: Bearer <key>` or `X-API-Key: <key>`")
         console.print(f"  MLflow UI    make mlflow-ui  (tracking store {settings.tracking_uri})")
         _serve(settings)
+
+
+def api_key_line(settings: Settings, key: str, made: bool) -> str:
+    """The key in full only when it was made just now; later starts say where it is kept, so a
+    key does not end up in every terminal scroll-back and service log."""
+    if made:
+        return f"{key}   (made now, kept in {settings.home_dir / API_KEY_FILE})"
+    if settings.keys:
+        return f"{key[:4]}… (from SAMEPAGE_API_KEYS)"
+    return f"{key[:4]}… (kept in {settings.home_dir / API_KEY_FILE}; `cat` it to use it)"
 
 
 def _example_lead(settings: Settings) -> str:

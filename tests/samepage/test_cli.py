@@ -28,3 +28,14 @@ def test_bad_definitions_file_is_a_clean_error(tmp_path: Path) -> None:
     assert "mql.threshold" in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "ws" / "data").exists()
+
+
+def test_the_api_key_is_printed_in_full_only_when_it_is_made(settings) -> None:
+    from samepage.cli.main import api_key_line
+
+    key = "sp_0123456789abcdef"
+    assert key in api_key_line(settings, key, made=True)
+    later = api_key_line(settings, key, made=False)
+    assert key not in later and key[:4] in later and str(settings.home_dir) in later
+    from_env = api_key_line(settings.model_copy(update={"api_keys": key}), key, made=False)
+    assert key not in from_env and "SAMEPAGE_API_KEYS" in from_env
