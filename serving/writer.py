@@ -61,12 +61,30 @@ class ScoreWriter:
                     for r in item:
                         rows[r["lead_id"]] = score_row(r)  # the last score of a lead wins
             if rows:
-                try:
-                    self.store.save_scores(list(rows.values()))
-                except Exception as exc:  # a full disk must not kill scoring; say so in the log
-                    log.error("saving latest scores failed", extra={"event": "save_scores_failed", "error": type(exc).__name__})
+                self._save(list(rows.values()))
             for e in events:
                 e.set()
+
+
+    def _save(self, rows: list[dict[str, Any]]) -> None:
+        """One transaction for the batch; if the store refuses it, each row alone, so one row it
+        cannot hold (a NUL in an id on PostgreSQL) costs only that row, not the whole batch."""
+        try:
+            self.store.save_scores(rows)
+            return
+        except Exception as exc:  # a full disk must not kill scoring; say so in the log
+            first_error = type(exc).__name__
+        failed = 0
+        for row in rows:
+            try:
+                self.store.save_scores([row])
+            except Exception:
+                failed += 1
+        # Counts and the error type only: lead ids may be personal data.
+        log.error(
+            "saving latest scores failed",
+            extra={"event": "save_scores_failed", "error": first_error, "rows": len(rows), "set_aside": failed},
+        )
 
 
 def score_row(result: dict[str, Any]) -> dict[str, Any]:

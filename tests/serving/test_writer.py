@@ -1,0 +1,40 @@
+"""The latest-score writer keeps every row the store can hold, even when one in its batch is bad."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from samepage.records import RecordStore
+from serving.writer import ScoreWriter
+from tests.conftest import IN_CI
+from tests.utils.postgres import fresh_schema
+
+
+def _result(lead_id: str, score: float = 0.5) -> dict[str, Any]:
+    return {
+        "lead_id": lead_id,
+        "score": score,
+        "mql": {"passed": score >= 0.5},
+        "model": {"name": "sql_likelihood", "version": "1"},
+        "definitions_version": "1+abc",
+        "scored_at": datetime(2026, 11, 1, tzinfo=UTC),
+    }
+
+
+@pytest.mark.services
+def test_one_unstorable_id_sets_aside_only_its_own_row() -> None:
+    with fresh_schema(IN_CI) as url:
+        store = RecordStore(url)
+        writer = ScoreWriter(store)
+        try:
+            writer.submit([_result("good-1", 0.7), _result("bad-\x00-id"), _result("good-2", 0.2)])
+            writer.flush()
+        finally:
+            writer.close()
+        kept = store.latest_scores()
+        store.close()
+    assert sorted(kept["lead_id"]) == ["good-1", "good-2"]
+    assert kept.set_index("lead_id").loc["good-1", "score"] == 0.7
