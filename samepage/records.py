@@ -3,6 +3,8 @@
 SQLite in WAL mode by default, PostgreSQL by configuration (`SAMEPAGE_RECORDS_URL`), through
 SQLAlchemy Core. Feedback is committed before a caller is answered and is idempotent on
 `event_id`; `stage_history` merges it with the imported stages so the next training sees it.
+The schema is versioned with Alembic (`samepage/migrations/`): opening a store migrates it to head.
+The tables below describe the head schema for queries; the migrations are its history.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ class RecordStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = _make_engine(url)
-        _metadata.create_all(self.engine)
+        migrate(self.engine)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RecordStore:
@@ -166,6 +168,29 @@ def stage_history(settings: Settings, stages: pd.DataFrame, store: RecordStore |
     merged = pd.concat(frames, ignore_index=True)
     merged["occurred_at"] = pd.to_datetime(merged["occurred_at"], utc=True)
     return merged.sort_values(["lead_id", "occurred_at"], kind="stable").reset_index(drop=True)
+
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the store's schema to `revision` with Alembic (in one transaction where the database allows)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The Alembic revision the store is at (None: never migrated)."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
 
 
 def _make_engine(url: str) -> Engine:
