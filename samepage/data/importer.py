@@ -142,6 +142,7 @@ def _dated_rows(
 def validate_events(
     frame: pd.DataFrame, file: str, rows: RowNumbers, defs: Definitions, lead_ids: set[str] | None, problems: list[Problem]
 ) -> pd.DataFrame | None:
+    """Canonical events: known leads, ISO 8601 times, a definitions event type, a numeric value if any."""
     out = _dated_rows(frame, file, rows, lead_ids, problems, "event", ["lead_id", "occurred_at", "type"], empty_events())
     if out is None:
         return None
@@ -164,6 +165,7 @@ def validate_events(
 def validate_stages(
     frame: pd.DataFrame, file: str, rows: RowNumbers, defs: Definitions, lead_ids: set[str] | None, problems: list[Problem]
 ) -> pd.DataFrame | None:
+    """Canonical stage rows: known leads, ISO 8601 times, and a stage/reason the definitions accept."""
     out = _dated_rows(frame, file, rows, lead_ids, problems, "stage", ["lead_id", "stage", "occurred_at"], empty_stages())
     if out is None:
         return None
