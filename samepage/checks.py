@@ -14,6 +14,7 @@ import pandas as pd
 
 from samepage.definitions import Definitions
 from samepage.tables import EVENT_COLUMNS, LEAD_KEYS, STAGE_COLUMNS, CanonicalTables
+from samepage.values import is_missing
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,17 @@ def _unknown_leads(t: CanonicalTables, frame: pd.DataFrame) -> int:
 
 
 def _reason_rows(d: Definitions, t: CanonicalTables) -> int:
-    needs = {s.key: {r.key for r in s.reasons} for s in d.stages if s.reasons}
-    rows = t.stages[t.stages["stage"].isin(list(needs))]
-    return sum(1 for stage, reason in zip(rows["stage"], rows["reason"], strict=True) if reason not in needs[stage])
+    """Rows whose reason the definitions' stage rule refuses (an unknown stage is another promise)."""
+    pairs = t.stages[["stage", "reason"]].value_counts(dropna=False)  # the rule once per distinct pair
+    return sum(
+        int(count)
+        for (stage, reason), count in pairs.items()
+        if (problem := d.stage_problem(_text(stage), _text(reason))) is not None and problem.field == "reason"
+    )
+
+
+def _text(value: object) -> str | None:
+    return None if is_missing(value) else str(value)
 
 
 EXPECTATIONS: list[Expectation] = [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -173,6 +174,14 @@ class Feature(_Strict):
         return self.kind == "attribute" and self.type == "category"
 
 
+@dataclass(frozen=True)
+class StageProblem:
+    """What `Definitions.stage_problem` found: the field at fault ("stage" or "reason") and why."""
+
+    field: Literal["stage", "reason"]
+    message: str
+
+
 class Definitions(_Strict):
     version: str = Field(min_length=1)
     name: str = "samepage funnel"
@@ -233,17 +242,27 @@ class Definitions(_Strict):
             raise KeyError(key)
         return [s.key for s in self.funnel[rank:]]
 
-    def check_stage(self, stage: str, reason: str | None) -> str | None:
-        """Why a (stage, reason) pair is not acceptable as a stage record, or None when it is."""
+    def stage_problem(self, stage: str | None, reason: str | None) -> StageProblem | None:
+        """THE stage/reason rule: what is wrong with a stage record, and in which field; None when fine.
+
+        A stage must be one of `stages`; a stage with reasons needs one of its own. A missing value
+        is None or "" (callers turn pandas' NA into None first).
+        """
         keys = [s.key for s in self.stages]
-        if stage not in keys:
-            return f"unknown stage {stage!r}; stages are {keys}"
+        if not stage or stage not in keys:
+            shown = repr(stage) if stage else "(empty)"
+            return StageProblem("stage", f"unknown stage {shown} is not one of the definitions' stages {keys}")
         allowed = [r.key for r in self.stage(stage).reasons]
         if allowed and not reason:
-            return f"stage {stage!r} needs a reason, one of {allowed}"
+            return StageProblem("reason", f"stage {stage!r} needs a reason, one of {allowed}")
         if allowed and reason not in allowed:
-            return f"unknown reason {reason!r} for stage {stage!r}; reasons are {allowed}"
+            return StageProblem("reason", f"unknown reason {reason!r} is not a reason for {stage!r}; use one of {allowed}")
         return None
+
+    def check_stage(self, stage: str, reason: str | None) -> str | None:
+        """Why a (stage, reason) pair is not acceptable as a stage record, or None (`stage_problem`'s message)."""
+        problem = self.stage_problem(stage, reason)
+        return None if problem is None else problem.message
 
     def feature(self, key: str) -> Feature:
         for f in self.features:

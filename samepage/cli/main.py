@@ -104,7 +104,8 @@ def import_(
     mapping: Annotated[Path | None, typer.Option("--mapping", help="Mapping YAML that turns a CRM export into canonical tables.")] = None,
 ) -> None:
     """Load canonical or mapped data; bad input is refused whole, naming file, row and column."""
-    from samepage.data.importer import CanonicalDataError, import_files
+    from samepage.data.importer import import_files
+    from samepage.data.problems import CanonicalDataError
 
     try:
         summary = _run(lambda s, d: import_files(s, d, leads=leads, events=events, stages=stages, mapping=mapping))

@@ -13,16 +13,17 @@ Merge semantics:
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pandas.api.types import is_bool_dtype, is_datetime64_any_dtype, is_numeric_dtype
 
-from samepage.definitions import Definitions
+from samepage.data.mapping import MappingError, apply_mapping, load_mapping
+from samepage.data.parsing import AttributeKind, as_number, as_text, as_utc, attribute_kind, bad_rows, coerce, is_blank, read_file
+from samepage.data.problems import MAX_LISTED_PROBLEMS, CanonicalDataError, Problem, RowNumbers, in_file_order
+from samepage.definitions import Definitions, StageProblem
 from samepage.settings import Settings
 from samepage.tables import (
     LEAD_KEYS,
@@ -33,42 +34,6 @@ from samepage.tables import (
     read_tables,
     write_tables,
 )
-
-MAX_LISTED_PROBLEMS = 20
-AttributeKind = str  # "number" | "boolean" | "category"
-_TRUE = {"true", "yes", "y", "1", "1.0"}
-_FALSE = {"false", "no", "n", "0", "0.0"}
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with an input file; `row` counts like a person reading the file."""
-
-    file: str
-    message: str
-    row: int | None = None
-    column: str | None = None
-
-    def __str__(self) -> str:
-        where = self.file
-        if self.row is not None:
-            where += f", row {self.row}"
-        if self.column is not None:
-            where += f", column {self.column!r}"
-        return f"{where}: {self.message}"
-
-
-class CanonicalDataError(ValueError):
-    """Input that cannot be imported; `.problems` lists every problem found."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        shown = [f"  - {p}" for p in problems[:MAX_LISTED_PROBLEMS]]
-        more = len(problems) - len(shown)
-        if more > 0:
-            shown.append(f"  ... and {more} more")
-        noun = "problem" if len(problems) == 1 else "problems"
-        super().__init__(f"nothing was imported: {len(problems)} {noun} found\n" + "\n".join(shown))
 
 
 @dataclass
@@ -95,58 +60,7 @@ class ImportSummary:
         return "; ".join(self.lines())
 
 
-# -- reading ---------------------------------------------------------------------------------
-
-
-class RowNumbers:
-    """Maps a frame position to the row a person sees: header is row 1 in a CSV."""
-
-    def __init__(self, path: Path) -> None:
-        self.offset = 2 if path.suffix.lower() == ".csv" else 1
-
-    def __call__(self, position: int) -> int:
-        return position + self.offset
-
-
-def read_file(path: Path, problems: list[Problem]) -> pd.DataFrame | None:
-    """Read a CSV (UTF-8, header row; cells kept as text) or Parquet file; None when unreadable."""
-    name = str(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".parquet", ".pq"):
-        problems.append(Problem(name, f"unknown file type {suffix!r}: use .csv or .parquet"))
-        return None
-    if not path.is_file():
-        problems.append(Problem(name, "file not found"))
-        return None
-    try:
-        if suffix == ".csv":
-            # Text in, so the validators see what the file says ("007" stays "007").
-            frame = pd.read_csv(
-                path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig"
-            )
-        else:
-            frame = pd.read_parquet(path)
-    except UnicodeDecodeError as exc:
-        problems.append(Problem(name, f"not UTF-8 text (byte {exc.start} cannot be decoded)"))
-        return None
-    except pd.errors.EmptyDataError:
-        problems.append(Problem(name, "the file is empty (no header row)"))
-        return None
-    except Exception as exc:  # noqa: BLE001 - pandas/pyarrow raise many types for a bad file
-        problems.append(Problem(name, f"cannot read the file: {exc}".strip()))
-        return None
-    header = _csv_header(path) if suffix == ".csv" else [str(c) for c in frame.columns]
-    frame.columns = [str(c).strip() for c in frame.columns]
-    duplicated = sorted({c.strip() for c in header if [h.strip() for h in header].count(c.strip()) > 1})
-    for column in duplicated:
-        problems.append(Problem(name, "column appears more than once in the header", 1, column))
-    return frame.reset_index(drop=True)
-
-
-def _csv_header(path: Path) -> list[str]:
-    """The header as written: pandas renames a repeated column to `name.1`, hiding the repeat."""
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        return next(csv.reader(handle), [])
+# -- validation ------------------------------------------------------------------------------
 
 
 def _require_columns(frame: pd.DataFrame, required: list[str], file: str, problems: list[Problem]) -> bool:
@@ -154,99 +68,6 @@ def _require_columns(frame: pd.DataFrame, required: list[str], file: str, proble
     for column in missing:
         problems.append(Problem(file, f"required column is missing (columns are {list(frame.columns)})", None, column))
     return not missing
-
-
-# -- value parsing (shared with samepage.data.mapping) --------------------------------------------
-
-
-def is_blank(values: pd.Series) -> pd.Series:
-    """Missing cells: NA, or text that is only whitespace."""
-    blank = values.isna()
-    if values.dtype == object or isinstance(values.dtype, pd.StringDtype):
-        blank |= values.astype("string").str.strip().eq("").fillna(True)
-    return blank.astype(bool)
-
-
-def as_text(values: pd.Series) -> pd.Series:
-    """Stripped text (pandas string dtype), blanks as NA."""
-    text = values.astype("string").str.strip()
-    return text.mask(is_blank(values))
-
-
-def as_utc(values: pd.Series) -> pd.Series:
-    """ISO 8601 timestamps to datetime64[ns, UTC]; no offset means UTC; unparseable → NaT."""
-    if is_datetime64_any_dtype(values):
-        series = values if values.dt.tz is not None else values.dt.tz_localize("UTC")
-        try:
-            return series.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
-        except (OverflowError, pd.errors.OutOfBoundsDatetime):
-            # Parquet can hold years pandas' nanoseconds cannot (e.g. 3000): report those rows.
-            values = series.map(lambda v: v.isoformat() if not pd.isna(v) else None)
-    return pd.to_datetime(as_text(values), utc=True, format="ISO8601", errors="coerce").astype(
-        "datetime64[ns, UTC]"
-    )
-
-
-def as_number(values: pd.Series) -> pd.Series:
-    """Numbers to float64; text that is not a finite number → NaN (callers report it)."""
-    if is_numeric_dtype(values) and not is_bool_dtype(values):
-        out = values.astype("float64")
-    else:
-        parsed = pd.to_numeric(as_text(values), errors="coerce")
-        out = pd.Series(parsed.to_numpy(dtype="float64", na_value=np.nan), index=values.index)
-    return out.where(np.isfinite(out))
-
-
-def as_boolean(values: pd.Series) -> pd.Series:
-    """true/false, yes/no, 1/0 to pandas' nullable boolean; anything else → NA."""
-    if is_bool_dtype(values):
-        return values.astype("boolean")
-    text = as_text(values).str.lower()
-    out = pd.Series(pd.NA, index=values.index, dtype="boolean")
-    out[text.isin(_TRUE).fillna(False).astype(bool)] = True
-    out[text.isin(_FALSE).fillna(False).astype(bool)] = False
-    return out
-
-
-def bad_rows(raw: pd.Series, parsed: pd.Series) -> list[int]:
-    """Positions where the file had a value that did not parse."""
-    mask = ~is_blank(raw) & parsed.isna()
-    return [int(i) for i in np.flatnonzero(mask.to_numpy())]
-
-
-def attribute_kind(values: pd.Series) -> AttributeKind:
-    """number when every present value is numeric, boolean for a boolean column, else category."""
-    if is_bool_dtype(values):
-        return "boolean"
-    if is_numeric_dtype(values):
-        return "number"
-    if isinstance(values.dtype, pd.StringDtype):
-        # Already typed text (a mapping's category, or the workspace's own column).
-        return "category"
-    present = ~is_blank(values)
-    if present.any() and as_number(values)[present].notna().all():
-        return "number"
-    return "category"
-
-
-def coerce(values: pd.Series, kind: AttributeKind) -> pd.Series:
-    if kind == "number":
-        return as_number(values)
-    if kind == "boolean":
-        return as_boolean(values)
-    if is_numeric_dtype(values) and not is_bool_dtype(values):
-        return values.map(_number_text).astype("string")
-    return as_text(values)
-
-
-def _number_text(value: float) -> str | None:
-    """A number going into a text column: 250.0 reads better as "250"."""
-    if pd.isna(value):
-        return None
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-# -- validation ------------------------------------------------------------------------------
 
 
 def validate_leads(
@@ -321,6 +142,7 @@ def _dated_rows(
 def validate_events(
     frame: pd.DataFrame, file: str, rows: RowNumbers, defs: Definitions, lead_ids: set[str] | None, problems: list[Problem]
 ) -> pd.DataFrame | None:
+    """Canonical events: known leads, ISO 8601 times, a definitions event type, a numeric value if any."""
     out = _dated_rows(frame, file, rows, lead_ids, problems, "event", ["lead_id", "occurred_at", "type"], empty_events())
     if out is None:
         return None
@@ -329,7 +151,8 @@ def validate_events(
     for i, value in enumerate(types.tolist()):
         if pd.isna(value) or value not in allowed:
             shown = "empty" if pd.isna(value) else repr(value)
-            problems.append(Problem(file, f"event type {shown} is not one of the definitions' event_types {allowed}", rows(i), "type"))
+            message = f"event type {shown} is not one of the definitions' event_types {allowed}"
+            problems.append(Problem(file, message, rows(i), "type"))
     out["type"] = types
     if "value" in frame.columns:
         values = as_number(frame["value"])
@@ -342,25 +165,27 @@ def validate_events(
 def validate_stages(
     frame: pd.DataFrame, file: str, rows: RowNumbers, defs: Definitions, lead_ids: set[str] | None, problems: list[Problem]
 ) -> pd.DataFrame | None:
+    """Canonical stage rows: known leads, ISO 8601 times, and a stage/reason the definitions accept."""
     out = _dated_rows(frame, file, rows, lead_ids, problems, "stage", ["lead_id", "stage", "occurred_at"], empty_stages())
     if out is None:
         return None
     stages = as_text(frame["stage"])
     reasons = as_text(frame["reason"]) if "reason" in frame.columns else pd.Series(pd.NA, index=frame.index, dtype="string")
-    stage_keys = [s.key for s in defs.stages]
-    for i, (stage, reason) in enumerate(zip(stages.tolist(), reasons.tolist(), strict=True)):
-        if pd.isna(stage) or stage not in stage_keys:
-            shown = "empty" if pd.isna(stage) else repr(stage)
-            problems.append(Problem(file, f"stage {shown} is not one of the definitions' stages {stage_keys}", rows(i), "stage"))
-            continue
-        allowed = [r.key for r in defs.stage(stage).reasons]
-        if allowed and pd.isna(reason):
-            problems.append(Problem(file, f"stage {stage!r} needs a reason, one of {allowed}", rows(i), "reason"))
-        elif allowed and reason not in allowed:
-            problems.append(Problem(file, f"reason {reason!r} is not a reason for {stage!r}; use one of {allowed}", rows(i), "reason"))
+    found: dict[tuple[str | None, str | None], StageProblem | None] = {}  # a file repeats few pairs
+    for i, pair in enumerate(zip(_or_none(stages), _or_none(reasons), strict=True)):
+        if pair not in found:
+            found[pair] = defs.stage_problem(*pair)
+        problem = found[pair]
+        if problem is not None:
+            problems.append(Problem(file, problem.message, rows(i), problem.field))
     out["stage"] = stages
     out["reason"] = reasons
     return out
+
+
+def _or_none(text: pd.Series) -> list[str | None]:
+    """Cells as Python values, NA as None (the definitions' rules take plain strings)."""
+    return [None if pd.isna(v) else v for v in text.tolist()]
 
 
 def _known_lead_ids(
@@ -371,7 +196,8 @@ def _known_lead_ids(
         if pd.isna(lead_id):
             problems.append(Problem(file, "lead_id is empty", rows(i), "lead_id"))
         elif lead_ids is not None and lead_id not in lead_ids:
-            problems.append(Problem(file, f"lead_id {lead_id!r} is not a known lead (not in the workspace nor the leads file)", rows(i), "lead_id"))
+            message = f"lead_id {lead_id!r} is not a known lead (not in the workspace nor the leads file)"
+            problems.append(Problem(file, message, rows(i), "lead_id"))
     return ids
 
 
@@ -440,9 +266,6 @@ def import_files(
     by `samepage.data.mapping`; `events` and `stages` are then optional canonical files.
     Raises `CanonicalDataError` (nothing written) when any file has a problem.
     """
-    # Imported here: samepage.data.mapping builds on this module's parsers and Problem type.
-    from samepage.data.mapping import MappingError, apply_mapping, load_mapping
-
     problems: list[Problem] = []
     current = read_tables(settings.data_dir) if has_data(settings.data_dir) else None
     known_kinds = _kinds(current.leads) if current is not None else {}
@@ -486,7 +309,7 @@ def import_files(
         # Made by the mapping from validated leads, and its stage keys were checked above.
         new_stages = mapped_stages if new_stages is None else pd.concat([mapped_stages, new_stages], ignore_index=True)
     if problems or new_leads is None:
-        raise CanonicalDataError(_in_file_order(problems) or [Problem(str(leads), "no leads could be read")])
+        raise CanonicalDataError(in_file_order(problems) or [Problem(str(leads), "no leads could be read")])
 
     if current is None:
         current = CanonicalTables(leads=new_leads.iloc[0:0], events=empty_events(), stages=empty_stages())
@@ -499,12 +322,6 @@ def import_files(
     )
     write_tables(settings.data_dir, CanonicalTables(leads=merged_leads, events=merged_events, stages=merged_stages))
     return summary
-
-
-def _in_file_order(problems: list[Problem]) -> list[Problem]:
-    """Files in the order first seen, each file's problems top to bottom (stable)."""
-    order = {file: n for n, file in reversed(list(enumerate(p.file for p in problems)))}
-    return sorted(problems, key=lambda p: (order[p.file], p.row or 0))
 
 
 def _optional(

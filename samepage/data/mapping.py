@@ -17,19 +17,11 @@ import pandas as pd
 import yaml
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from samepage.data.parsing import all_numbers, as_boolean, as_number, as_text, as_utc, bad_rows, is_blank
+from samepage.data.problems import MAX_LISTED_PROBLEMS, CanonicalDataError, Problem, RowNumbers
 from samepage.definitions import Definitions, UniqueKeyLoader
-from samepage.data.importer import (
-    CanonicalDataError,
-    Problem,
-    RowNumbers,
-    as_boolean,
-    as_number,
-    as_text,
-    as_utc,
-    bad_rows,
-    is_blank,
-)
 from samepage.tables import CanonicalTables, empty_events, empty_stages
+from samepage.values import utc_timestamp
 
 Key = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 Reason = Annotated[str, Field(min_length=3, description="Why, in words a reviewer can check")]
@@ -145,19 +137,19 @@ class Mapping(_Strict):
         return named
 
     def check(self, defs: Definitions) -> list[str]:
-        """Problems using this mapping with these definitions (unknown stages, missing reasons)."""
-        problems: list[str] = []
-        keys = [s.key for s in defs.stages]
+        """Problems using this mapping with these definitions (unknown stages, missing reasons).
+
+        The stage rows it makes are checked by the definitions' own rule, as every stage record is.
+        """
         wanted: list[tuple[str, str, str | None]] = [("entry_stage", self.entry_stage, None)]
         if self.outcome:
-            wanted.append(("outcome.stage", self.outcome.stage, self.outcome.reason))
+            wanted.append(("outcome", self.outcome.stage, self.outcome.reason))
+        problems: list[str] = []
         for where, stage, reason in wanted:
-            if stage not in keys:
-                problems.append(f"{where}: {stage!r} is not a stage of the definitions {keys}")
-                continue
-            allowed = [r.key for r in defs.stage(stage).reasons]
-            if allowed and reason not in allowed:
-                problems.append(f"{where}: stage {stage!r} needs a reason, one of {allowed}")
+            problem = defs.stage_problem(stage, reason)
+            if problem is not None:
+                key = f"{where}.{problem.field}" if where == "outcome" else where
+                problems.append(f"{key}: {problem.message}")
         return problems
 
     def summary(self) -> str:
@@ -223,7 +215,7 @@ def apply_mapping(df: pd.DataFrame, mapping: Mapping, source: str) -> CanonicalT
         for i in bad_rows(raw, created):
             problems.append(Problem(source, f"{raw.iloc[i]!r} is not an ISO 8601 timestamp", rows(i), mapping.created_at.column))
     else:
-        created = pd.Series(pd.Timestamp(mapping.created_at.as_of).tz_convert("UTC"), index=df.index).astype("datetime64[ns, UTC]")
+        created = pd.Series(utc_timestamp(mapping.created_at.as_of), index=df.index).astype("datetime64[ns, UTC]")
     leads["created_at"] = created
 
     for column, target in mapping.renames.items():
@@ -258,7 +250,7 @@ def _typed(
 ) -> pd.Series:
     """Apply the column's type (and value map); values that do not fit are problems."""
     if spec is None:
-        inferred: TypeName = "number" if _is_typed(values) or _all_numbers(values) else "category"
+        inferred: TypeName = "number" if _is_typed(values) or all_numbers(values) else "category"
         spec = TypeSpec(type=inferred)
     raw = values
     if spec.values:
@@ -267,14 +259,9 @@ def _typed(
     if spec.type == "category":
         return values.map(lambda v: v if pd.isna(v) else str(v)).astype("string")
     out = as_number(values) if spec.type == "number" else as_boolean(values)
-    for i in bad_rows(raw, out)[:20]:
+    for i in bad_rows(raw, out)[:MAX_LISTED_PROBLEMS]:
         problems.append(Problem(source, f"{raw.iloc[i]!r} is not a {spec.type} (the mapping types this column)", rows(i), column))
     return out
-
-
-def _all_numbers(values: pd.Series) -> bool:
-    present = ~is_blank(values)
-    return bool(present.any()) and bool(as_number(values)[present].notna().all())
 
 
 def _matches(values: pd.Series, wanted: list[Any]) -> pd.Series:
@@ -294,11 +281,13 @@ def _outcome_stages(
     assert outcome is not None
     raw = df[outcome.column]
     positive, negative = _matches(raw, outcome.positive), _matches(raw, outcome.negative)
-    for i in [int(i) for i in (~positive & ~negative).to_numpy().nonzero()[0]][:20]:
+    for i in [int(i) for i in (~positive & ~negative).to_numpy().nonzero()[0]][:MAX_LISTED_PROBLEMS]:
         shown = "empty" if is_blank(raw).iloc[i] else repr(raw.iloc[i])
         allowed = [*outcome.positive, *outcome.negative]
         problems.append(Problem(source, f"outcome {shown} is not one of {allowed}", rows(i), outcome.column))
-    entry = pd.DataFrame({"lead_id": leads["lead_id"], "stage": mapping.entry_stage, "occurred_at": leads["created_at"], "reason": None})
+    entry = pd.DataFrame(
+        {"lead_id": leads["lead_id"], "stage": mapping.entry_stage, "occurred_at": leads["created_at"], "reason": None}
+    )
     reached = leads.loc[positive.to_numpy()]
     later = pd.DataFrame(
         {

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 from samepage.checks import EXPECTATIONS, check_tables
+from samepage.data.importer import import_files
 from samepage.definitions import Definitions
 from samepage.demo import generate_demo
-from samepage.data.importer import import_files
 from samepage.settings import Settings
 from samepage.tables import CanonicalTables, read_tables
 from tests.conftest import REPO, XEDUCATION_CSV, make_event, make_lead, make_stage

@@ -127,3 +127,14 @@ def test_check_stage(definitions) -> None:
     assert "needs a reason" in (definitions.check_stage("disqualified", None) or "")
     assert "unknown reason" in (definitions.check_stage("disqualified", "rude") or "")
     assert definitions.check_stage("disqualified", "student") is None
+
+
+def test_stage_problem_names_the_field_at_fault(definitions) -> None:
+    """One rule for every stage record (import, mapping, data checks, feedback): field and message."""
+    assert definitions.stage_problem("sal", None) is None
+    cases = {("won", None): "stage", (None, None): "stage", ("disqualified", None): "reason", ("disqualified", "rude"): "reason"}
+    for (stage, reason), field in cases.items():
+        problem = definitions.stage_problem(stage, reason)
+        assert problem is not None and problem.field == field, (stage, reason)
+        assert definitions.check_stage(stage or "", reason) == problem.message
+    assert definitions.stage_problem("disqualified", "") == definitions.stage_problem("disqualified", None)

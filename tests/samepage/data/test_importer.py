@@ -9,8 +9,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from samepage.data.importer import import_files
+from samepage.data.problems import CanonicalDataError, Problem
 from samepage.definitions import Definitions
-from samepage.data.importer import CanonicalDataError, Problem, import_files
 from samepage.settings import Settings
 from samepage.tables import empty_events, empty_stages, read_tables
 from tests.conftest import make_event, make_lead, make_stage
@@ -64,7 +65,9 @@ def import_error(settings: Settings, defs: Definitions, **files: Path) -> Canoni
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
-def test_good_files_import_with_canonical_dtypes(suffix: str, tmp_path: Path, settings: Settings, definitions: Definitions) -> None:
+def test_good_files_import_with_canonical_dtypes(
+    suffix: str, tmp_path: Path, settings: Settings, definitions: Definitions
+) -> None:
     files = good_files(tmp_path, suffix)
     summary = import_files(settings, definitions, **files)
 
@@ -204,7 +207,9 @@ def test_failed_import_leaves_the_workspace_byte_for_byte(tmp_path: Path, settin
 
     # Good leads (which would upsert) but one bad stage row: nothing at all may change.
     leads = write(tmp_path / "more.csv", [make_lead(lead_id="L-1", country="France"), make_lead(lead_id="L-9")])
-    stages = write(tmp_path / "bad_stages.csv", [make_stage(lead_id="L-9"), make_stage(lead_id="L-9", stage="mql", occurred_at="later")])
+    stages = write(
+        tmp_path / "bad_stages.csv", [make_stage(lead_id="L-9"), make_stage(lead_id="L-9", stage="mql", occurred_at="later")]
+    )
     error = import_error(settings, definitions, leads=leads, stages=stages)
 
     assert [(p.row, p.column) for p in error.problems] == [(3, "occurred_at")]
@@ -222,7 +227,8 @@ def test_reimport_upserts_leads_and_skips_duplicate_rows(tmp_path: Path, setting
         {"lead_id": "L-4", "created_at": "2026-03-01T10:00:00Z", "country": "France", "plan": "free"},
     ]
     events = write(tmp_path / "events2.csv", [make_event(), make_event(lead_id="L-4", type="email_open")])
-    summary = import_files(settings, definitions, leads=write(tmp_path / "update.csv", update), events=events, stages=files["stages"])
+    update_file = write(tmp_path / "update.csv", update)
+    summary = import_files(settings, definitions, leads=update_file, events=events, stages=files["stages"])
 
     assert (summary.leads_added, summary.leads_updated) == (1, 1)
     assert (summary.events_added, summary.events_duplicate) == (1, 1)
@@ -252,7 +258,9 @@ def test_a_workspace_number_column_refuses_text(tmp_path: Path, settings: Settin
     assert "'many' is not a number" in error.problems[0].message
 
 
-def test_unreadable_leads_do_not_flood_events_with_unknown_leads(tmp_path: Path, settings: Settings, definitions: Definitions) -> None:
+def test_unreadable_leads_do_not_flood_events_with_unknown_leads(
+    tmp_path: Path, settings: Settings, definitions: Definitions
+) -> None:
     leads = tmp_path / "leads.csv"
     leads.write_bytes(b"")
     events = write(tmp_path / "events.csv", [make_event(lead_id="L-1"), make_event(lead_id="L-2", type="tweet")])
@@ -287,7 +295,8 @@ def test_repeated_header_column_is_named(tmp_path: Path, settings: Settings, def
     leads = tmp_path / "leads.csv"
     leads.write_text("lead_id,created_at,country,country\nA,2026-01-05,France,Spain\n", encoding="utf-8")
     error = import_error(settings, definitions, leads=leads)
-    assert [(p.row, p.column, p.message) for p in error.problems] == [(1, "country", "column appears more than once in the header")]
+    found = [(p.row, p.column, p.message) for p in error.problems]
+    assert found == [(1, "country", "column appears more than once in the header")]
 
 
 def test_numbers_joining_a_text_column_keep_their_digits(tmp_path: Path, settings: Settings, definitions: Definitions) -> None:
@@ -298,7 +307,9 @@ def test_numbers_joining_a_text_column_keep_their_digits(tmp_path: Path, setting
     assert leads.loc["B", "country"] == "40000000" and isinstance(leads["country"].dtype, pd.StringDtype)
 
 
-def test_parquet_timestamps_beyond_pandas_range_are_reported(tmp_path: Path, settings: Settings, definitions: Definitions) -> None:
+def test_parquet_timestamps_beyond_pandas_range_are_reported(
+    tmp_path: Path, settings: Settings, definitions: Definitions
+) -> None:
     frame = pd.DataFrame([make_lead(lead_id="A"), make_lead(lead_id="B")])
     frame["created_at"] = pd.Series(["2026-01-05T10:00:00", "3000-01-01T00:00:00"], dtype="datetime64[us]")
     error = import_error(settings, definitions, leads=write(tmp_path / "leads.parquet", frame))

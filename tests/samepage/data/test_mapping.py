@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from samepage.definitions import Definitions, load_definitions
-from samepage.data.importer import CanonicalDataError, import_files
+from samepage.data.importer import import_files
 from samepage.data.mapping import Mapping, MappingError, apply_mapping, load_mapping
+from samepage.data.problems import CanonicalDataError
+from samepage.definitions import Definitions, load_definitions
 from samepage.settings import Settings
 from samepage.tables import CanonicalTables, read_tables
 from tests.conftest import REPO, XEDUCATION_CSV
@@ -94,7 +95,10 @@ def test_fixed_as_of_gives_every_lead_the_same_created_at() -> None:
     [
         ({"colour": "blue"}, "colour"),
         ({"drop": {"Rep Notes": ""}}, "drop.Rep Notes"),
-        ({"created_at": {"column": "Created", "as_of": "2020-01-01T00:00:00Z", "why": "both given"}}, "exactly one of column or as_of"),
+        (
+            {"created_at": {"column": "Created", "as_of": "2020-01-01T00:00:00Z", "why": "both given"}},
+            "exactly one of column or as_of",
+        ),
         ({"created_at": {"column": "Created"}}, "created_at.why"),
         ({"types": {"Visits": "integer"}}, "types.Visits"),
         ({"types": {"Rep Notes": "number"}}, "types.Rep Notes: not a kept column"),
@@ -141,7 +145,7 @@ def test_import_through_a_mapping_and_unknown_outcome_stage(tmp_path: Path, sett
     error_mapping = write_mapping(tmp_path / "bad.yaml", bad)
     with pytest.raises(CanonicalDataError) as caught:
         import_files(settings, definitions, leads=source, mapping=error_mapping)
-    assert "outcome.stage: 'won' is not a stage" in str(caught.value)
+    assert "outcome.stage: unknown stage 'won' is not one of the definitions' stages" in str(caught.value)
 
 
 # -- the real X Education export --------------------------------------------------------------
@@ -220,7 +224,8 @@ def test_every_xeducation_feature_has_its_column(xeducation: tuple[CanonicalTabl
 
 def test_a_repeated_key_in_a_mapping_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "m.yaml"
-    text = yaml.safe_dump(mapping_data(), sort_keys=False).replace("drop:\n", "drop:\n  Won: first reason\n  Won: second reason\n")
+    repeated = "drop:\n  Won: first reason\n  Won: second reason\n"
+    text = yaml.safe_dump(mapping_data(), sort_keys=False).replace("drop:\n", repeated)
     path.write_text(text, encoding="utf-8")
     with pytest.raises(MappingError) as caught:
         load_mapping(path)
@@ -247,3 +252,13 @@ def test_a_bad_mapping_stops_the_import_naming_the_mapping(tmp_path: Path, setti
     assert problem.file == str(bad) and "colour" in problem.message
     assert str(caught.value).count(str(bad)) == 1
     assert not settings.data_dir.exists()
+
+
+def test_mapping_builds_on_parsing_not_on_the_importer() -> None:
+    """The importer uses mappings; a mapping never needs the importer (no import cycle)."""
+    import subprocess
+    import sys
+
+    code = "import sys, samepage.data.mapping; print('samepage.data.importer' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "False"

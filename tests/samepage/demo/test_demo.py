@@ -10,6 +10,7 @@ from samepage.definitions import Definitions, EventType
 from samepage.demo import DEFAULT_END, generate_demo, summarize, write_demo
 from samepage.settings import Settings
 from samepage.tables import LEAD_KEYS, WELL_KNOWN_ATTRIBUTES, CanonicalTables, empty_events, empty_stages, read_tables
+from tests.conftest import make_lead, make_stage
 
 N = 2_000
 
@@ -166,6 +167,25 @@ def test_sql_rate_is_realistic(definitions: Definitions, demo: CanonicalTables) 
     summary = summarize(definitions, demo, seed=7, end=DEFAULT_END)
     assert summary.closed_windows == len(labels)
     assert summary.sql_rate == pytest.approx(labels.mean())
+
+
+def test_summary_rate_leaves_out_leads_already_past_the_target_like_training(definitions: Definitions) -> None:
+    """A lead at the target before its as-of time has nothing left to predict: not a negative, not counted."""
+    t0 = pd.Timestamp("2025-01-06T10:00:00Z")
+    target, as_of_stage = definitions.label.target_stage, definitions.label.as_of_stage
+    leads = pd.DataFrame([make_lead(lead_id="A", created_at=t0), make_lead(lead_id="B", created_at=t0),
+                          make_lead(lead_id="C", created_at=t0)])  # fmt: skip
+    stages = pd.DataFrame(
+        [
+            make_stage(lead_id="A", stage=as_of_stage, occurred_at=t0),
+            make_stage(lead_id="A", stage=target, occurred_at=t0 + pd.Timedelta(days=5)),  # positive
+            make_stage(lead_id="B", stage=as_of_stage, occurred_at=t0),  # negative
+            make_stage(lead_id="C", stage=target, occurred_at=t0),  # already there ...
+            make_stage(lead_id="C", stage=as_of_stage, occurred_at=t0 + pd.Timedelta(days=10)),  # ... before its as-of
+        ]
+    )
+    summary = summarize(definitions, CanonicalTables(leads, empty_events(), stages), seed=0, end=DEFAULT_END)
+    assert (summary.closed_windows, summary.sql_rate) == (2, 0.5)
 
 
 def test_students_and_competitors_are_mostly_disqualified_with_the_matching_reason(

@@ -1,156 +1,38 @@
-"""Synthetic B2B demo data: leads, engagement events and stage history in the canonical shape.
+"""The draws: leads with a hidden fit and intent, their stage history, and their engagement.
 
-The generator draws a hidden fit (from the definitions' ICP) and a hidden intent per lead; intent
-drives engagement before and after the lead raises a hand, and fit + intent + noise decide how far
-sales moves it. So the definitions' features carry real but imperfect signal about the label.
-Deterministic per seed (no wall clock), vectorised, and generated in fixed-size chunks of leads.
+Fit comes from the definitions' ICP; intent drives engagement before and after the lead raises a
+hand, and fit + intent + noise decide how far sales moves it, so the definitions' features carry
+real but imperfect signal about the label. Each `draw_*` works on whole arrays (one block of
+leads) in a fixed order of draws, so the same generator state gives the same data.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel
 
 from samepage.definitions import Definitions
-from samepage.settings import Settings
-from samepage.tables import CanonicalTables, write_tables
-
-DEFAULT_END = pd.Timestamp("2026-11-01T00:00:00Z")
-CHUNK_LEADS = 50_000  # the default block size; a seed's data depend on it, so it stays fixed
-CREATION_SPAN_DAYS = 480  # ~16 months: older leads have closed label windows, newer ones are open
-POST_LEAD_DAYS = 365  # engagement is tracked for about a year after the hand-raise
-DAY = 86_400.0
-
-# Vocabulary outside the ICP; the ICP values themselves come from the definitions.
-OTHER_INDUSTRIES = ["Education", "Government", "Non-profit", "Media", "Consulting", "Telecommunications"]
-OTHER_COUNTRIES = ["India", "Brazil", "Australia", "Spain", "Japan", "Singapore", "Mexico", "South Africa"]
-OTHER_SENIORITIES = ["Manager", "Individual Contributor"]
-OTHER_DEPARTMENTS = ["Finance", "HR", "Engineering", "Product", "Customer Success"]
-SOURCES = {  # source: (share of leads, intent shift)
-    "Organic Search": (0.22, 0.1),
-    "Paid Search": (0.16, 0.0),
-    "Webinar": (0.12, 0.2),
-    "Content Syndication": (0.14, -0.5),
-    "Referral": (0.06, 0.6),
-    "Events": (0.10, 0.1),
-    "Outbound": (0.14, -0.3),
-    "Partner": (0.06, 0.3),
-}
-# Hand-raise event at creation per source (None: a badge scan or a referral, no tracked event).
-HAND_RAISE = {
-    "Organic Search": "content_download",
-    "Paid Search": "content_download",
-    "Webinar": "webinar_registration",
-    "Content Syndication": "content_download",
-    "Referral": None,
-    "Events": None,
-    "Outbound": "email_click",
-    "Partner": None,
-}
-# Post-lead engagement: type -> (events per day at intent 0, intent slope, decay days or None).
-POST_RATES: dict[str, tuple[float, float, float | None]] = {
-    "page_view": (0.07, 0.5, 120.0),
-    "pricing_page_view": (0.006, 0.9, 90.0),
-    "email_open": (0.05, 0.3, None),
-    "content_download": (0.004, 0.4, 150.0),
-    "webinar_registration": (0.003, 0.5, 200.0),
-    "demo_request": (0.0006, 1.0, 90.0),
-    "trial_request": (0.0004, 0.9, 90.0),
-}
-GENERIC_RATE = (0.005, 0.3, 120.0)  # an event type the definitions add that this model does not know
-DISQUALIFY_WEIGHTS = {"no_budget": 3.0, "bad_timing": 3.0, "not_icp": 2.0, "unreachable": 3.0, "duplicate": 0.6}
-PROFILE_REASONS = frozenset({"student", "competitor"})  # given only when the profile says so
-AFTER_SQL_REASONS = frozenset({"no_budget", "bad_timing"})  # why a qualified lead still drops out
-COLD_REASONS = frozenset({"not_icp", "unreachable", "duplicate"})  # clean-up of leads never worked
-LOST_WEIGHTS = {"price": 1.0, "competitor_won": 1.2, "no_decision": 1.5}
-
-
-class DemoSummary(BaseModel):
-    """What `write_demo` wrote: counts, time span and the share of leads that reached the label."""
-
-    seed: int
-    leads: int
-    events: int
-    stages: int
-    created_from: datetime
-    created_to: datetime
-    end: datetime
-    closed_windows: int
-    sql_rate: float  # label-positive share among leads whose label window closed before `end`
-
-    def __str__(self) -> str:
-        return (
-            f"{self.leads:,} leads, {self.events:,} events, {self.stages:,} stage changes; "
-            f"created {self.created_from:%Y-%m-%d} to {self.created_to:%Y-%m-%d}; "
-            f"SQL rate {self.sql_rate:.1%} of {self.closed_windows:,} leads with a closed label window (seed {self.seed})"
-        )
-
-
-@dataclass(frozen=True)
-class _Vocab:
-    """The definitions' values the generator draws from, plus the out-of-ICP rest."""
-
-    icp_industries: list[str]
-    industries: list[str]
-    countries: list[str]
-    icp_countries: list[str]
-    seniorities: list[str]
-    icp_seniorities: list[str]
-    departments: list[str]
-    icp_departments: list[str]
-    emp_min: float
-    emp_max: float
-    student: str
-    competitor: str
-    event_types: list[str]
-    stages: list[str]
-    reasons: list[str]
-
-    @classmethod
-    def from_definitions(cls, defs: Definitions) -> _Vocab:
-        icp = defs.icp
-        student = _excluded_value(defs, "seniority", "Student")
-        competitor = _excluded_value(defs, "industry", "Competitor")
-        stage_keys = [s.key for s in defs.stages]
-        reasons = sorted({r.key for s in defs.stages for r in s.reasons})
-        return cls(
-            icp_industries=list(icp.industries),
-            industries=_union(icp.industries, OTHER_INDUSTRIES),
-            countries=_union(icp.countries, OTHER_COUNTRIES),
-            icp_countries=list(icp.countries),
-            seniorities=_union(icp.personas.seniorities, OTHER_SENIORITIES),
-            icp_seniorities=list(icp.personas.seniorities),
-            departments=_union(icp.personas.departments, OTHER_DEPARTMENTS),
-            icp_departments=list(icp.personas.departments),
-            emp_min=icp.employees.min if icp.employees.min is not None else 50.0,
-            emp_max=icp.employees.max if icp.employees.max is not None else 5000.0,
-            student=student,
-            competitor=competitor,
-            event_types=[e.key for e in defs.event_types],
-            stages=stage_keys,
-            reasons=reasons,
-        )
-
-
-def _excluded_value(defs: Definitions, field: str, fallback: str) -> str:
-    """The value an MQL criterion excludes for `field` (e.g. seniority Student), else `fallback`."""
-    for c in defs.mql.criteria:
-        if c.field == field and c.not_in:
-            return str(c.not_in[0])
-    return fallback
-
-
-def _union(first: list[str], rest: list[str]) -> list[str]:
-    return list(first) + [v for v in rest if v not in first]
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+from samepage.demo.params import (
+    AFTER_SQL_REASONS,
+    COLD_REASONS,
+    CREATION_SPAN_DAYS,
+    DAY,
+    DERIVED_TYPES,
+    DISQUALIFY_WEIGHTS,
+    GENERIC_RATE,
+    HAND_RAISE,
+    LOST_WEIGHTS,
+    POST_LEAD_DAYS,
+    POST_RATES,
+    PROFILE_REASONS,
+    SOURCES,
+    Vocab,
+    type_names,
+    union,
+)
+from samepage.values import sigmoid
 
 
 def _pick(rng: np.random.Generator, values: list[str], n: int, weights: np.ndarray | None = None) -> np.ndarray:
@@ -159,220 +41,9 @@ def _pick(rng: np.random.Generator, values: list[str], n: int, weights: np.ndarr
     return rng.choice(len(values), size=n, p=p)
 
 
-def generate_demo(
-    defs: Definitions,
-    n_leads: int = 20_000,
-    seed: int = 0,
-    end: pd.Timestamp = DEFAULT_END,
-    on_progress: Callable[[int, int], None] | None = None,
-    chunk_leads: int = CHUNK_LEADS,
-) -> CanonicalTables:
-    """The same data as `iter_demo_chunks`, in one set of canonical tables.
-
-    Blocks are kept as compact arrays and turned into frames once, so memory peaks near the size
-    of the result. `on_progress(done, total)` is called after each block (for a progress bar).
-    """
-    vocab = _Vocab.from_definitions(defs)
-    blocks = []
-    for block in _blocks(defs, vocab, n_leads, seed, end, chunk_leads):
-        blocks.append(block)
-        if on_progress is not None:
-            on_progress(block.offset + block.n, n_leads)
-    return _frames(blocks, vocab, _id_width(n_leads))
-
-
-def iter_demo_chunks(
-    defs: Definitions,
-    n_leads: int = 20_000,
-    seed: int = 0,
-    end: pd.Timestamp = DEFAULT_END,
-    chunk_leads: int = CHUNK_LEADS,
-) -> Iterator[CanonicalTables]:
-    """Canonical tables for successive blocks of `chunk_leads` leads (bounded memory per block).
-
-    The data depend on (seed, chunk_leads): keep the default for reproducible demo sets.
-    """
-    vocab = _Vocab.from_definitions(defs)
-    for block in _blocks(defs, vocab, n_leads, seed, end, chunk_leads):
-        yield _frames([block], vocab, _id_width(n_leads))
-
-
-def _blocks(
-    defs: Definitions, vocab: _Vocab, n_leads: int, seed: int, end: pd.Timestamp, chunk_leads: int
-) -> Iterator[_Block]:
-    if n_leads < 0:
-        raise ValueError(f"n_leads must be at least 0, got {n_leads}")
-    if chunk_leads < 1:
-        raise ValueError(f"chunk_leads must be at least 1, got {chunk_leads}")
-    end = pd.Timestamp(end)
-    if end.tzinfo is None:
-        raise ValueError(f"end must be a UTC timestamp with a time zone, got {end}")
-    for offset in range(0, n_leads, chunk_leads):
-        rng = np.random.default_rng([seed, offset // chunk_leads])
-        yield _block(rng, vocab, defs, min(chunk_leads, n_leads - offset), offset, end)
-
-
-def _id_width(n_leads: int) -> int:
-    return max(6, len(str(n_leads)))
-
-
-def write_demo(
-    settings: Settings,
-    defs: Definitions,
-    n_leads: int = 20_000,
-    seed: int = 0,
-    on_progress: Callable[[int, int], None] | None = None,
-) -> DemoSummary:
-    """Replace the workspace's canonical data with a fresh demo set; returns what was written."""
-    tables = generate_demo(defs, n_leads=n_leads, seed=seed, on_progress=on_progress)
-    write_tables(settings.data_dir, tables)
-    return summarize(defs, tables, seed=seed, end=DEFAULT_END)
-
-
-def summarize(defs: Definitions, tables: CanonicalTables, seed: int, end: pd.Timestamp) -> DemoSummary:
-    """Counts, creation span and label rate of a demo set (what `samepage demo` prints)."""
-    closed, rate = _label_rate(defs, tables, end)
-    created = tables.leads["created_at"]
-    return DemoSummary(
-        seed=seed,
-        leads=len(tables.leads),
-        events=len(tables.events),
-        stages=len(tables.stages),
-        created_from=created.min() if len(created) else end,
-        created_to=created.max() if len(created) else end,
-        end=end,
-        closed_windows=closed,
-        sql_rate=rate,
-    )
-
-
-def _label_rate(defs: Definitions, tables: CanonicalTables, end: pd.Timestamp) -> tuple[int, float]:
-    """Share of leads (with a closed window) reaching the label stage or later within the window."""
-    label = defs.label
-    leads, stages = tables.leads, tables.stages
-    as_of = leads.set_index("lead_id")["created_at"]
-    if label.as_of_stage is not None:
-        first = stages[stages["stage"] == label.as_of_stage].groupby("lead_id")["occurred_at"].min()
-        as_of = first.reindex(as_of.index).fillna(as_of)
-    window = pd.Timedelta(days=label.window_days)
-    closed = as_of[as_of + window <= end]
-    hits = stages[stages["stage"].isin(defs.stages_at_or_after(label.target_stage))]
-    hits = hits[hits["lead_id"].isin(closed.index)]
-    start = closed.reindex(hits["lead_id"]).to_numpy()
-    ok = (hits["occurred_at"].to_numpy() >= start) & (hits["occurred_at"].to_numpy() <= start + window)
-    positives = hits.loc[ok, "lead_id"].nunique()
-    return len(closed), (positives / len(closed) if len(closed) else 0.0)
-
-
-# -- one chunk -----------------------------------------------------------------------------------
-
 
 @dataclass(frozen=True)
-class _Block:
-    """One block of leads as compact arrays (codes, epoch seconds), rows already in final order."""
-
-    offset: int
-    n: int
-    created: np.ndarray
-    attrs: dict[str, np.ndarray]
-    events: tuple[np.ndarray, np.ndarray, np.ndarray]  # lead index (global), seconds, type code
-    stages: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # lead, stage code, seconds, reason code
-
-
-def _block(rng: np.random.Generator, v: _Vocab, defs: Definitions, n: int, offset: int, end: pd.Timestamp) -> _Block:
-    end_s = end.value / 1e9
-    lead = _draw_leads(rng, v, n, end)
-    outcome = _draw_stages(rng, v, defs, lead)
-    ev_lead, ev_time, ev_type = _draw_events(rng, v, lead, outcome, end_s)
-
-    known = np.isin(_type_names(v), v.event_types)  # per type code, not per event
-    keep = np.flatnonzero(known[ev_type] & (ev_time <= end_s))
-    keep = keep[_by_lead_then_time(ev_lead[keep], ev_time[keep])]
-    events = (ev_lead[keep] + offset, np.floor(ev_time[keep]), ev_type[keep].astype(np.int16))
-    keep = np.flatnonzero(outcome.when <= end_s)
-    keep = keep[_by_lead_then_time(outcome.lead[keep], outcome.when[keep])]
-    stages = (outcome.lead[keep] + offset, outcome.stage[keep], np.floor(outcome.when[keep]), outcome.reason[keep])
-    return _Block(offset, n, lead.created, lead.attrs, events, stages)
-
-
-def _frames(blocks: list[_Block], v: _Vocab, width: int) -> CanonicalTables:
-    """Canonical frames (dtypes of `samepage.tables`) from one or more blocks, in order."""
-    first = blocks[0].offset if blocks else 0
-    n = sum(b.n for b in blocks)
-    ids = np.empty(0, dtype=object)
-    if n:
-        ids = np.char.add("L", np.char.zfill(np.arange(first, first + n).astype(str), width)).astype(object)
-
-    def cat(get: Callable[[_Block], np.ndarray], dtype: str) -> np.ndarray:
-        return np.concatenate([get(b) for b in blocks]) if blocks else np.empty(0, dtype=dtype)
-
-    attrs = {k: np.concatenate([b.attrs[k] for b in blocks]) for k in (blocks[0].attrs if blocks else {})}
-    leads = _leads_frame(attrs, n)
-    leads.insert(0, "lead_id", _strings(ids))
-    leads.insert(1, "created_at", _to_utc(cat(lambda b: b.created, "float64")))
-
-    type_names = np.array(_type_names(v), dtype=object)
-    ev_lead = cat(lambda b: b.events[0], "int64") - first
-    events = pd.DataFrame(
-        {
-            "lead_id": _strings(ids[ev_lead]),
-            "occurred_at": _to_utc(cat(lambda b: b.events[1], "float64")),
-            "type": _strings(type_names[cat(lambda b: b.events[2], "int16")]),
-            "value": np.full(len(ev_lead), np.nan),
-        },
-        copy=False,  # the arrays are fresh: a copy would double the peak at scale
-    )
-    del ev_lead
-    reasons = np.array(v.reasons + [None], dtype=object)
-    stages = pd.DataFrame(
-        {
-            "lead_id": _strings(ids[cat(lambda b: b.stages[0], "int64") - first]),
-            "stage": _strings(np.array(v.stages, dtype=object)[cat(lambda b: b.stages[1], "int64")]),
-            "occurred_at": _to_utc(cat(lambda b: b.stages[2], "float64")),
-            "reason": _strings(reasons[cat(lambda b: b.stages[3], "int64")]),
-        },
-        copy=False,
-    )
-    return CanonicalTables(leads=leads, events=events, stages=stages)
-
-
-def _by_lead_then_time(lead: np.ndarray, seconds: np.ndarray) -> np.ndarray:
-    """Row order by lead, then whole second (one int64 key sorts ~3x faster than lexsort)."""
-    if not len(lead):
-        return np.empty(0, dtype=np.int64)
-    whole = np.floor(seconds)
-    key = (lead.astype(np.int64) << 32) | (whole - whole.min()).astype(np.int64)  # a chunk spans < 136 years
-    return np.argsort(key, kind="stable")
-
-
-def _to_utc(seconds: np.ndarray) -> pd.DatetimeIndex:
-    """Epoch seconds (whole seconds, like a CRM export) as UTC timestamps, with one temporary."""
-    ns = np.floor(seconds).astype(np.int64)
-    ns *= 1_000_000_000
-    return pd.DatetimeIndex(ns.view("datetime64[ns]")).tz_localize("UTC")
-
-
-def _strings(values: np.ndarray) -> pd.arrays.StringArray:
-    """An object array of str/None as a pandas string array without another copy."""
-    return pd.arrays.StringArray(np.asarray(values, dtype=object))
-
-
-def _leads_frame(attrs: dict[str, np.ndarray], n: int) -> pd.DataFrame:
-    frame = pd.DataFrame(index=pd.RangeIndex(n))
-    for col in ("source", "industry", "country", "job_title", "seniority", "department"):
-        frame[col] = _strings(attrs.get(col, np.full(n, None, dtype=object)))
-    for col in ("employees", "annual_revenue"):
-        frame[col] = np.asarray(attrs.get(col, np.full(n, np.nan)), dtype="float64")
-    return frame[["source", "industry", "employees", "annual_revenue", "country", "job_title", "seniority", "department"]]
-
-
-# -- the draws -----------------------------------------------------------------------------------
-
-DERIVED_TYPES = ["email_click", "webinar_attended", "unsubscribe"]
-
-
-@dataclass(frozen=True)
-class _Leads:
+class Leads:
     """One chunk of leads: creation times (epoch seconds), attributes and the hidden drivers."""
 
     created: np.ndarray
@@ -388,12 +59,7 @@ class _Leads:
     browser: np.ndarray  # a heavy reader with little buying intent
 
 
-def _type_names(v: _Vocab) -> list[str]:
-    """Event type codes: the definitions' types plus the ones the behaviour model knows."""
-    return _union(v.event_types, list(POST_RATES) + DERIVED_TYPES)
-
-
-def _draw_leads(rng: np.random.Generator, v: _Vocab, n: int, end: pd.Timestamp) -> _Leads:
+def draw_leads(rng: np.random.Generator, v: Vocab, n: int, end: pd.Timestamp) -> Leads:
     """Creation times, attributes (with CRM gaps) and the hidden fit and intent."""
     first_day = end.normalize() - pd.Timedelta(days=CREATION_SPAN_DAYS)
     days = pd.date_range(first_day, periods=CREATION_SPAN_DAYS, freq="D")
@@ -446,8 +112,8 @@ def _draw_leads(rng: np.random.Generator, v: _Vocab, n: int, end: pd.Timestamp) 
     browser = ~student & (rng.random(n) < 0.12)  # reads everything, buys nothing
     shift = np.array([SOURCES[s][1] for s in src_names])[source]
     intent = rng.normal(0.0, 1.0, n) + shift + 0.25 * (fit - 1.6)
-    demo = rng.random(n) < _sigmoid(-2.4 + 1.1 * intent + 0.3 * (fit - 1.6))
-    trial = ~demo & (rng.random(n) < _sigmoid(-3.2 + 0.9 * intent))
+    demo = rng.random(n) < sigmoid(-2.4 + 1.1 * intent + 0.3 * (fit - 1.6))
+    trial = ~demo & (rng.random(n) < sigmoid(-3.2 + 0.9 * intent))
 
     department[student & (rng.random(n) < 0.8)] = None
     attrs = {
@@ -460,7 +126,7 @@ def _draw_leads(rng: np.random.Generator, v: _Vocab, n: int, end: pd.Timestamp) 
         "seniority": _blank(rng, seniority, 0.06),
         "department": _blank(rng, department, 0.07),
     }
-    return _Leads(created, attrs, source, fit, intent, demo, trial, student, competitor, icp_seniority, browser)
+    return Leads(created, attrs, source, fit, intent, demo, trial, student, competitor, icp_seniority, browser)
 
 
 def _shares(inside: np.ndarray, outside: np.ndarray, share_inside: float) -> np.ndarray:
@@ -477,14 +143,14 @@ def _blank(rng: np.random.Generator, values: np.ndarray, share: float) -> np.nda
     return out
 
 
-def _job_titles(seniority: np.ndarray, department: np.ndarray, v: _Vocab) -> np.ndarray:
+def _job_titles(seniority: np.ndarray, department: np.ndarray, v: Vocab) -> np.ndarray:
     """Job titles from seniority x department (a lookup over the vocabulary, not per lead)."""
     chief = {"Marketing": "Marketing", "Sales": "Revenue", "Operations": "Operating", "IT": "Information",
              "Finance": "Financial", "HR": "People", "Engineering": "Technology"}  # fmt: skip
     patterns = {"C-level": lambda d: f"Chief {chief.get(d, d)} Officer", "VP": lambda d: f"VP {d}",
                 "Director": lambda d: f"Director of {d}", "Manager": lambda d: f"{d} Manager",
                 "Individual Contributor": lambda d: f"{d} Specialist"}  # fmt: skip
-    all_sen = _union(v.seniorities, [v.student])
+    all_sen = union(v.seniorities, [v.student])
     table = np.array(
         [s if s == v.student else patterns.get(s, lambda d, s=s: f"{s}, {d}")(d) for s in all_sen for d in v.departments],
         dtype=object,
@@ -497,7 +163,7 @@ def _job_titles(seniority: np.ndarray, department: np.ndarray, v: _Vocab) -> np.
 class _Rows:
     """Collects stage rows (lead index, stage code, time, reason code) from vectorised steps."""
 
-    def __init__(self, v: _Vocab) -> None:
+    def __init__(self, v: Vocab) -> None:
         self.v = v
         self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
 
@@ -517,7 +183,7 @@ class _Rows:
 
 def _reason_codes(
     rng: np.random.Generator,
-    v: _Vocab,
+    v: Vocab,
     defs: Definitions,
     stage: str,
     n: int,
@@ -535,7 +201,7 @@ def _reason_codes(
     return np.array([v.reasons.index(k) for k in keys])[_pick(rng, keys, n, w)]
 
 
-def _reason_code(v: _Vocab, key: str, n: int) -> np.ndarray:
+def _reason_code(v: Vocab, key: str, n: int) -> np.ndarray:
     return np.full(n, v.reasons.index(key) if key in v.reasons else len(v.reasons))
 
 
@@ -543,8 +209,9 @@ def _lognormal_days(rng: np.random.Generator, median_days: float, sigma: float, 
     return np.exp(rng.normal(np.log(median_days), sigma, n)) * DAY
 
 
+
 @dataclass(frozen=True)
-class _Outcome:
+class Outcome:
     """Stage rows (lead index, stage code, time, reason code) and the moments engagement follows."""
 
     lead: np.ndarray
@@ -555,7 +222,7 @@ class _Outcome:
     revived_at: np.ndarray  # a recycled lead's return as an MQL, NaN if none
 
 
-def _draw_stages(rng: np.random.Generator, v: _Vocab, defs: Definitions, lead: _Leads) -> _Outcome:
+def draw_stages(rng: np.random.Generator, v: Vocab, defs: Definitions, lead: Leads) -> Outcome:
     """Stage history with sales feedback, driven by fit, intent, the hand-raise and noise."""
     n = len(lead.created)
     rows = _Rows(v)
@@ -576,7 +243,7 @@ def _draw_stages(rng: np.random.Generator, v: _Vocab, defs: Definitions, lead: _
         + 0.6 * lead.trial - 1.5 * lead.browser
         - 2.5 * (lead.student | lead.competitor) + rng.normal(0.0, 0.9, n)
     )  # fmt: skip
-    is_sql = open_ & (rng.random(n) < _sigmoid(logit))
+    is_sql = open_ & (rng.random(n) < sigmoid(logit))
 
     # SQL path: mostly through MQL and SAL (some straight from sales outreach).
     to_sql = _lognormal_days(rng, 20.0, 0.9, n) * np.where(lead.demo, 0.6, 1.0)
@@ -603,7 +270,7 @@ def _draw_stages(rng: np.random.Generator, v: _Vocab, defs: Definitions, lead: _
 
     # Not SQL: some become MQLs sales reviews and then drops or recycles; others stall or get cleaned out.
     rest = open_ & ~is_sql
-    mql2 = rest & (rng.random(n) < 0.55 * _sigmoid(logit + 1.0))
+    mql2 = rest & (rng.random(n) < 0.55 * sigmoid(logit + 1.0))
     mql2_t = t0 + _lognormal_days(rng, 10.0, 1.0, n)
     sal2 = mql2 & (rng.random(n) < 0.7)
     sal2_t = mql2_t + rng.exponential(0.8 * sla, n)
@@ -627,12 +294,12 @@ def _draw_stages(rng: np.random.Generator, v: _Vocab, defs: Definitions, lead: _
     # Nurture works sometimes: a recycled lead comes back, is an MQL again and may qualify.
     revived = recycled & (rng.random(n) < 0.25)
     revived_t = recycled_t + rng.uniform(30.0, 150.0, n) * DAY
-    late_sql = revived & (rng.random(n) < _sigmoid(logit + 0.5))
+    late_sql = revived & (rng.random(n) < sigmoid(logit + 0.5))
     rows.add(revived, "mql", revived_t)
     rows.add(late_sql, defs.label.target_stage, revived_t + _lognormal_days(rng, 10.0, 0.7, n))
 
     lead_idx, stage, when, reason = rows.arrays()
-    return _Outcome(lead_idx, stage, when, reason, np.where(is_sql, sql_t, np.nan), np.where(revived, revived_t, np.nan))
+    return Outcome(lead_idx, stage, when, reason, np.where(is_sql, sql_t, np.nan), np.where(revived, revived_t, np.nan))
 
 
 def _truncated_exp(rng: np.random.Generator, tau: np.ndarray | float, length: np.ndarray) -> np.ndarray:
@@ -641,11 +308,11 @@ def _truncated_exp(rng: np.random.Generator, tau: np.ndarray | float, length: np
     return -tau * np.log1p(-u * -np.expm1(-length / tau))
 
 
-def _draw_events(
-    rng: np.random.Generator, v: _Vocab, lead: _Leads, outcome: _Outcome, end_s: float
+def draw_events(
+    rng: np.random.Generator, v: Vocab, lead: Leads, outcome: Outcome, end_s: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Engagement events: anonymous history, the hand-raise, and about a year of follow-up."""
-    names = _type_names(v)
+    names = type_names(v)
     code = {k: i for i, k in enumerate(names)}
     created, intent = lead.created, lead.intent
     n = len(created)
@@ -679,7 +346,7 @@ def _draw_events(
 
     # Follow-up engagement for up to a year, fading with time (email nurture does not fade).
     length = np.clip(np.minimum(POST_LEAD_DAYS * DAY, end_s - created), 1.0, None)
-    for key in _union(list(POST_RATES), [k for k in v.event_types if k not in POST_RATES and k not in DERIVED_TYPES]):
+    for key in union(list(POST_RATES), [k for k in v.event_types if k not in POST_RATES and k not in DERIVED_TYPES]):
         base, slope, tau = POST_RATES.get(key, GENERIC_RATE)
         rate = base * np.exp(slope * intent)
         exposure = length / DAY if tau is None else tau * -np.expm1(-length / (tau * DAY))
@@ -703,14 +370,14 @@ def _draw_events(
     opens = kind == code["email_open"]
     clicks = opens & (rng.random(len(kind)) < np.clip(0.12 * np.exp(0.3 * intent[who]), 0.0, 0.6))
     regs = kind == code["webinar_registration"]
-    attended = regs & (rng.random(len(kind)) < _sigmoid(-0.3 + 0.6 * intent[who]))
+    attended = regs & (rng.random(len(kind)) < sigmoid(-0.3 + 0.6 * intent[who]))
     who = np.concatenate([who, who[clicks], who[attended]])
     kind = np.concatenate([kind, np.full(clicks.sum(), code["email_click"]), np.full(attended.sum(), code["webinar_attended"])])
     when = np.concatenate([when, when[clicks] + rng.uniform(30.0, 7200.0, clicks.sum()),
                            when[attended] + rng.uniform(1.0, 14.0, attended.sum()) * DAY])  # fmt: skip
 
     # Some unsubscribe; email engagement stops there.
-    unsub = rng.random(n) < _sigmoid(-2.6 - 0.5 * intent)
+    unsub = rng.random(n) < sigmoid(-2.6 - 0.5 * intent)
     unsub_t = np.where(unsub, created + rng.random(n) * length, np.inf)
     emailish = np.isin(kind, [code["email_open"], code["email_click"]])
     keep = ~(emailish & (when > unsub_t[who]))
