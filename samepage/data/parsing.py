@@ -56,6 +56,8 @@ def read_file(path: Path, problems: list[Problem]) -> pd.DataFrame | None:
     duplicated = sorted({c.strip() for c in header if [h.strip() for h in header].count(c.strip()) > 1})
     for column in duplicated:
         problems.append(Problem(name, "column appears more than once in the header", 1, column))
+    if duplicated:  # which of the two is meant cannot be known: nothing of this file is read
+        return None
     return frame.reset_index(drop=True)
 
 

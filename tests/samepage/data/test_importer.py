@@ -314,3 +314,17 @@ def test_parquet_timestamps_beyond_pandas_range_are_reported(
     frame["created_at"] = pd.Series(["2026-01-05T10:00:00", "3000-01-01T00:00:00"], dtype="datetime64[us]")
     error = import_error(settings, definitions, leads=write(tmp_path / "leads.parquet", frame))
     assert [(p.row, p.column) for p in error.problems] == [(2, "created_at")]
+
+
+def test_a_header_repeated_up_to_spaces_is_named_not_a_traceback(tmp_path: Path, settings: Settings, definitions: Definitions) -> None:
+    from typer.testing import CliRunner
+
+    from samepage.cli import app
+
+    leads = tmp_path / "leads.csv"
+    leads.write_text("lead_id,created_at,employees,employees \nA,2026-01-05,5,6\n", encoding="utf-8")
+    error = import_error(settings, definitions, leads=leads)
+    assert [(p.row, p.column, p.message) for p in error.problems] == [(1, "employees", "column appears more than once in the header")]
+    result = CliRunner().invoke(app, ["import", "--leads", str(leads)], env={"SAMEPAGE_HOME": str(settings.home_dir)})
+    assert result.exit_code == 2 and "column appears more than once" in result.output and "Traceback" not in result.output
+    assert not settings.data_dir.exists()
