@@ -234,3 +234,39 @@ def test_postgres_online_store_without_its_driver_is_a_clear_error(settings: Set
             open_store(settings.model_copy(update={"online_store": "postgres"}))
     else:
         pytest.skip("psycopg is installed: the PostgreSQL online store can be used")
+
+
+def test_snapshots_of_one_lead_each_see_only_their_past(built: tuple[Settings, Definitions]) -> None:
+    """Training asks for one lead at several as-of times in one call, in any order."""
+    _, defs = built
+    created = pd.Timestamp("2026-01-05T10:00:00Z")  # make_lead's creation time
+    day = pd.Timedelta(days=1)
+    second = pd.Timedelta(seconds=1)
+    rows = [
+        ("L-1", created + 90 * day),
+        ("L-F", FUTURE - second),
+        ("L-1", created),
+        ("L-F", FUTURE),
+        ("L-1", created + 30 * day),
+        ("L-QUIET", created + 7 * day),  # before it was created: nothing known
+        ("L-1", created + 7 * day),
+        ("L-1", created + 30 * day),  # the same pair twice
+    ]
+    frame = _frame(built, rows)
+    assert list(zip(frame["lead_id"], frame["as_of"], strict=True)) == rows
+    # Each row is what that one (lead, as-of) gives alone: other snapshots never leak in.
+    for i, row in enumerate(rows):
+        alone = _frame(built, [row]).iloc[0][defs.feature_keys]
+        pd.testing.assert_series_equal(frame.iloc[i][defs.feature_keys], alone, check_names=False)
+    by_age = {round(float(a)): i for i, a in enumerate(frame["days_since_created"]) if frame.loc[i, "lead_id"] == "L-1"}
+    assert sorted(by_age) == [0, 7, 30, 90]
+    entry, week, month, quarter = (frame.loc[by_age[d]] for d in (0, 7, 30, 90))
+    # L-1's events: page view on Jan 20, pricing view on Feb 1, email click on Feb 5.
+    assert entry["page_views_90d"] == 0 and week["page_views_90d"] == 0 and np.isnan(week["days_since_last_activity"])
+    assert month["page_views_30d"] == 1 and month["pricing_views_30d"] == 1 and month["email_clicks_30d"] == 0
+    assert quarter["page_views_30d"] == 0 and quarter["page_views_90d"] == 1 and quarter["email_clicks_90d"] == 1
+    assert quarter["days_since_last_activity"] == pytest.approx((created + 90 * day - pd.Timestamp("2026-02-05T09:00:00Z")) / day)
+    # L-F's pricing view at FUTURE counts from that moment on, never a second before.
+    assert frame.loc[1, "pricing_views_30d"] == 1 and frame.loc[3, "pricing_views_30d"] == 2
+    assert frame.loc[5, defs.feature_keys].isna().all()
+    pd.testing.assert_series_equal(frame.loc[4, defs.feature_keys], frame.loc[7, defs.feature_keys], check_names=False)
