@@ -8,10 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from samepage.definitions import Definitions, parse_definitions
 from features.derive import derive
 from features.feast_repo import apply_feature_service, open_store
-from samepage.settings import Settings
 from features.store import (
     OnlineFeatures,
     build_features,
@@ -20,6 +18,8 @@ from features.store import (
     refresh_online,
     training_frame,
 )
+from samepage.definitions import Definitions, parse_definitions
+from samepage.settings import Settings
 from samepage.tables import CanonicalTables, empty_stages, write_tables
 from tests.conftest import DEFINITIONS_FILE, load_definitions, make_event, make_lead
 
@@ -77,7 +77,8 @@ def test_planted_future_event_never_changes_the_row(built: tuple[Settings, Defin
     twin, planted, after = (frame.iloc[i][defs.feature_keys] for i in range(3))
     pd.testing.assert_series_equal(twin, planted, check_names=False)
     assert planted["pricing_views_30d"] == 1 and after["pricing_views_30d"] == 2  # the plant is real
-    assert planted["days_since_last_activity"] == pytest.approx((AS_OF - pd.Timestamp("2026-02-05T09:00:00Z")).total_seconds() / 86400)
+    last = pd.Timestamp("2026-02-05T09:00:00Z")
+    assert planted["days_since_last_activity"] == pytest.approx((AS_OF - last).total_seconds() / 86400)
 
 
 def test_window_edge_drops_an_event_older_than_the_window(built: tuple[Settings, Definitions]) -> None:
@@ -162,7 +163,8 @@ def test_online_read_equals_feasts_own_conversion(built: tuple[Settings, Definit
     theirs = derive(stored, [UNTIL] * len(ids), defs, overrides, online.attribute_kinds)
     pd.testing.assert_frame_equal(ours[defs.feature_keys], pd.DataFrame({k: theirs[k] for k in defs.feature_keys}))
     assert ours["known"].tolist() == [v is not None for v in stored["created_at"]] == [True, True, True, False, True]
-    assert ours.loc[0, "days_since_created"] == pytest.approx((UNTIL - pd.Timestamp("2026-01-02T03:04:05Z")).total_seconds() / 86_400)
+    created = pd.Timestamp("2026-01-02T03:04:05Z")
+    assert ours.loc[0, "days_since_created"] == pytest.approx((UNTIL - created).total_seconds() / 86_400)
 
 
 def test_attributes_show_who_the_lead_is(built: tuple[Settings, Definitions]) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from samepage import outcomes
 from samepage.definitions import Definitions
 from tests.conftest import make_lead, make_stage
-from samepage import outcomes
 from training.labels import MAX_SNAPSHOTS, LabelError, build_labels, data_horizon, snapshot_offsets
 
 T0 = pd.Timestamp("2026-01-05T10:00:00Z")

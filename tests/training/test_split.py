@@ -61,7 +61,8 @@ def _snapshots(n_leads: int, same_time: bool = False, seed: int = 1) -> pd.DataF
         entry = T0 if same_time else T0 + pd.Timedelta(hours=int(rng.integers(0, 24 * 365)))
         for day in (0, 7, 30, 90)[: int(rng.integers(1, 5))]:
             as_of = entry + pd.Timedelta(days=day)
-            rows.append({"lead_id": f"L{i}", "entry_as_of": entry, "as_of": as_of, "snapshot_day": day, "label": int(rng.random() < 0.3)})
+            label = int(rng.random() < 0.3)
+            rows.append({"lead_id": f"L{i}", "entry_as_of": entry, "as_of": as_of, "snapshot_day": day, "label": label})
     return pd.DataFrame(rows).sample(frac=1.0, random_state=seed).reset_index(drop=True)
 
 
