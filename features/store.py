@@ -220,7 +220,8 @@ def training_frame(
 ) -> pd.DataFrame:
     """Features of each (lead_id, as_of) row exactly as known at as_of — the data scientist's entry point.
 
-    `entity_df` needs `lead_id` and `as_of` (naive times are taken as UTC).
+    `entity_df` needs `lead_id` and `as_of` (naive times are taken as UTC); a lead may appear at
+    several as-of times (training's snapshots), each row read as of its own time.
     Returns the same rows in the same order: `lead_id`, `as_of` (UTC), then `defs.feature_keys`
     (categories as str/None, everything else float, missing as NaN). Nothing after `as_of` is
     used. Rows Feast drops (no feature row yet) come back with missing values instead.

@@ -8,7 +8,9 @@ What each caller then leaves out (open windows, leads already past the target) i
 choice; this module only says what happened to each lead.
 
 Leads are keyed by whatever the caller uses (lead_id strings in training, row positions in the
-report): the stage history's `lead_id` column must hold the same keys as the as-of index.
+report): the stage history's `lead_id` column must hold the same keys as the as-of index. A key
+may repeat with different as-of times (training's snapshots of one lead at several moments):
+each row is judged from its own as-of time by the same rule.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def as_of_times(defs: Definitions, created: pd.Series, stages: pd.DataFrame) -> 
 
 
 def outcomes(defs: Definitions, as_of: pd.Series, stages: pd.DataFrame, now: pd.Timestamp | None) -> pd.DataFrame:
-    """Per lead (same index and order as `as_of`): what the label rule says happened.
+    """Per row of `as_of` (same index and order; a lead key may repeat): what the label rule says happened.
 
     Columns: `as_of`; `window_end` (as_of + window_days); `reached` (the target or a later funnel
     stage was recorded in [as_of, window_end]); `reached_stage`/`reached_at` (that first hit, NA
@@ -44,18 +46,20 @@ def outcomes(defs: Definitions, as_of: pd.Series, stages: pd.DataFrame, now: pd.
     window = pd.Timedelta(days=defs.label.window_days)
     frame = pd.DataFrame({"lead_id": as_of.index.to_numpy(), "as_of": as_of.array})
     frame["window_end"] = frame["as_of"] + window
+    rows = frame[["lead_id", "as_of"]].assign(row=range(len(frame)))
 
     targets = defs.stages_at_or_after(defs.label.target_stage)
-    hits = stages.loc[stages["stage"].isin(targets), ["lead_id", "stage", "occurred_at"]].merge(frame[["lead_id", "as_of"]], on="lead_id")
-    before = hits.loc[hits["occurred_at"] < hits["as_of"], "lead_id"].unique()
-    hits = hits.loc[hits["occurred_at"] >= hits["as_of"]].sort_values("occurred_at")
-    first_hit = hits.drop_duplicates("lead_id").set_index("lead_id")
-    reached_at = frame["lead_id"].map(first_hit["occurred_at"])
+    hits = stages.loc[stages["stage"].isin(targets), ["lead_id", "stage", "occurred_at"]].merge(rows, on="lead_id")
+    before = hits.loc[hits["occurred_at"] < hits["as_of"], "row"].unique()
+    hits = hits.loc[hits["occurred_at"] >= hits["as_of"]].sort_values("occurred_at", kind="stable")
+    first_hit = hits.drop_duplicates("row").set_index("row")
+    position = pd.Series(range(len(frame)), index=frame.index)
+    reached_at = position.map(first_hit["occurred_at"])
     frame["reached"] = reached_at.notna() & (reached_at <= frame["window_end"])
     # The first hit after the window closed is not this label's outcome.
     late = ~frame["reached"]
-    frame["reached_stage"] = frame["lead_id"].map(first_hit["stage"]).astype("string").mask(late)
+    frame["reached_stage"] = position.map(first_hit["stage"]).astype("string").mask(late)
     frame["reached_at"] = reached_at.mask(late)
-    frame["reached_before"] = frame["lead_id"].isin(before)
+    frame["reached_before"] = position.isin(before)
     frame["closed"] = True if now is None else frame["window_end"] <= now
     return frame[OUTCOME_COLUMNS].set_axis(as_of.index)

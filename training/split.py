@@ -1,10 +1,17 @@
-"""Train / calibration / test split of the labelled rows.
+"""Train / calibration / test split of the labelled rows, keeping each lead's snapshots together.
 
-With real timestamps the split is by time: the newest `test_fraction` of as-of times is the
-test set (a model is judged on leads it could not have seen), and the newest
-`calibration_fraction` of the remaining train period is the held-out calibration slice (it
-also decides early stopping). Without timestamps (every row shares one as-of time, e.g.
-X Education) both cuts are stratified random splits; `Split.kind` says which was used.
+The unit of the split is the lead, not the row: every snapshot of a lead (its entry and the later
+as-of times, see `training.labels`) lands in the same part, so no lead is learned from and judged
+on. With real timestamps the split is by time of the leads' entry: the newest `test_fraction` of
+leads is the test set (a model is judged on leads it could not have seen), and the newest
+`calibration_fraction` of the remaining leads is the held-out calibration slice (it also decides
+early stopping). Without timestamps (every lead at one as-of time, e.g. X Education) both cuts
+are stratified random splits of the leads; `Split.kind` says which was used.
+
+The test part keeps ALL snapshots of its leads, not only their entry rows: the service scores
+leads as they are now, weeks or months after entry, so the test measures that mix of ages (the
+entry rows alone are `labels.snapshot_day == 0` for a comparison with older runs). A later
+snapshot of a train lead may lie after the test cut; it carries only that lead's own history.
 """
 
 from __future__ import annotations
@@ -52,17 +59,38 @@ def split_labels(
     seed: int = 42,
     kind: SplitKind | None = None,
 ) -> Split:
-    """Split `labels` (columns as_of, label); `kind=None` picks time when timestamps are real."""
+    """Split `labels` (columns as_of, label; optional lead_id, entry_as_of) by lead.
+
+    `kind=None` picks time when the leads' entry times are real. `Split.part` is per row.
+    """
     if not 0 < test_fraction < 1 or not 0 < calibration_fraction < 1:
         raise SplitError("test_fraction and calibration_fraction must be between 0 and 1")
+    leads = lead_table(labels)
     if kind is None:
-        kind = "time" if has_real_timestamps(labels["as_of"]) else "stratified"
+        kind = "time" if has_real_timestamps(leads["as_of"]) else "stratified"
     if kind == "time":
-        split = _by_time(labels, test_fraction, calibration_fraction)
+        by_lead = _by_time(leads, test_fraction, calibration_fraction)
     else:
-        split = _stratified(labels, test_fraction, calibration_fraction, seed)
+        by_lead = _stratified(leads, test_fraction, calibration_fraction, seed)
+    if "lead_id" in labels.columns:
+        part = labels["lead_id"].map(pd.Series(by_lead.part.to_numpy(), index=leads.index))
+    else:
+        part = pd.Series(by_lead.part.to_numpy(), index=labels.index)
+    split = Split(by_lead.kind, part.astype("object"), by_lead.test_from)
     _check(labels, split)
     return split
+
+
+def lead_table(labels: pd.DataFrame) -> pd.DataFrame:
+    """One row per lead (index lead_id when given): its entry time as `as_of`, `label` 1 if any row is.
+
+    The entry time is `entry_as_of` when the rows carry it, else the lead's earliest as-of time.
+    """
+    entry = labels["entry_as_of"] if "entry_as_of" in labels.columns else labels["as_of"]
+    if "lead_id" not in labels.columns:
+        return pd.DataFrame({"as_of": entry.to_numpy(), "label": labels["label"].to_numpy()})
+    rows = pd.DataFrame({"lead_id": labels["lead_id"].to_numpy(), "as_of": entry.to_numpy(), "label": labels["label"].to_numpy()})
+    return rows.groupby("lead_id", sort=False).agg(as_of=("as_of", "min"), label=("label", "max"))
 
 
 def _by_time(labels: pd.DataFrame, test_fraction: float, calibration_fraction: float) -> Split:

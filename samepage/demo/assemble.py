@@ -106,11 +106,12 @@ def write_demo(
     n_leads: int = 20_000,
     seed: int = 0,
     on_progress: Callable[[int, int], None] | None = None,
+    end: pd.Timestamp = DEFAULT_END,
 ) -> DemoSummary:
-    """Replace the workspace's canonical data with a fresh demo set; returns what was written."""
-    tables = generate_demo(defs, n_leads=n_leads, seed=seed, on_progress=on_progress)
+    """Replace the workspace's canonical data with a fresh demo set ending at `end`; returns what was written."""
+    tables = generate_demo(defs, n_leads=n_leads, seed=seed, on_progress=on_progress, end=end)
     write_tables(settings.data_dir, tables)
-    return summarize(defs, tables, seed=seed, end=DEFAULT_END)
+    return summarize(defs, tables, seed=seed, end=end)
 
 
 def summarize(defs: Definitions, tables: CanonicalTables, seed: int, end: pd.Timestamp) -> DemoSummary:

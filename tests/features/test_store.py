@@ -8,10 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from samepage.definitions import Definitions, parse_definitions
 from features.derive import derive
 from features.feast_repo import apply_feature_service, open_store
-from samepage.settings import Settings
 from features.store import (
     OnlineFeatures,
     build_features,
@@ -20,6 +18,8 @@ from features.store import (
     refresh_online,
     training_frame,
 )
+from samepage.definitions import Definitions, parse_definitions
+from samepage.settings import Settings
 from samepage.tables import CanonicalTables, empty_stages, write_tables
 from tests.conftest import DEFINITIONS_FILE, load_definitions, make_event, make_lead
 
@@ -77,7 +77,8 @@ def test_planted_future_event_never_changes_the_row(built: tuple[Settings, Defin
     twin, planted, after = (frame.iloc[i][defs.feature_keys] for i in range(3))
     pd.testing.assert_series_equal(twin, planted, check_names=False)
     assert planted["pricing_views_30d"] == 1 and after["pricing_views_30d"] == 2  # the plant is real
-    assert planted["days_since_last_activity"] == pytest.approx((AS_OF - pd.Timestamp("2026-02-05T09:00:00Z")).total_seconds() / 86400)
+    last = pd.Timestamp("2026-02-05T09:00:00Z")
+    assert planted["days_since_last_activity"] == pytest.approx((AS_OF - last).total_seconds() / 86400)
 
 
 def test_window_edge_drops_an_event_older_than_the_window(built: tuple[Settings, Definitions]) -> None:
@@ -162,7 +163,8 @@ def test_online_read_equals_feasts_own_conversion(built: tuple[Settings, Definit
     theirs = derive(stored, [UNTIL] * len(ids), defs, overrides, online.attribute_kinds)
     pd.testing.assert_frame_equal(ours[defs.feature_keys], pd.DataFrame({k: theirs[k] for k in defs.feature_keys}))
     assert ours["known"].tolist() == [v is not None for v in stored["created_at"]] == [True, True, True, False, True]
-    assert ours.loc[0, "days_since_created"] == pytest.approx((UNTIL - pd.Timestamp("2026-01-02T03:04:05Z")).total_seconds() / 86_400)
+    created = pd.Timestamp("2026-01-02T03:04:05Z")
+    assert ours.loc[0, "days_since_created"] == pytest.approx((UNTIL - created).total_seconds() / 86_400)
 
 
 def test_attributes_show_who_the_lead_is(built: tuple[Settings, Definitions]) -> None:
@@ -234,3 +236,39 @@ def test_postgres_online_store_without_its_driver_is_a_clear_error(settings: Set
             open_store(settings.model_copy(update={"online_store": "postgres"}))
     else:
         pytest.skip("psycopg is installed: the PostgreSQL online store can be used")
+
+
+def test_snapshots_of_one_lead_each_see_only_their_past(built: tuple[Settings, Definitions]) -> None:
+    """Training asks for one lead at several as-of times in one call, in any order."""
+    _, defs = built
+    created = pd.Timestamp("2026-01-05T10:00:00Z")  # make_lead's creation time
+    day = pd.Timedelta(days=1)
+    second = pd.Timedelta(seconds=1)
+    rows = [
+        ("L-1", created + 90 * day),
+        ("L-F", FUTURE - second),
+        ("L-1", created),
+        ("L-F", FUTURE),
+        ("L-1", created + 30 * day),
+        ("L-QUIET", created + 7 * day),  # before it was created: nothing known
+        ("L-1", created + 7 * day),
+        ("L-1", created + 30 * day),  # the same pair twice
+    ]
+    frame = _frame(built, rows)
+    assert list(zip(frame["lead_id"], frame["as_of"], strict=True)) == rows
+    # Each row is what that one (lead, as-of) gives alone: other snapshots never leak in.
+    for i, row in enumerate(rows):
+        alone = _frame(built, [row]).iloc[0][defs.feature_keys]
+        pd.testing.assert_series_equal(frame.iloc[i][defs.feature_keys], alone, check_names=False)
+    by_age = {round(float(a)): i for i, a in enumerate(frame["days_since_created"]) if frame.loc[i, "lead_id"] == "L-1"}
+    assert sorted(by_age) == [0, 7, 30, 90]
+    entry, week, month, quarter = (frame.loc[by_age[d]] for d in (0, 7, 30, 90))
+    # L-1's events: page view on Jan 20, pricing view on Feb 1, email click on Feb 5.
+    assert entry["page_views_90d"] == 0 and week["page_views_90d"] == 0 and np.isnan(week["days_since_last_activity"])
+    assert month["page_views_30d"] == 1 and month["pricing_views_30d"] == 1 and month["email_clicks_30d"] == 0
+    assert quarter["page_views_30d"] == 0 and quarter["page_views_90d"] == 1 and quarter["email_clicks_90d"] == 1
+    assert quarter["days_since_last_activity"] == pytest.approx((created + 90 * day - pd.Timestamp("2026-02-05T09:00:00Z")) / day)
+    # L-F's pricing view at FUTURE counts from that moment on, never a second before.
+    assert frame.loc[1, "pricing_views_30d"] == 1 and frame.loc[3, "pricing_views_30d"] == 2
+    assert frame.loc[5, defs.feature_keys].isna().all()
+    pd.testing.assert_series_equal(frame.loc[4, defs.feature_keys], frame.loc[7, defs.feature_keys], check_names=False)

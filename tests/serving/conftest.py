@@ -43,7 +43,9 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, definitions: Definitions
         reload_seconds=0.2,
         _env_file=None,
     )
-    write_demo(settings, definitions, n_leads=N_DEMO_LEADS, seed=7)
+    # A workspace in use: the newest leads arrived today. With the fixed default end every lead
+    # would be weeks old when the service scores it now, and few old untouched leads qualify.
+    write_demo(settings, definitions, n_leads=N_DEMO_LEADS, seed=7, end=pd.Timestamp.now(tz="UTC").floor("D"))
     build_features(settings, definitions, progress=False)
     train(settings, definitions, progress=False, num_boost_round=80)
     return settings

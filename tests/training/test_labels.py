@@ -1,13 +1,14 @@
-"""Label construction from the stage history: window edges, open windows, later stages."""
+"""Label construction from the stage history: window edges, open windows, later stages, snapshots."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
+from samepage import outcomes
 from samepage.definitions import Definitions
 from tests.conftest import make_lead, make_stage
-from training.labels import LabelError, build_labels, data_horizon
+from training.labels import MAX_SNAPSHOTS, LabelError, build_labels, data_horizon, snapshot_offsets
 
 T0 = pd.Timestamp("2026-01-05T10:00:00Z")
 DAY = pd.Timedelta(days=1)
@@ -117,3 +118,99 @@ def test_horizon_is_the_latest_known_moment() -> None:
     events = pd.DataFrame({"lead_id": ["a"], "occurred_at": [T0 + 9 * DAY], "type": ["page_view"]})
     assert data_horizon(leads, stages, events) == T0 + 9 * DAY
     assert data_horizon(leads, stages) == T0 + 3 * DAY
+
+
+# -- snapshots: the same lead at several as-of times -------------------------------------------
+def _rows(result_rows: pd.DataFrame, lead_id: str) -> dict[int, int]:
+    """snapshot_day -> label for one lead."""
+    mine = result_rows.loc[result_rows["lead_id"] == lead_id]
+    return dict(zip(mine["snapshot_day"].tolist(), mine["label"].tolist(), strict=True))
+
+
+def test_each_snapshot_is_labelled_from_its_own_as_of(definitions: Definitions) -> None:
+    assert definitions.label.window_days == 180  # the days below are chosen around this window
+    leads = _leads("sql40", "sql200", "never")
+    stages = _stages(
+        [
+            {"lead_id": "sql40", "stage": "sql", "occurred_at": T0 + 40 * DAY},
+            # Outside the window seen from entry (and from day 7), inside it from day 30 on.
+            {"lead_id": "sql200", "stage": "sql", "occurred_at": T0 + 200 * DAY},
+            {"lead_id": "never", "stage": "mql", "occurred_at": T0 + 3 * DAY},
+        ]
+    )
+    result = build_labels(definitions, leads, stages, now=T0 + 1000 * DAY, snapshot_days=(7, 30, 90))
+    rows = result.snapshots
+    # Reached SQL at day 40: positive at entry, 7 and 30; at day 90 it is already an SQL, so no row.
+    assert _rows(rows, "sql40") == {0: 1, 7: 1, 30: 1}
+    assert _rows(rows, "sql200") == {0: 0, 7: 0, 30: 1, 90: 1}
+    assert _rows(rows, "never") == {0: 0, 7: 0, 30: 0, 90: 0}
+    # Every row is at entry + its day, and its window runs from there.
+    assert (rows["as_of"] == rows["entry_as_of"] + pd.to_timedelta(rows["snapshot_day"], unit="D")).all()
+    assert (rows["window_end"] == rows["as_of"] + definitions.label.window_days * DAY).all()
+    assert rows["age_days"].tolist() == rows["snapshot_day"].astype(float).tolist()  # created == entered here
+    # `labels` stays one row per lead, at entry.
+    assert result.labels["lead_id"].is_unique and (result.labels["snapshot_day"] == 0).all()
+    assert len(result.labels) == 3
+
+
+def test_target_reached_exactly_at_a_snapshot_ends_the_snapshots(definitions: Definitions) -> None:
+    stages = _stages([{"lead_id": "a", "stage": "opportunity", "occurred_at": T0 + 30 * DAY}])
+    rows = build_labels(definitions, _leads("a"), stages, now=T0 + 1000 * DAY, snapshot_days=(7, 30, 90)).snapshots
+    assert _rows(rows, "a") == {0: 1, 7: 1}
+
+
+def test_no_snapshot_has_an_open_window(definitions: Definitions) -> None:
+    window = definitions.label.window_days * DAY
+    leads = pd.concat([_leads("old"), _leads("new", created=T0 + 100 * DAY)], ignore_index=True)
+    now = T0 + window + 20 * DAY  # old: entry and day 7 closed, days 30 and 90 open; new: all open
+    stages = _stages(
+        [
+            {"lead_id": "old", "stage": "lead", "occurred_at": T0},
+            {"lead_id": "new", "stage": "lead", "occurred_at": T0 + 100 * DAY},
+        ]
+    )
+    result = build_labels(definitions, leads, stages, now=now, snapshot_days=(7, 30, 90))
+    assert _rows(result.snapshots, "old") == {0: 0, 7: 0}
+    assert (result.snapshots["window_end"] <= now).all()
+    assert result.n_open_window == 1  # the new lead, counted once
+    assert result.n_snapshots_open == 2  # the old lead's days 30 and 90
+    assert result.summary["n_snapshot_rows"] == 2
+
+
+def test_a_lead_left_out_at_entry_has_no_later_snapshots(definitions: Definitions) -> None:
+    stages = _stages(
+        [
+            {"lead_id": "a", "stage": "sql", "occurred_at": T0 - 5 * DAY},  # qualified before it entered
+            {"lead_id": "a", "stage": "lead", "occurred_at": T0},
+        ]
+    )
+    result = build_labels(definitions, _leads("a", created=T0 - 10 * DAY), stages, now=T0 + 1000 * DAY)
+    assert result.snapshots.empty and result.n_already_reached == 1
+
+
+def test_final_outcomes_have_entry_rows_only(definitions: Definitions) -> None:
+    stages = _stages([{"lead_id": "a", "stage": "customer", "occurred_at": T0 + 30 * DAY}])
+    result = build_labels(definitions, _leads("a", "b"), stages, outcomes_final=True, snapshot_days=(7, 30, 90))
+    assert result.snapshot_days == (0,)
+    assert len(result.snapshots) == 2 and (result.snapshots["snapshot_day"] == 0).all()
+
+
+def test_snapshot_days_keep_entry_stay_in_the_window_and_are_bounded(definitions: Definitions) -> None:
+    window = definitions.label.window_days
+    assert snapshot_offsets(definitions, (90, 30, 7)) == (0, 7, 30, 90)
+    assert snapshot_offsets(definitions, (30, window + 1)) == (0, 30)
+    with pytest.raises(ValueError, match="before the lead's entry"):
+        snapshot_offsets(definitions, (-1,))
+    with pytest.raises(ValueError, match=f"at most {MAX_SNAPSHOTS}"):
+        snapshot_offsets(definitions, range(0, MAX_SNAPSHOTS + 1))
+
+
+def test_the_rule_judges_repeated_leads_row_by_row(definitions: Definitions) -> None:
+    stages = _stages([{"lead_id": "a", "stage": "sql", "occurred_at": T0 + 40 * DAY}])
+    stages["occurred_at"] = pd.to_datetime(stages["occurred_at"], utc=True)
+    as_of = pd.Series([T0, T0 + 50 * DAY, T0 + 40 * DAY], index=pd.Index(["a", "a", "a"]))
+    rule = outcomes.outcomes(definitions, as_of, stages, now=T0 + 100 * DAY)
+    assert rule["reached"].tolist() == [True, False, True]
+    assert rule["reached_before"].tolist() == [False, True, False]
+    assert rule["closed"].tolist() == [False, False, False]
+    assert rule["reached_at"].iloc[0] == T0 + 40 * DAY and pd.isna(rule["reached_at"].iloc[1])
