@@ -228,16 +228,6 @@ def test_refresh_online_ages_windowed_counts(tmp_path: Path, definitions: Defini
     pd.testing.assert_frame_equal(fresh[definitions.feature_keys], offline[definitions.feature_keys])
 
 
-def test_postgres_online_store_without_its_driver_is_a_clear_error(settings: Settings) -> None:
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        with pytest.raises(RuntimeError, match="psycopg 3"):
-            open_store(settings.model_copy(update={"online_store": "postgres"}))
-    else:
-        pytest.skip("psycopg is installed: the PostgreSQL online store can be used")
-
-
 def test_snapshots_of_one_lead_each_see_only_their_past(built: tuple[Settings, Definitions]) -> None:
     """Training asks for one lead at several as-of times in one call, in any order."""
     _, defs = built
