@@ -87,12 +87,16 @@ def _run(step: Callable[[Settings, Definitions], Any]) -> Any:
 @app.command()
 def demo(
     leads: Annotated[int, typer.Option("--leads", help="How many synthetic leads to write.", min=1)] = 20_000,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed writes the same data.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed and end write the same data.")] = 0,
+    end: Annotated[
+        str | None,
+        typer.Option("--end", help="Last day of the data (ISO date, UTC). Default: today, so the newest leads are fresh."),
+    ] = None,
 ) -> None:
     """Write synthetic canonical data (leads, events, stages) to the workspace."""
     from samepage.demo import write_demo
 
-    summary = _run(lambda s, d: write_demo(s, d, n_leads=leads, seed=seed))
+    summary = _run(lambda s, d: write_demo(s, d, n_leads=leads, seed=seed, end=demo_end(end)))
     console.print(f"[green]demo data written[/] to {_settings().data_dir}: {summary}")
 
 
@@ -205,7 +209,7 @@ def up(
             from samepage.demo import write_demo
 
             console.print(f"workspace {settings.home_dir} is empty: writing {leads:,} demo leads")
-            console.print(f"  {write_demo(settings, defs, n_leads=leads, seed=0)}")
+            console.print(f"  {write_demo(settings, defs, n_leads=leads, seed=0, end=demo_end(None))}")
         if not _has_champion(settings):
             from features.store import build_features
             from training.pipeline import train as run_training
@@ -228,6 +232,19 @@ def up(
         console.print("               send it as `Authorization: Bearer <key>` or `X-API-Key: <key>`")
         console.print(f"  MLflow UI    make mlflow-ui  (tracking store {settings.tracking_uri})")
         _serve(settings)
+
+
+def demo_end(given: str | None) -> Any:
+    """The demo's last day: the one given, or today (UTC midnight). Scores are taken as of now, so
+    a demo that ended weeks ago would show only leads gone cold."""
+    import pandas as pd
+
+    from samepage.values import utc_timestamp
+
+    try:
+        return utc_timestamp(given or pd.Timestamp.now(tz="UTC")).normalize()
+    except ValueError:
+        raise ValueError(f"--end: {given!r} is not a date (use e.g. 2026-11-01)") from None
 
 
 def api_key_line(settings: Settings, key: str, made: bool) -> str:

@@ -39,3 +39,14 @@ def test_the_api_key_is_printed_in_full_only_when_it_is_made(settings) -> None:
     assert key not in later and key[:4] in later and str(settings.home_dir) in later
     from_env = api_key_line(settings.model_copy(update={"api_keys": key}), key, made=False)
     assert key not in from_env and "SAMEPAGE_API_KEYS" in from_env
+
+
+def test_the_demo_ends_today_unless_told_otherwise() -> None:
+    import pandas as pd
+
+    from samepage.cli.main import demo_end
+
+    assert demo_end(None) == pd.Timestamp.now(tz="UTC").normalize()
+    assert demo_end("2026-10-01") == pd.Timestamp("2026-10-01T00:00:00Z")
+    result = runner.invoke(app, ["demo", "--leads", "5", "--end", "nope"])
+    assert result.exit_code == 2 and "--end" in result.output
