@@ -28,7 +28,9 @@ from samepage.definitions import Definitions, Feature
 from samepage.settings import Settings
 
 EXPERIMENT = "samepage"
-VERSION_TAGS = ("definitions_version", "fingerprint", "feature_service", "trained_at", "data_from", "data_to", "split", "promotion")
+VERSION_TAGS = (
+    "definitions_version", "fingerprint", "feature_service", "trained_at", "data_from", "data_to", "split", "promotion",
+)  # fmt: skip
 
 
 def client_for(settings: Settings) -> MlflowClient:
