@@ -56,6 +56,7 @@ CONTRACT_METRICS = (
 )
 PREPARE_OPTIONS = {"now", "test_fraction", "calibration_fraction", "seed", "weekly_leads", "feature_service"}
 TRIAL_OPTIONS = {"n_folds", "n_boot"}
+GATE_OPTIONS = {"quality_floor"}
 
 
 # -- models ---------------------------------------------------------------------------------
@@ -248,6 +249,7 @@ def register(
     baselines: Baselines | None = None,
     params: dict[str, Any] | None = None,
     trial: Trial | None = None,
+    quality_floor: bool = True,
 ) -> TrainResult:
     """One MLflow run: params, metrics, backtest, drift, charts, the definitions file, the pyfunc;
     register the version, tag it, and move `champion` only when the quality floor holds, the
@@ -272,7 +274,8 @@ def register(
             n_leads, n_positive = lead_counts(data.frame)
             evidence = selection.evidence(trial.backtest, trial.registered, n_leads, n_positive)
         champion_gate = registry.decide_promotion(client, defs, evaluation.metrics["test_roc_auc"], X_test, y_test)
-        promote, reason = verdict(evidence, champion_gate, winner_problem(trial) if trial is not None else None)
+        winner = winner_problem(trial) if trial is not None else None
+        promote, reason = verdict(evidence, champion_gate, winner, enforce_floor=quality_floor)
         registry.describe_registered_model(client)
         tags = tracking.run_tags(data, bundle, reason)
         n_train, n_test = (len(data.frame), len(trial.holdout)) if trial is not None else (data.n_train, data.n_test)
@@ -352,10 +355,11 @@ def train(settings: Settings, defs: Definitions, progress: bool = True, **overri
     row → evaluate the newest slice → register (the `samepage train` command).
 
     `overrides`: any `prepare` option (now, test_fraction, calibration_fraction, seed, weekly_leads,
-    feature_service), `n_folds`/`n_boot` of the backtest, or a LightGBM hyper-parameter (see
-    `LightGBMParams`), which then holds for every setting of the search.
+    feature_service), `n_folds`/`n_boot` of the backtest, a LightGBM hyper-parameter (see
+    `LightGBMParams`), which then holds for every setting of the search, or `quality_floor=False`
+    (promote on the champion gate alone; for fixtures that need a champion on tiny data).
     """
-    unknown = set(overrides) - PREPARE_OPTIONS - TRIAL_OPTIONS - set(LightGBMParams.model_fields)
+    unknown = set(overrides) - PREPARE_OPTIONS - TRIAL_OPTIONS - GATE_OPTIONS - set(LightGBMParams.model_fields)
     if unknown:
         raise TypeError(f"train: unknown options {sorted(unknown)}")
     prep = {k: v for k, v in overrides.items() if k in PREPARE_OPTIONS}
@@ -377,7 +381,8 @@ def train(settings: Settings, defs: Definitions, progress: bool = True, **overri
             with step(shown, f"Evaluating on the newest {len(trial.holdout):,} rows (metrics, charts)", timings):
                 evaluation = evaluate_trial(data, bundle, trial, charts_dir=Path(tmp))
             with step(shown, "Logging to MLflow, registering, quality floor and champion gate", timings):
-                result = register(settings, data, bundle, evaluation, trial=trial)
+                floor = bool(overrides.get("quality_floor", True))
+                result = register(settings, data, bundle, evaluation, trial=trial, quality_floor=floor)
     timings["total"] = time.perf_counter() - started
     result.seconds = timings
     return result

@@ -93,12 +93,20 @@ def fit_final(data: TrainingData, trial: Trial, meta: dict[str, Any]) -> ModelBu
     return refit_lightgbm(data.defs, X, y, run.params, trees, (cal.a, cal.b), {**meta, **extra})
 
 
-def verdict(ev: selection.Evidence, champion: Promotion, winner: str | None = None) -> tuple[bool, str]:
-    """Promote only when the floor holds, the winner can be served, and the champion gate agrees."""
+def verdict(
+    ev: selection.Evidence, champion: Promotion, winner: str | None = None, enforce_floor: bool = True
+) -> tuple[bool, str]:
+    """Promote only when the floor holds, the winner can be served, and the champion gate agrees.
+
+    `enforce_floor=False` (asked for explicitly, e.g. a fixture that needs any champion) leaves
+    only the champion gate, and the reason still says what the floor found.
+    """
     floor = selection.quality_floor(ev)
     problems = list(floor.reasons)
     if winner is not None:
         problems.insert(0, winner)
+    if problems and not enforce_floor:
+        return champion.promote, f"{champion.reason}; the quality floor was switched off (it says: {'; '.join(problems)})"
     if not problems:
         passed = (
             f"clears the quality floor ({ev.basis} ROC AUC {ev.roc_auc:.3f}, lower bound {ev.roc_auc_lo:.3f} > 0.5, "
