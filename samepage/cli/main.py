@@ -143,8 +143,9 @@ def _print_training(payload: dict[str, Any], chosen: str, ages: dict[str, Any] |
     backtest = payload.get("backtest")
     if backtest:
         folds = Table(title=f"Backtest ({backtest['kind']}): {backtest['model']}, each fold tested on leads it never saw")
-        columns = ("fold", "test leads from", "to", "train rows", "test rows", "positives", "ROC AUC", "PR AUC", "Brier", "ECE", "lift")
-        for column in columns:
+        for column in ("fold", "test leads from", "to", "train rows", "test rows", "positives"):
+            folds.add_column(column, justify="right")
+        for column in ("ROC AUC", "PR AUC", "Brier", "ECE", "lift"):
             folds.add_column(column, justify="right")
         for f in backtest["folds"]:
             folds.add_row(

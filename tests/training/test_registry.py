@@ -85,7 +85,8 @@ def test_run_carries_definitions_version_and_artifacts(client: MlflowClient, fir
     charts = {f.path for f in client.list_artifacts(first.run_id, "charts")}
     assert {"charts/reliability.png", "charts/lift.png", "charts/gain.png", "charts/feature_importance.png"} <= charts
     assert "charts/backtest_folds.png" in charts
-    assert {"backtest_roc_auc", "backtest_roc_auc_ci_lo", "backtest_ece", "backtest_logreg_roc_auc", "drift_base_rate_recent"} <= set(run.data.metrics)
+    metrics = {"backtest_roc_auc", "backtest_roc_auc_ci_lo", "backtest_ece", "backtest_logreg_roc_auc", "drift_base_rate_recent"}
+    assert metrics <= set(run.data.metrics)
     backtest_files = {f.path for f in client.list_artifacts(first.run_id, "backtest")}
     assert {"backtest/backtest_folds.csv", "backtest/drift.json", "backtest/selection.json"} <= backtest_files
     assert "last backtest fold" in run.data.tags["test_rows"] and "drift_warnings" in run.data.tags
