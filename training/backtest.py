@@ -111,7 +111,10 @@ class Backtest:
             "folds": folds,
             **run.pooled,
             "roc_auc_ci": list(run.roc_auc_ci),
-            "candidates": {c.name: {"roc_auc": c.roc_auc, "roc_auc_ci": list(c.roc_auc_ci)} for c in self.candidates.values()},
+            "candidates": {
+                c.name: {"label": describe(c), "roc_auc": c.roc_auc, "roc_auc_ci": list(c.roc_auc_ci)}
+                for c in self.candidates.values()
+            },
         }
 
 

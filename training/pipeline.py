@@ -273,7 +273,11 @@ def register(
             y_test = data.frame["label"].to_numpy(dtype=int)[trial.holdout]
             n_leads, n_positive = lead_counts(data.frame)
             evidence = selection.evidence(trial.backtest, trial.registered, n_leads, n_positive)
-        champion_gate = registry.decide_promotion(client, defs, evaluation.metrics["test_roc_auc"], X_test, y_test)
+        candidate_auc = evaluation.metrics["test_roc_auc"]
+        if trial is not None and registry.champion_has_seen(client, trial.backtest.last.test_from):
+            # Both have learned from the newest slice: compare the refit, not the fold model.
+            candidate_auc = ev_mod.score_metrics(y_test, bundle.predict_proba(X_test))["roc_auc"]
+        champion_gate = registry.decide_promotion(client, defs, candidate_auc, X_test, y_test)
         winner = winner_problem(trial) if trial is not None else None
         promote, reason = verdict(evidence, champion_gate, winner, enforce_floor=quality_floor)
         registry.describe_registered_model(client)

@@ -164,6 +164,21 @@ def decide_promotion(
     )
 
 
+def champion_has_seen(client: MlflowClient, newest_from: pd.Timestamp | None, name: str = MODEL_NAME) -> bool:
+    """Whether the champion learned from rows at or after `newest_from` (None: no timestamps, assume so).
+
+    A champion refit on every row has seen the newest slice, so it must be compared with the
+    candidate's refit (which has too), not with a model fit before the slice.
+    """
+    current = champion_version(client, name)
+    if current is None:
+        return False
+    data_to = (current.tags or {}).get("data_to")
+    if newest_from is None or not data_to:
+        return True
+    return bool(pd.Timestamp(data_to) >= newest_from)
+
+
 def set_version_tags(client: MlflowClient, version: str, tags: dict[str, str], name: str = MODEL_NAME) -> None:
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)

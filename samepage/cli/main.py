@@ -160,7 +160,8 @@ def _print_training(payload: dict[str, Any], chosen: str, ages: dict[str, Any] |
         candidates.add_column("95% interval", justify="right")
         for name, c in backtest["candidates"].items():
             lo, hi = c["roc_auc_ci"]
-            candidates.add_row(name, f"{c['roc_auc']:.3f}", f"[{lo:.3f}, {hi:.3f}]")
+            mark = " (registered)" if name == backtest["model"] else ""
+            candidates.add_row(c.get("label", name) + mark, f"{c['roc_auc']:.3f}", f"[{lo:.3f}, {hi:.3f}]")
         out.print(candidates)
     table = Table(title=f"{payload['model_name']} v{payload['model_version']} (definitions {payload['definitions_version']})")
     table.add_column("metric (newest slice)")
