@@ -139,10 +139,11 @@ def train(
 
 
 def _print_training(payload: dict[str, Any], chosen: str, ages: dict[str, Any] | None) -> None:
-    out = Console()
+    out = Console(width=max(Console().width, 130))  # the fold table needs the room; pipes get it too
     backtest = payload.get("backtest")
     if backtest:
-        folds = Table(title=f"Backtest ({backtest['kind']}): {backtest['model']}, each fold tested on leads it never saw")
+        registered = backtest["candidates"][backtest["model"]].get("label", backtest["model"])
+        folds = Table(title=f"Backtest ({backtest['kind']}) of {registered}: each fold tested on leads it never saw")
         for column in ("fold", "test leads from", "to", "train rows", "test rows", "positives"):
             folds.add_column(column, justify="right")
         for column in ("ROC AUC", "PR AUC", "Brier", "ECE", "lift"):
@@ -173,16 +174,19 @@ def _print_training(payload: dict[str, Any], chosen: str, ages: dict[str, Any] |
     out.print(table)
     if chosen:
         out.print(f"chosen: {chosen}", highlight=False)
-    verdict = "promoted to champion" if payload["promoted"] else "not promoted"
-    out.print(f"run {payload['run_id']}: {verdict} ({payload['promotion_reason']})", highlight=False)
+    reason = payload["promotion_reason"]
+    verdict = f"promoted to champion ({reason})" if payload["promoted"] else reason
+    out.print(f"run {payload['run_id']}: {verdict}", highlight=False)
     n_train, n_test = payload["n_train"], payload["n_test"]
     out.print(f"learned from {n_train:,} rows; test figures on the newest {n_test:,} ({payload['split']} split)")
     if ages:
         out.print(
-            f"ages covered ({ages['feature']}, days at each row's as-of time): min {ages['min']:.1f}, "
-            f"median {ages['median']:.1f}, max {ages['max']:.1f} over {ages['rows']:,} rows",
+            f"ages covered ({ages['feature']}, days at each row's as-of time): min {ages['min']:.2f}, "
+            f"median {ages['median']:.2f}, max {ages['max']:.2f} over {ages['rows']:,} rows",
             highlight=False,
         )
+        if ages["max"] < 1:
+            out.print("  every row is a snapshot taken on the lead's first day: the model has not seen older leads")
     drift = payload.get("drift")
     if drift:
         rate = drift["base_rate"]
