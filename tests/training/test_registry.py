@@ -149,3 +149,13 @@ def test_champion_of_other_definitions_is_replaced(client: MlflowClient, definit
     assert gate.promote is True and "cannot serve" in gate.reason
     same = registry.decide_promotion(client, definitions, 1.0, X_test, y_test)
     assert same.promote is True and same.champion_roc_auc is not None and "beats" in same.reason
+
+
+def test_registered_model_learned_from_every_labelled_row(first: TrainResult, data: TrainingData) -> None:
+    bundle = registry.load_bundle(f"models:/sql_likelihood/{first.model_version}")
+    assert first.n_train == len(data.frame)  # the newest window included: no slice held back
+    last_fold = first.as_json()["backtest"]["folds"][-1]
+    assert first.n_test == last_fold["n_test"] and last_fold["n_train"] < first.n_train
+    calibration = bundle.meta["calibration"]
+    assert calibration["method"] == "platt on out-of-fold margins" and calibration["rows"] == len(data.frame)
+    assert pd.Timestamp(bundle.meta["data_to"]) == data.frame["as_of"].max()
