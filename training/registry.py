@@ -2,8 +2,10 @@
 
 Every model version carries the tags serving relies on (`definitions_version`, `fingerprint`,
 `feature_service`, `trained_at`, `data_from`, `data_to`, `split`, `promotion`), the same tags
-as its run. The alias `champion` moves only when the candidate beats the current champion on
-the candidate's own test rows, or when there is no champion that could still serve.
+as its run. `decide_promotion` is the champion comparison: the candidate must beat the current
+champion on the candidate's own test rows, unless no champion could still serve. It is one of
+three conditions; the quality floor and the backtest winner's kind (`training.selection`,
+`training.trial.verdict`) are the others, so a first model is no longer champion by default.
 """
 
 from __future__ import annotations
