@@ -18,7 +18,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss, log_loss,
 from samepage.bundle import ModelBundle
 from samepage.definitions import Definitions
 
-METRIC_NAMES = ("roc_auc", "pr_auc", "brier", "log_loss", "top_decile_lift")
+METRIC_NAMES = ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "top_decile_lift")
 COLORS = {"LightGBM (calibrated)": "#1f6feb", "Points rules": "#d29922", "Logistic regression": "#8250df"}
 
 
@@ -30,8 +30,21 @@ def score_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
         "pr_auc": float(average_precision_score(y, p)),
         "brier": float(brier_score_loss(y, p)),
         "log_loss": float(log_loss(y, np.clip(p, 1e-12, 1 - 1e-12), labels=[0, 1])),
+        "ece": expected_calibration_error(y, p),
         "top_decile_lift": top_share_lift(y, p, 0.1),
     }
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """Mean |observed rate - mean prediction| over equal-count bins, weighted by bin size."""
+    y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
+    if len(y) == 0:
+        return float("nan")
+    order = np.argsort(p, kind="stable")
+    total = 0.0
+    for chunk in np.array_split(order, min(bins, len(order))):
+        total += len(chunk) * abs(y[chunk].mean() - p[chunk].mean())
+    return float(total / len(y))
 
 
 def ranking_metrics(y: np.ndarray, score: np.ndarray) -> dict[str, float]:

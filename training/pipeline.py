@@ -1,12 +1,14 @@
 """`samepage train` as separate steps a notebook can call one by one.
 
-    data = prepare(settings, defs)                       # labels, point-in-time features, split
-    bundle = fit_candidate(data, {"num_leaves": 15})     # LightGBM + Platt
-    ev = evaluate(data, bundle)                          # metrics, baselines, threshold, charts
-    compare_with_champion(settings, data, bundle)        # same test rows, side by side
-    result = register(settings, data, bundle, ev)        # MLflow run, version, champion gate
+    data = prepare(settings, defs)                       # labels, point-in-time features, split kind
+    trial = run_trial(data)                              # backtest of every candidate, choice, drift
+    bundle = fit_final(data, trial)                      # chosen LightGBM on every row, cross-fit Platt
+    ev = evaluate_trial(data, bundle, trial)             # test_* = the last backtest fold, threshold, charts
+    result = register(settings, data, bundle, ev, trial=trial)  # MLflow run, version, floor + champion gate
 
-`train(settings, defs)` runs them all. The training set always comes through the feature store
+`train(settings, defs)` runs them all. The one-split steps (`fit_candidate`, `evaluate`,
+`compare_with_champion`, `register` without a trial) remain for notebooks; the quality floor then
+looks at the test rows instead of the backtest. The training set always comes through the feature store
 (`features.store.training_frame`) and the stage history through `samepage.records`, so sales
 feedback recorded through the API is in the next training set.
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +32,17 @@ from samepage.definitions import Definitions
 from samepage.settings import Settings
 from training import baselines as bl
 from training import evaluate as ev_mod
-from training import registry, tracking
+from training import registry, selection, tracking
+from training.backtest import auc_interval, describe, lead_codes
 from training.data import Outcomes, TrainingData, TrainingError, load_labels, prepare, step
-from training.models import LightGBMParams, fit_lightgbm
+from training.models import LightGBMParams, fit_lightgbm, search_params
 from training.threshold import ThresholdAdvice, capacity_threshold
+from training.trial import HOLDOUT_NOTE, Trial, fit_final, lead_counts, run_trial, verdict, winner_problem
 
 __all__ = [
     "Baselines", "Evaluation", "Outcomes", "TrainResult", "TrainingData", "TrainingError",
-    "compare_with_champion", "evaluate", "fit_baselines", "fit_candidate", "load_labels", "prepare",
-    "register", "train",
+    "Trial", "compare_with_champion", "evaluate", "evaluate_trial", "fit_baselines", "fit_candidate", "fit_final",
+    "load_labels", "prepare", "register", "run_trial", "train",
 ]  # fmt: skip
 
 CONTRACT_METRICS = (
@@ -51,6 +55,8 @@ CONTRACT_METRICS = (
     "baseline_logreg_roc_auc",
 )
 PREPARE_OPTIONS = {"now", "test_fraction", "calibration_fraction", "seed", "weekly_leads", "feature_service"}
+TRIAL_OPTIONS = {"n_folds", "n_boot"}
+GATE_OPTIONS = {"quality_floor"}
 
 
 # -- models ---------------------------------------------------------------------------------
@@ -62,8 +68,13 @@ def fit_candidate(data: TrainingData, params: LightGBMParams | dict[str, Any] | 
         params = LightGBMParams(**given)
     X, y = data.rows("train")
     X_cal, y_cal = data.rows("calibration")
+    return fit_lightgbm(data.defs, X, y, X_cal, y_cal, params, bundle_meta(data))
+
+
+def bundle_meta(data: TrainingData) -> dict[str, Any]:
+    """What every bundle says about where it comes from (serving reads it)."""
     d_from, d_to = data.data_range
-    meta = {
+    return {
         "definitions_version": data.defs.version_string,
         "fingerprint": data.defs.fingerprint,
         "feature_service": data.feature_service,
@@ -73,7 +84,6 @@ def fit_candidate(data: TrainingData, params: LightGBMParams | dict[str, Any] | 
         "split": data.split.kind,
         "feature_labels": data.defs.feature_labels,
     }
-    return fit_lightgbm(data.defs, X, y, X_cal, y_cal, params, meta)
 
 
 @dataclass
@@ -102,20 +112,43 @@ class Evaluation:
 def evaluate(
     data: TrainingData, bundle: ModelBundle, baselines: Baselines | None = None, charts_dir: Path | None = None
 ) -> Evaluation:
-    """Candidate and baselines on the test rows; charts are drawn when `charts_dir` is given."""
+    """Candidate and baselines on the one-split test rows; charts are drawn when `charts_dir` is given."""
     baselines = baselines or fit_baselines(data)
     X_test, y_test = data.rows("test")
-    p = bundle.predict_proba(X_test)
     scores = {
-        "LightGBM (calibrated)": p,
+        "LightGBM (calibrated)": bundle.predict_proba(X_test),
         "Points rules": bl.points_score(data.defs, X_test),
         "Logistic regression": bl.logreg_proba(data.defs, baselines.logreg, X_test),
     }
+    X_train, y_train = data.rows("train")
+    train_auc = ev_mod.score_metrics(y_train, bundle.predict_proba(X_train))["roc_auc"]
+    return _evaluation(data, bundle, X_test, y_test, scores, train_auc, charts_dir)
+
+
+def evaluate_trial(data: TrainingData, bundle: ModelBundle, trial: Trial, charts_dir: Path | None = None) -> Evaluation:
+    """`test_*` and baselines on the newest slice, each scored by the model its last fold fit before it."""
+    rows = data.frame.iloc[trial.holdout]
+    X = data.frame[data.defs.feature_keys]
+    y = data.frame["label"].to_numpy(dtype=int)
+    train_auc = ev_mod.score_metrics(y, bundle.predict_proba(X))["roc_auc"]
+    scores = trial.holdout_scores()
+    return _evaluation(data, bundle, rows[data.defs.feature_keys], y[trial.holdout], scores, train_auc, charts_dir)
+
+
+def _evaluation(
+    data: TrainingData,
+    bundle: ModelBundle,
+    X_test: pd.DataFrame,
+    y_test: np.ndarray,
+    scores: dict[str, np.ndarray],
+    train_auc: float,
+    charts_dir: Path | None,
+) -> Evaluation:
+    p = scores["LightGBM (calibrated)"]
     metrics = {f"test_{k}": v for k, v in ev_mod.score_metrics(y_test, p).items()}
     metrics.update({f"baseline_points_{k}": v for k, v in ev_mod.ranking_metrics(y_test, scores["Points rules"]).items()})
     metrics.update({f"baseline_logreg_{k}": v for k, v in ev_mod.score_metrics(y_test, scores["Logistic regression"]).items()})
-    X_train, y_train = data.rows("train")
-    metrics["train_roc_auc"] = ev_mod.score_metrics(y_train, bundle.predict_proba(X_train))["roc_auc"]
+    metrics["train_roc_auc"] = train_auc
     metrics["test_positive_rate"] = float(y_test.mean())
     advice = capacity_threshold(data.defs, y_test, p, data.weekly_leads, data.volume_basis)
     metrics.update(advice.metrics())
@@ -167,15 +200,21 @@ class TrainResult:
     metrics: dict[str, float]
     threshold: ThresholdAdvice
     seconds: dict[str, float] = field(default_factory=dict)
+    backtest: dict[str, Any] | None = None
+    drift: dict[str, Any] | None = None
+    chosen: str = ""
+    ages: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
-        """Exactly the contract's `samepage train --json` object."""
+        """The contract's `samepage train --json` object."""
         return {
             "run_id": self.run_id,
             "model_name": self.model_name,
             "model_version": self.model_version,
             "promoted": self.promoted,
+            "promotion_reason": self.promotion_reason,
             "definitions_version": self.definitions_version,
+            "split": self.split,
             "n_train": self.n_train,
             "n_test": self.n_test,
             "metrics": {k: float(self.metrics[k]) for k in CONTRACT_METRICS},
@@ -184,7 +223,22 @@ class TrainResult:
                 "expected_mql_per_week": self.threshold.capacity.expected_mql_per_week,
                 "expected_sql_rate": self.threshold.capacity.expected_sql_rate,
             },
+            "backtest": self.backtest,
+            "drift": self.drift,
         }
+
+
+def holdout_evidence(data: TrainingData, bundle: ModelBundle, evaluation: Evaluation) -> selection.Evidence:
+    """The floor's evidence without a backtest: the one-split test rows, bootstrap over their leads."""
+    X_test, y_test = data.rows("test")
+    test = data.frame.loc[data.frame["part"] == "test"]
+    lo, _ = auc_interval(y_test, bundle.predict_proba(X_test), lead_codes(test), seed=data.seed)
+    n_leads, n_positive = lead_counts(data.frame)
+    m = evaluation.metrics
+    return selection.Evidence(
+        "lightgbm", m["test_roc_auc"], lo, m["baseline_points_roc_auc"], m["baseline_logreg_roc_auc"],
+        n_leads, n_positive, "test-row",
+    )  # fmt: skip
 
 
 def register(
@@ -194,22 +248,44 @@ def register(
     evaluation: Evaluation | None = None,
     baselines: Baselines | None = None,
     params: dict[str, Any] | None = None,
+    trial: Trial | None = None,
+    quality_floor: bool = True,
 ) -> TrainResult:
-    """One MLflow run: params, metrics, charts, the definitions file, the pyfunc; register the
-    version, tag it, and move `champion` only if the champion gate says so."""
+    """One MLflow run: params, metrics, backtest, drift, charts, the definitions file, the pyfunc;
+    register the version, tag it, and move `champion` only when the quality floor holds, the
+    backtest winner is a kind that can serve, and the champion gate says so."""
     from samepage.bundle import BundlePyfunc
 
     defs = data.defs
     client = registry.client_for(settings)
     with tempfile.TemporaryDirectory(prefix="samepage-train-") as tmp:
         out = Path(tmp)
-        baselines = baselines or fit_baselines(data)
-        if evaluation is None or not evaluation.charts:
-            evaluation = evaluate(data, bundle, baselines, charts_dir=out / "charts")
-        X_test, y_test = data.rows("test")
-        gate = registry.decide_promotion(client, defs, evaluation.metrics["test_roc_auc"], X_test, y_test)
+        if trial is None:
+            baselines = baselines or fit_baselines(data)
+            if evaluation is None or not evaluation.charts:
+                evaluation = evaluate(data, bundle, baselines, charts_dir=out / "charts")
+            X_test, y_test = data.rows("test")
+            evidence = holdout_evidence(data, bundle, evaluation)
+        else:
+            if evaluation is None or not evaluation.charts:
+                evaluation = evaluate_trial(data, bundle, trial, charts_dir=out / "charts")
+            X_test = data.frame.iloc[trial.holdout][defs.feature_keys]
+            y_test = data.frame["label"].to_numpy(dtype=int)[trial.holdout]
+            n_leads, n_positive = lead_counts(data.frame)
+            evidence = selection.evidence(trial.backtest, trial.registered, n_leads, n_positive)
+        candidate_auc = evaluation.metrics["test_roc_auc"]
+        if trial is not None and registry.champion_has_seen(client, trial.backtest.last.test_from):
+            # Both have learned from the newest slice: compare the refit, not the fold model.
+            candidate_auc = ev_mod.score_metrics(y_test, bundle.predict_proba(X_test))["roc_auc"]
+        champion_gate = registry.decide_promotion(client, defs, candidate_auc, X_test, y_test)
+        winner = winner_problem(trial) if trial is not None else None
+        promote, reason = verdict(evidence, champion_gate, winner, enforce_floor=quality_floor)
         registry.describe_registered_model(client)
-        tags = tracking.run_tags(data, bundle, gate.reason)
+        tags = tracking.run_tags(data, bundle, reason)
+        n_train, n_test = (len(data.frame), len(trial.holdout)) if trial is not None else (data.n_train, data.n_test)
+        if trial is not None:
+            tags.update(test_rows=HOLDOUT_NOTE, selected=describe(trial.backtest.candidates[trial.choice.winner]))
+            params = {**tracking.trial_params(trial, n_train), **(params or {})}
         experiment = client.get_experiment_by_name(registry.EXPERIMENT)
         assert experiment is not None, "client_for creates the experiment"
         run_name = f"{registry.MODEL_NAME} {defs.version_string} {data.split.kind}"
@@ -218,9 +294,14 @@ def register(
 
             mlflow.log_params(tracking.run_params(data, bundle, params))
             mlflow.log_metrics(evaluation.metrics)
-            if gate.champion_roc_auc is not None:
-                mlflow.log_metric("champion_test_roc_auc", gate.champion_roc_auc)
-            tracking.write_evaluation_tables(out / "tables", data, evaluation.importance, evaluation.gains, evaluation.threshold, baselines.points_rules)
+            if champion_gate.champion_roc_auc is not None:
+                mlflow.log_metric("champion_test_roc_auc", champion_gate.champion_roc_auc)
+            points_rules = baselines.points_rules if baselines is not None else bl.points_rules(defs)
+            tracking.write_evaluation_tables(
+                out / "tables", data, evaluation.importance, evaluation.gains, evaluation.threshold, points_rules
+            )
+            if trial is not None:
+                tracking.log_trial(trial, out / "trial")
             mlflow.log_artifacts(str(out / "tables"), "evaluation")
             for chart in evaluation.charts.values():
                 mlflow.log_artifact(str(chart), "charts")
@@ -237,7 +318,7 @@ def register(
             )
             version = str(info.registered_model_version)
             registry.set_version_tags(client, version, tags)
-            if gate.promote:
+            if promote:
                 registry.promote(client, version)
             mlflow.set_tag("model_version", version)
             run_id = run.info.run_id
@@ -245,48 +326,71 @@ def register(
         run_id=run_id,
         model_name=registry.MODEL_NAME,
         model_version=version,
-        promoted=gate.promote,
-        promotion_reason=gate.reason,
+        promoted=promote,
+        promotion_reason=reason,
         definitions_version=defs.version_string,
-        n_train=data.n_train,
-        n_test=data.n_test,
+        n_train=n_train,
+        n_test=n_test,
         split=data.split.kind,
         metrics=evaluation.metrics,
         threshold=evaluation.threshold,
+        backtest=trial.backtest.summary(trial.registered) if trial is not None else None,
+        drift=trial.drift if trial is not None else None,
+        chosen=trial.choice.reason if trial is not None else "",
+        ages=training_ages(data),
     )
+
+
+def training_ages(data: TrainingData) -> dict[str, Any] | None:
+    """How old the leads were at their as-of times (the `age` feature), when the definitions have one."""
+    keys = [f.key for f in data.defs.features if f.kind == "age"]
+    if not keys or keys[0] not in data.frame.columns:
+        return None
+    days = pd.to_numeric(data.frame[keys[0]].astype("object"), errors="coerce").dropna()
+    if days.empty:
+        return None
+    q = days.quantile([0.0, 0.25, 0.5, 0.75, 1.0]).to_list()
+    return {"feature": keys[0], "rows": int(len(days)), "min": q[0], "p25": q[1], "median": q[2], "p75": q[3], "max": q[4]}
 
 
 # -- the whole job --------------------------------------------------------------------------
 def train(settings: Settings, defs: Definitions, progress: bool = True, **overrides: Any) -> TrainResult:
-    """prepare → fit_candidate → baselines → evaluate → register (the `samepage train` command).
+    """prepare → backtest (points, logistic regression, LightGBM settings) → choose → refit on every
+    row → evaluate the newest slice → register (the `samepage train` command).
 
-    `overrides`: any `prepare` option (now, test_fraction, calibration_fraction, seed,
-    weekly_leads, feature_service) or LightGBM hyper-parameter (see `LightGBMParams`).
+    `overrides`: any `prepare` option (now, test_fraction, calibration_fraction, seed, weekly_leads,
+    feature_service), `n_folds`/`n_boot` of the backtest, a LightGBM hyper-parameter (see
+    `LightGBMParams`), which then holds for every setting of the search, or `quality_floor=False`
+    (promote on the champion gate alone; for fixtures that need a champion on tiny data).
     """
-    unknown = set(overrides) - PREPARE_OPTIONS - set(LightGBMParams.model_fields)
+    unknown = set(overrides) - PREPARE_OPTIONS - TRIAL_OPTIONS - GATE_OPTIONS - set(LightGBMParams.model_fields)
     if unknown:
         raise TypeError(f"train: unknown options {sorted(unknown)}")
     prep = {k: v for k, v in overrides.items() if k in PREPARE_OPTIONS}
-    params = LightGBMParams(**{"seed": prep.get("seed", 42), **{k: v for k, v in overrides.items() if k in LightGBMParams.model_fields}})
+    trial_options = {k: v for k, v in overrides.items() if k in TRIAL_OPTIONS}
+    grid = search_params({k: v for k, v in overrides.items() if k in LightGBMParams.model_fields}, seed=prep.get("seed", 42))
     columns = [SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()]
     started = time.perf_counter()
     with Progress(*columns, console=Console(stderr=True), disable=not progress, transient=False) as bar:
         shown = bar if progress else None
         data = prepare(settings, defs, progress=shown, **prep)
         timings = dict(data.timings)
-        with step(shown, f"Training LightGBM on {data.split.counts['train']:,} leads ({data.split.kind} split)", timings):
-            bundle = fit_candidate(data, params)
-        with step(shown, "Fitting the baselines (points rules, logistic regression)", timings):
-            baselines = fit_baselines(data)
+        n_leads, _ = lead_counts(data.frame)
+        candidates = f"points rules, logistic regression, {len(grid)} LightGBM settings"
+        with step(shown, f"Backtest on {n_leads:,} leads: {candidates}", timings):
+            trial = run_trial(data, grid, **trial_options)
+        with step(shown, f"Refitting the chosen LightGBM on all {len(data.frame):,} labelled rows", timings):
+            bundle = fit_final(data, trial, bundle_meta(data))
         with tempfile.TemporaryDirectory(prefix="samepage-charts-") as tmp:
-            with step(shown, f"Evaluating on {data.n_test:,} test leads (metrics, charts)", timings):
-                evaluation = evaluate(data, bundle, baselines, charts_dir=Path(tmp))
-            with step(shown, "Logging to MLflow, registering, champion gate", timings):
-                result = register(settings, data, bundle, evaluation, baselines)
+            with step(shown, f"Evaluating on the newest {len(trial.holdout):,} rows (metrics, charts)", timings):
+                evaluation = evaluate_trial(data, bundle, trial, charts_dir=Path(tmp))
+            with step(shown, "Logging to MLflow, registering, quality floor and champion gate", timings):
+                floor = bool(overrides.get("quality_floor", True))
+                result = register(settings, data, bundle, evaluation, trial=trial, quality_floor=floor)
     timings["total"] = time.perf_counter() - started
     result.seconds = timings
     return result
 
 
 def _now_iso() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    return datetime.now(UTC).replace(microsecond=0).isoformat()

@@ -2,8 +2,10 @@
 
 Every model version carries the tags serving relies on (`definitions_version`, `fingerprint`,
 `feature_service`, `trained_at`, `data_from`, `data_to`, `split`, `promotion`), the same tags
-as its run. The alias `champion` moves only when the candidate beats the current champion on
-the candidate's own test rows, or when there is no champion that could still serve.
+as its run. `decide_promotion` is the champion comparison: the candidate must beat the current
+champion on the candidate's own test rows, unless no champion could still serve. It is one of
+three conditions; the quality floor and the backtest winner's kind (`training.selection`,
+`training.trial.verdict`) are the others, so a first model is no longer champion by default.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from samepage.definitions import Definitions, Feature
 from samepage.settings import Settings
 
 EXPERIMENT = "samepage"
-VERSION_TAGS = ("definitions_version", "fingerprint", "feature_service", "trained_at", "data_from", "data_to", "split", "promotion")
+VERSION_TAGS = (
+    "definitions_version", "fingerprint", "feature_service", "trained_at", "data_from", "data_to", "split", "promotion",
+)  # fmt: skip
 
 
 def client_for(settings: Settings) -> MlflowClient:
@@ -160,6 +164,21 @@ def decide_promotion(
         current.version,
         champion_auc,
     )
+
+
+def champion_has_seen(client: MlflowClient, newest_from: pd.Timestamp | None, name: str = MODEL_NAME) -> bool:
+    """Whether the champion learned from rows at or after `newest_from` (None: no timestamps, assume so).
+
+    A champion refit on every row has seen the newest slice, so it must be compared with the
+    candidate's refit (which has too), not with a model fit before the slice.
+    """
+    current = champion_version(client, name)
+    if current is None:
+        return False
+    data_to = (current.tags or {}).get("data_to")
+    if newest_from is None or not data_to:
+        return True
+    return bool(pd.Timestamp(data_to) >= newest_from)
 
 
 def set_version_tags(client: MlflowClient, version: str, tags: dict[str, str], name: str = MODEL_NAME) -> None:

@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ from training.threshold import ThresholdAdvice
 
 if TYPE_CHECKING:
     from training.data import TrainingData
+    from training.trial import Trial
 
 
 @contextmanager
@@ -41,7 +42,7 @@ def run_tags(data: TrainingData, bundle: ModelBundle, promotion: str) -> dict[st
         "definitions_version": data.defs.version_string,
         "fingerprint": data.defs.fingerprint,
         "feature_service": data.feature_service,
-        "trained_at": str(bundle.meta.get("trained_at") or datetime.now(timezone.utc).replace(microsecond=0).isoformat()),
+        "trained_at": str(bundle.meta.get("trained_at") or datetime.now(UTC).replace(microsecond=0).isoformat()),
         "data_from": d_from.isoformat(),
         "data_to": d_to.isoformat(),
         "split": data.split.kind,
@@ -111,3 +112,66 @@ def definitions_artifact(settings: Settings, defs: Definitions, out: Path) -> Pa
     dumped = out / "definitions.yaml"
     dumped.write_text(yaml.safe_dump(defs.model_dump(mode="json", by_alias=True), sort_keys=False))
     return dumped
+
+
+def trial_params(trial: Trial, n_rows: int) -> dict[str, Any]:
+    """Params that say how the registered model was chosen, fit and judged (override the split's)."""
+    bt = trial.backtest
+    run = bt.candidates[trial.registered]
+    return {
+        "n_fit": n_rows,
+        "n_calibration": len(bt.y),
+        "n_test": len(trial.holdout),
+        "test_from": bt.last.test_from.isoformat() if bt.last.test_from is not None else f"(stratified fold {bt.last.number})",
+        "calibration": f"platt on out-of-fold margins of the backtest (cross-fitting): {trial.calibration.note}",
+        "backtest": "rolling origin on time" if bt.kind == "time" else "stratified k-fold",
+        "backtest_folds": len(bt.folds),
+        "backtest_bootstrap": bt.n_boot,
+        "backtest_fold_trees": ",".join(str(t) for t in run.trees),
+        "selected": trial.choice.winner,
+        "registered": trial.registered,
+    }
+
+
+def log_trial(trial: Trial, directory: Path) -> None:
+    """Backtest metrics (`backtest_*`), the per-fold table and chart, drift metrics, tags and JSON.
+
+    Call inside the active MLflow run.
+    """
+    import mlflow
+
+    from training.backtest import fold_chart
+
+    bt = trial.backtest
+    directory.mkdir(parents=True, exist_ok=True)
+    metrics: dict[str, float] = {}
+    registered = bt.candidates[trial.registered]
+    for key, value in registered.pooled.items():
+        metrics[f"backtest_{key}"] = value
+    metrics["backtest_roc_auc_ci_lo"], metrics["backtest_roc_auc_ci_hi"] = registered.roc_auc_ci
+    for run in bt.candidates.values():
+        metrics[f"backtest_{run.name}_roc_auc"] = run.roc_auc
+        metrics[f"backtest_{run.name}_roc_auc_ci_lo"] = run.roc_auc_ci[0]
+    drift = trial.drift
+    metrics["drift_base_rate_train"] = drift["base_rate"]["train"]
+    metrics["drift_base_rate_recent"] = drift["base_rate"]["recent"]
+    for row in drift["features"]:
+        metrics[f"drift_psi_{row['feature']}"] = row["psi"]
+        metrics[f"drift_out_of_range_{row['feature']}"] = row["out_of_range_share"]
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+    for fold, fold_metrics in zip(bt.folds, registered.folds, strict=True):
+        mlflow.log_metric("backtest_fold_roc_auc", fold_metrics["roc_auc"], step=fold.number)
+    bt.fold_table().to_csv(directory / "backtest_folds.csv", index=False)
+    (directory / "backtest.json").write_text(json.dumps(bt.summary(trial.registered), indent=2, default=str))
+    (directory / "selection.json").write_text(
+        json.dumps({"winner": trial.choice.winner, "registered": trial.registered, "reason": trial.choice.reason}, indent=2)
+    )
+    (directory / "drift.json").write_text(json.dumps(drift, indent=2, default=str))
+    mlflow.log_artifacts(str(directory), "backtest")
+    mlflow.log_artifact(str(fold_chart(bt, directory / "charts" / "backtest_folds.png")), "charts")
+    mlflow.set_tags(
+        {
+            "selection": trial.choice.reason[:5000],
+            "drift_warnings": ("; ".join(drift["warnings"]) or "none")[:5000],
+        }
+    )

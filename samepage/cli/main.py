@@ -132,7 +132,7 @@ def features() -> None:
 def train(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line of stdout.")] = False,
 ) -> None:
-    """Build the point-in-time training set, train, evaluate, log to MLflow, register, maybe promote."""
+    """Build the point-in-time training set, backtest the candidates, refit, log to MLflow, register, maybe promote."""
     from training.pipeline import train as run_training
 
     result = _run(lambda s, d: run_training(s, d, progress=not as_json))
@@ -140,21 +140,65 @@ def train(
     if as_json:
         sys.stdout.write(json.dumps(payload, default=str) + "\n")
         return
-    _print_training(payload, result.promotion_reason, result.split)
+    _print_training(payload, result.chosen, result.ages)
 
 
-def _print_training(payload: dict[str, Any], reason: str, split: str) -> None:
+def _print_training(payload: dict[str, Any], chosen: str, ages: dict[str, Any] | None) -> None:
+    out = Console(width=max(Console().width, 130))  # the fold table needs the room; pipes get it too
+    backtest = payload.get("backtest")
+    if backtest:
+        registered = backtest["candidates"][backtest["model"]].get("label", backtest["model"])
+        folds = Table(title=f"Backtest ({backtest['kind']}) of {registered}: each fold tested on leads it never saw")
+        for column in ("fold", "test leads from", "to", "train rows", "test rows", "positives"):
+            folds.add_column(column, justify="right")
+        for column in ("ROC AUC", "PR AUC", "Brier", "ECE", "lift"):
+            folds.add_column(column, justify="right")
+        for f in backtest["folds"]:
+            folds.add_row(
+                str(f["fold"]), (f["test_from"] or "-")[:10], (f["test_to"] or "-")[:10], f"{f['n_train']:,}", f"{f['n_test']:,}",
+                f"{f['test_positives']:,}", f"{f['roc_auc']:.3f}", f"{f['pr_auc']:.3f}", f"{f['brier']:.3f}", f"{f['ece']:.3f}",
+                f"{f['top_decile_lift']:.2f}",
+            )  # fmt: skip
+        out.print(folds)
+        candidates = Table(title="Candidates, pooled over the folds (same rows)")
+        candidates.add_column("candidate")
+        candidates.add_column("ROC AUC", justify="right")
+        candidates.add_column("95% interval", justify="right")
+        for name, c in backtest["candidates"].items():
+            lo, hi = c["roc_auc_ci"]
+            mark = " (registered)" if name == backtest["model"] else ""
+            candidates.add_row(c.get("label", name) + mark, f"{c['roc_auc']:.3f}", f"[{lo:.3f}, {hi:.3f}]")
+        out.print(candidates)
     table = Table(title=f"{payload['model_name']} v{payload['model_version']} (definitions {payload['definitions_version']})")
-    table.add_column("metric")
+    table.add_column("metric (newest slice)")
     table.add_column("value", justify="right")
     for key, value in payload["metrics"].items():
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     for key, value in payload["threshold"].items():
         table.add_row(f"threshold.{key}", f"{value:.4f}" if isinstance(value, float) else str(value))
-    Console().print(table)
-    verdict = "promoted to champion" if payload["promoted"] else "not promoted"
-    Console().print(f"run {payload['run_id']}: {verdict} ({reason})")
-    Console().print(f"train {payload['n_train']:,} / test {payload['n_test']:,} leads, {split} split")
+    out.print(table)
+    if chosen:
+        out.print(f"chosen: {chosen}", highlight=False)
+    reason = payload["promotion_reason"]
+    verdict = f"promoted to champion ({reason})" if payload["promoted"] else reason
+    out.print(f"run {payload['run_id']}: {verdict}", highlight=False)
+    n_train, n_test = payload["n_train"], payload["n_test"]
+    out.print(f"learned from {n_train:,} rows; test figures on the newest {n_test:,} ({payload['split']} split)")
+    if ages:
+        out.print(
+            f"ages covered ({ages['feature']}, days at each row's as-of time): min {ages['min']:.2f}, "
+            f"median {ages['median']:.2f}, max {ages['max']:.2f} over {ages['rows']:,} rows",
+            highlight=False,
+        )
+        if ages["max"] < 1:
+            out.print("  every row is a snapshot taken on the lead's first day: the model has not seen older leads")
+    drift = payload.get("drift")
+    if drift:
+        rate = drift["base_rate"]
+        said = f"base rate {rate['train']:.1%} before, {rate['recent']:.1%} recently"
+        out.print(f"drift ({drift.get('basis', '')}): {said}", highlight=False)
+        for warning in drift["warnings"] or ["no drift warnings"]:
+            out.print(f"  - {warning}", highlight=False)
 
 
 @app.command()

@@ -35,7 +35,9 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, definitions: Definitions
 
 @pytest.fixture(scope="module")
 def first(workspace: Settings, definitions: Definitions) -> TrainResult:
-    return train(workspace, definitions, progress=False, **FEW_TREES)
+    # 3,000 demo leads: logistic regression wins the backtest, so the floor alone would promote
+    # nothing (tests/training/test_trust.py checks that); these tests need a champion.
+    return train(workspace, definitions, progress=False, quality_floor=False, **FEW_TREES)
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +49,15 @@ def test_json_has_the_contract_keys(first: TrainResult, definitions: Definitions
     out = first.as_json()
     assert set(out) == {
         "run_id", "model_name", "model_version", "promoted", "definitions_version",
-        "n_train", "n_test", "metrics", "threshold",
+        "n_train", "n_test", "metrics", "threshold", "split", "promotion_reason", "backtest", "drift",
     }  # fmt: skip
+    assert out["split"] == "time" and "quality floor was switched off" in out["promotion_reason"]
+    assert {"folds", "roc_auc", "roc_auc_ci"} <= set(out["backtest"]) and len(out["backtest"]["folds"]) == 4
+    lo, hi = out["backtest"]["roc_auc_ci"]
+    assert lo <= out["backtest"]["roc_auc"] <= hi
+    assert {"base_rate", "features", "warnings"} <= set(out["drift"])
+    assert set(out["drift"]["base_rate"]) == {"train", "recent"}
+    assert {"feature", "psi", "out_of_range_share"} <= set(out["drift"]["features"][0])
     assert set(out["metrics"]) == {
         "test_roc_auc", "test_pr_auc", "test_brier", "test_log_loss", "test_top_decile_lift",
         "baseline_points_roc_auc", "baseline_logreg_roc_auc",
@@ -75,6 +84,12 @@ def test_run_carries_definitions_version_and_artifacts(client: MlflowClient, fir
     assert local.read_text() == DEFINITIONS_FILE.read_text()
     charts = {f.path for f in client.list_artifacts(first.run_id, "charts")}
     assert {"charts/reliability.png", "charts/lift.png", "charts/gain.png", "charts/feature_importance.png"} <= charts
+    assert "charts/backtest_folds.png" in charts
+    metrics = {"backtest_roc_auc", "backtest_roc_auc_ci_lo", "backtest_ece", "backtest_logreg_roc_auc", "drift_base_rate_recent"}
+    assert metrics <= set(run.data.metrics)
+    backtest_files = {f.path for f in client.list_artifacts(first.run_id, "backtest")}
+    assert {"backtest/backtest_folds.csv", "backtest/drift.json", "backtest/selection.json"} <= backtest_files
+    assert "last backtest fold" in run.data.tags["test_rows"] and "drift_warnings" in run.data.tags
 
 
 def test_version_tags_serving_relies_on(client: MlflowClient, first: TrainResult, definitions: Definitions) -> None:
@@ -95,6 +110,9 @@ def test_registered_model_loads_and_predicts(workspace: Settings, first: TrainRe
     bundle = model.unwrap_python_model().bundle
     np.testing.assert_allclose(scores, bundle.predict_proba(example))
     assert bundle.meta["definitions_version"] == definitions.version_string
+    assert set(bundle.meta["drift"]) >= {"base_rate", "features", "warnings"}
+    ranges = bundle.meta["feature_ranges"]
+    assert "employees" in ranges and "industry" not in ranges and ranges["employees"][0] <= ranges["employees"][1]
     # Unknown values may be null; a missing column is refused by the signature, naming it.
     blanks = example.assign(industry=None, employees=np.nan)
     assert np.all(np.isfinite(model.predict(blanks)["score"].to_numpy()))
@@ -131,3 +149,13 @@ def test_champion_of_other_definitions_is_replaced(client: MlflowClient, definit
     assert gate.promote is True and "cannot serve" in gate.reason
     same = registry.decide_promotion(client, definitions, 1.0, X_test, y_test)
     assert same.promote is True and same.champion_roc_auc is not None and "beats" in same.reason
+
+
+def test_registered_model_learned_from_every_labelled_row(first: TrainResult, data: TrainingData) -> None:
+    bundle = registry.load_bundle(f"models:/sql_likelihood/{first.model_version}")
+    assert first.n_train == len(data.frame)  # the newest window included: no slice held back
+    last_fold = first.as_json()["backtest"]["folds"][-1]
+    assert first.n_test == last_fold["n_test"] and last_fold["n_train"] < first.n_train
+    calibration = bundle.meta["calibration"]
+    assert calibration["method"] == "platt on out-of-fold margins" and calibration["rows"] == len(data.frame)
+    assert pd.Timestamp(bundle.meta["data_to"]) == data.frame["as_of"].max()
