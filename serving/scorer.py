@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -61,11 +63,20 @@ class Champion:
         """The contract's `model` object of every answer."""
         return {"name": self.name, "version": self.version, "kind": self.kind, "calibrated": self.bundle.calibrated}
 
-    def out_of_range(self) -> list[tuple[str, float, float]]:
-        """(feature, min, max) of the training range the bundle recorded, for the numeric features it scores."""
+    @cached_property
+    def training_ranges(self) -> list[tuple[str, float, float]]:
+        """(feature, min, max) the bundle recorded in `meta["feature_ranges"]`, for its numeric features."""
         ranges = self.bundle.meta.get("feature_ranges") or {}
-        keys = set(self.bundle.feature_keys) - set(self.bundle.encoder.categories)
-        return [(k, float(lo), float(hi)) for k, (lo, hi) in ranges.items() if k in keys]
+        numeric = set(self.bundle.feature_keys) - set(self.bundle.encoder.categories)
+        out = []
+        for key, bounds in ranges.items():
+            try:
+                lo, hi = (float(b) for b in bounds)
+            except (TypeError, ValueError):  # a range written for a category, or none at all: nothing to check
+                continue
+            if key in numeric and not (math.isnan(lo) or math.isnan(hi)):
+                out.append((key, lo, hi))
+        return out
 
 
 class Scorer:
@@ -260,8 +271,12 @@ class Scorer:
 
     def _count_out_of_range(self, champ: Champion, frame: pd.DataFrame) -> None:
         """Prometheus: leads scored with a numeric feature outside the range the model was trained on."""
-        for key, lo, hi in champ.out_of_range():
-            values = pd.to_numeric(pd.Series(frame[key].to_numpy(), dtype=object), errors="coerce").to_numpy(dtype=float)
+        for key, lo, hi in champ.training_ranges:
+            column = frame[key].to_numpy()
+            try:
+                values = np.asarray(column, dtype=float)  # numbers and None (NaN): the usual case, and fast
+            except (TypeError, ValueError):  # text in a number column: as the encoder coerces it
+                values = pd.to_numeric(pd.Series(column, dtype=object), errors="coerce").to_numpy(dtype=float)
             with np.errstate(invalid="ignore"):
                 outside = int(np.count_nonzero((values < lo) | (values > hi)))
             if outside:
