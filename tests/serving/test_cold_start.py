@@ -15,6 +15,7 @@ from samepage.definitions import Definitions
 from samepage.linear import fit_logreg_bundle
 from samepage.settings import Settings
 from serving.app import create_app
+from serving.batch import score_file
 from tests.serving.conftest import AUTH, champion_tags, lead_ids, register_bundle
 from tests.serving.test_api import assert_exact
 from tests.serving.test_model_reload import wait_for
@@ -73,6 +74,14 @@ def test_without_a_champion_the_points_rules_score_and_say_so(
 
         metrics = client.get("/metrics").text
         assert "samepage_ready 0.0" in metrics and 'name="points_rules"' in metrics
+
+        # Batch scoring does not care which kind scores either.
+        source, out = own_workspace.home_dir / "few.csv", own_workspace.home_dir / "few-scored.csv"
+        source.write_text("lead_id\n" + "\n".join(ids[:5]) + "\n")
+        score_file(own_workspace, definitions, source, out, progress=False)
+        batch = pd.read_csv(out)
+        assert set(batch["model_name"]) == {"points_rules"}
+        np.testing.assert_allclose(batch["score"], [r["score"] for r in results[:5]], atol=1e-6)
 
         # A champion appears: the next answers come from it, and say so.
         registry.set_registered_model_alias("sql_likelihood", "champion", version)
