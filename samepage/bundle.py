@@ -1,9 +1,10 @@
 """The scoring bundle: the one artifact training writes and serving reads.
 
-A bundle is the feature encoding (stable integer codes for categories), a LightGBM booster and
-the Platt calibration `p = sigmoid(a * raw + b)`. Because the calibration is affine in log-odds,
-LightGBM's TreeSHAP contributions scaled by `a` stay exact:
-`base_value + sum(contributions) == logit(score)`.
+A bundle is the feature encoding (stable integer codes for categories) and a model of one kind,
+each explaining itself exactly in calibrated log-odds (`base_value + sum(contributions) ==
+logit(score)`): `lightgbm` (TreeSHAP scaled by the affine Platt calibration), `points` (the
+team's rules: each feature's points times the scale) and `logreg` (`samepage.linear`:
+coefficient times (value - training mean)). Serving, batch and the explanation only use `Bundle`.
 It lives in the core package so that training and serving share it without depending on each other;
 so do the registry names: the model is `sql_likelihood`, the version serving follows is `@champion`.
 """
@@ -11,14 +12,19 @@ so do the registry names: the model is `sql_likelihood`, the version serving fol
 from __future__ import annotations
 
 import json
-import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from sklearn.linear_model import LogisticRegression
+
+from samepage.definitions import Definitions, Points
+from samepage.points import points_by_feature, rule_categories, scale_log_odds, team_points
+from samepage.values import sigmoid
 
 MODEL_NAME = "sql_likelihood"
 CHAMPION = "champion"
@@ -65,61 +71,179 @@ class FeatureEncoder:
         return out
 
 
-@dataclass
-class ModelBundle:
+class Bundle(ABC):
+    """What serving, batch scoring and the explanation use, whatever the model kind.
+
+    `contributions(X)` gives (base per row, (n, k) contributions) in calibrated log-odds with
+    `base + contributions.sum(axis=1) == logit(X)`; `predict_proba` is `sigmoid(logit)`.
+    `save` writes a folder whose `bundle.json` names the kind; `Bundle.load` reads any kind back.
+    """
+
+    kind: ClassVar[str]
     encoder: FeatureEncoder
-    booster: lgb.Booster
-    calib_a: float = 1.0
-    calib_b: float = 0.0
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any]
 
     @property
     def feature_keys(self) -> list[str]:
         return self.encoder.feature_keys
 
+    @property
+    @abstractmethod
+    def calibrated(self) -> bool:
+        """Whether the score was fitted to outcomes (False: a convention, e.g. the points scale)."""
+
+    @abstractmethod
+    def contributions(self, X: np.ndarray, **predict_params: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(base per row, contributions (n, k)) in calibrated log-odds; exact by construction."""
+
     def logit(self, X: np.ndarray) -> np.ndarray:
-        return self.calib_a * self.booster.predict(X, raw_score=True) + self.calib_b
+        base, contrib = self.contributions(X)
+        return np.asarray(base + contrib.sum(axis=1))
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        return _sigmoid(self.logit(self.encoder.transform(frame)))
+        return sigmoid(self.logit(self.encoder.transform(frame)))
+
+    @abstractmethod
+    def to_json(self) -> dict[str, Any]:
+        """Everything but the encoder and meta, as plain JSON (save adds those and the kind)."""
+
+    def save(self, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        data = {
+            "kind": self.kind,
+            "feature_keys": self.encoder.feature_keys,
+            "categories": self.encoder.categories,
+            "calibrated": self.calibrated,
+            **self.to_json(),
+            "meta": self.meta,
+        }
+        (directory / META_FILE).write_text(json.dumps(data, indent=2, default=str))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Bundle:
+        """Any saved bundle, by the kind its `bundle.json` names (bundles from before kinds are LightGBM)."""
+        directory = Path(directory)
+        data = json.loads((directory / META_FILE).read_text())
+        kind = data.get("kind", ModelBundle.kind)
+        encoder = FeatureEncoder(data["feature_keys"], data["categories"])
+        if kind == ModelBundle.kind:
+            return ModelBundle.from_json(data, encoder, directory)
+        if kind == PointsBundle.kind:
+            return PointsBundle.from_json(data, encoder, directory)
+        if kind == "logreg":
+            from samepage.linear import LogRegBundle  # it builds on this module, so it is imported here
+
+            return LogRegBundle.from_json(data, encoder, directory)
+        raise ValueError(f"{directory / META_FILE}: unknown bundle kind {kind!r} (lightgbm, logreg or points)")
+
+
+@dataclass
+class ModelBundle(Bundle):
+    """LightGBM with Platt calibration `p = sigmoid(a * raw + b)`: TreeSHAP scaled by `a` stays exact."""
+
+    kind: ClassVar[str] = "lightgbm"
+    encoder: FeatureEncoder
+    booster: lgb.Booster
+    calib_a: float = 1.0
+    calib_b: float = 0.0
+    meta: dict[str, Any] = field(default_factory=dict)
+    is_calibrated: bool = True
+
+    @property
+    def calibrated(self) -> bool:
+        return self.is_calibrated
+
+    def logit(self, X: np.ndarray) -> np.ndarray:
+        return self.calib_a * np.asarray(self.booster.predict(X, raw_score=True)) + self.calib_b
 
     def contributions(self, X: np.ndarray, **predict_params: Any) -> tuple[np.ndarray, np.ndarray]:
-        """(base_value per row, contributions (n, k)) in calibrated log-odds; exact by construction.
-
-        `predict_params` go to LightGBM's predict (serving passes `num_threads=1` for a few rows).
-        """
+        """TreeSHAP (`pred_contrib`) times `a`; `predict_params` go to LightGBM (serving passes `num_threads=1`)."""
         raw = np.asarray(self.booster.predict(X, pred_contrib=True, **predict_params))
         base = self.calib_a * raw[:, -1] + self.calib_b
         return base, self.calib_a * raw[:, :-1]
 
+    def to_json(self) -> dict[str, Any]:
+        return {"calibration": {"a": self.calib_a, "b": self.calib_b}}
+
     def save(self, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         self.booster.save_model(str(directory / BOOSTER_FILE))
-        meta = {
-            "feature_keys": self.encoder.feature_keys,
-            "categories": self.encoder.categories,
-            "calibration": {"a": self.calib_a, "b": self.calib_b},
-            "meta": self.meta,
-        }
-        (directory / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
-        return directory
+        return super().save(directory)
 
     @classmethod
-    def load(cls, directory: str | Path) -> ModelBundle:
-        directory = Path(directory)
-        meta = json.loads((directory / META_FILE).read_text())
+    def from_json(cls, data: dict[str, Any], encoder: FeatureEncoder, directory: Path) -> ModelBundle:
         booster = lgb.Booster(model_file=str(directory / BOOSTER_FILE))
-        encoder = FeatureEncoder(meta["feature_keys"], meta["categories"])
-        cal = meta["calibration"]
-        return cls(encoder, booster, float(cal["a"]), float(cal["b"]), meta.get("meta", {}))
+        cal = data["calibration"]
+        return cls(encoder, booster, float(cal["a"]), float(cal["b"]), data.get("meta", {}), bool(data.get("calibrated", True)))
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
+@dataclass
+class PointsBundle(Bundle):
+    """The team's points rules as a model: `logit = a * total points + b`, each rule's points its push.
 
+    A feature's contribution is `a` times the points its rules give; the base is `b`. Without
+    outcomes `a, b` come from the points scale (`calibrated` False); `fit` fits them to outcomes
+    (Platt scaling on the total, `calibrated` True).
+    """
 
-def logit(p: float) -> float:
-    return math.log(p / (1.0 - p))
+    kind: ClassVar[str] = "points"
+    encoder: FeatureEncoder
+    points: Points
+    a: float
+    b: float
+    is_calibrated: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def calibrated(self) -> bool:
+        return self.is_calibrated
+
+    @classmethod
+    def from_definitions(cls, defs: Definitions, points: Points | None = None) -> PointsBundle:
+        """The definitions' rules (or `points`) read through the points scale: no outcomes needed."""
+        points = points or team_points(defs)
+        categorical = [f.key for f in defs.features if f.is_categorical]
+        encoder = FeatureEncoder(defs.feature_keys, rule_categories(points, categorical))
+        a, b = scale_log_odds(points.scale)
+        return cls(encoder, points, a, b, False, {"definitions_version": defs.version_string, "derived": defs.points is None})
+
+    @classmethod
+    def fit(cls, defs: Definitions, frame: pd.DataFrame, y: np.ndarray, points: Points | None = None) -> PointsBundle:
+        """The same rules with `a, b` fitted to outcomes `y` (Platt); ValueError if they do not rank them."""
+        bundle = cls.from_definitions(defs, points)
+        total = bundle.total_points(frame)
+        y = np.asarray(y).astype(int)
+        if len(np.unique(y)) < 2:
+            raise ValueError("fitting the points scale needs both outcomes among the rows")
+        if np.ptp(total) == 0:
+            raise ValueError("the points rules give every row the same points: nothing to fit")
+        model = LogisticRegression(C=np.inf, solver="lbfgs", max_iter=1000).fit(total.reshape(-1, 1), y)
+        a, b = float(model.coef_[0, 0]), float(model.intercept_[0])
+        if a <= 0:  # a flat or inverted scale would make "+15 points" lower the score
+            raise ValueError(f"the points rules do not rank these {len(y):,} outcomes (fitted slope {a:.4f} <= 0)")
+        bundle.a, bundle.b, bundle.is_calibrated = a, b, True
+        bundle.meta["calibration_rows"] = int(len(y))
+        return bundle
+
+    def points_by_feature(self, X: np.ndarray) -> np.ndarray:
+        return points_by_feature(self.points, self.feature_keys, self.encoder.categories, X)
+
+    def total_points(self, frame: pd.DataFrame) -> np.ndarray:
+        """Total points per row of a feature frame."""
+        return self.points_by_feature(self.encoder.transform(frame)).sum(axis=1)
+
+    def contributions(self, X: np.ndarray, **predict_params: Any) -> tuple[np.ndarray, np.ndarray]:
+        return np.full(X.shape[0], self.b), self.a * self.points_by_feature(X)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"points": self.points.model_dump(mode="json", by_alias=True), "calibration": {"a": self.a, "b": self.b}}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], encoder: FeatureEncoder, directory: Path) -> PointsBundle:
+        points = Points.model_validate(data["points"]) if data["points"]["rules"] else Points.model_construct(**data["points"])
+        cal = data["calibration"]
+        return cls(encoder, points, float(cal["a"]), float(cal["b"]), bool(data.get("calibrated", False)), data.get("meta", {}))
 
 
 def _pyfunc_base() -> type:
@@ -136,10 +260,10 @@ class BundlePyfunc(_pyfunc_base()):  # type: ignore[misc]
     Serving loads it with `mlflow.pyfunc.load_model(...).unwrap_python_model().bundle`.
     """
 
-    bundle: ModelBundle | None = None
+    bundle: Bundle | None = None
 
     def load_context(self, context: Any) -> None:
-        self.bundle = ModelBundle.load(context.artifacts["bundle"])
+        self.bundle = Bundle.load(context.artifacts["bundle"])
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         assert self.bundle is not None, "load_context was not called"

@@ -182,6 +182,85 @@ class StageProblem:
     message: str
 
 
+PointsValue = str | int | float | bool
+
+
+class PointsScale(_Strict):
+    """How points read as a likelihood before outcomes exist (the scorecard convention).
+
+    `points_at_even_odds` points mean a 50% chance; every `points_per_doubling` more points double
+    the odds. So log-odds = (points - points_at_even_odds) * ln 2 / points_per_doubling.
+    """
+
+    points_at_even_odds: float = 60.0
+    points_per_doubling: float = Field(20.0, gt=0)
+
+
+class PointsRule(_Strict):
+    """One manual scoring rule over one feature key, as marketing automation applies it.
+
+    Either a condition worth `points` (`in` a list of values, or `at_least`/`at_most` bounds), or
+    `per_unit` points for each full `unit` of the value, at most `max_units` units. A missing value
+    scores nothing.
+    """
+
+    feature: Key
+    label: str | None = Field(default=None, description="The rule in words (default: from the feature)")
+    points: float | None = None
+    in_: list[PointsValue] | None = Field(default=None, alias="in", min_length=1)
+    at_least: float | None = None
+    at_most: float | None = None
+    per_unit: float | None = None
+    unit: float = Field(1.0, gt=0)
+    max_units: float | None = Field(default=None, gt=0)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> PointsRule:
+        condition = self.in_ is not None or self.at_least is not None or self.at_most is not None
+        if self.per_unit is not None:
+            if condition or self.points is not None:
+                raise ValueError("per_unit rules take no points, in, at_least or at_most")
+        elif not condition:
+            raise ValueError("needs per_unit, or points with in, at_least or at_most")
+        elif self.points is None:
+            raise ValueError("a condition (in, at_least, at_most) needs points")
+        elif self.in_ is not None and (self.at_least is not None or self.at_most is not None):
+            raise ValueError("use either in or at_least/at_most, not both")
+        elif self.at_least is not None and self.at_most is not None and self.at_least > self.at_most:
+            raise ValueError(f"at_least {self.at_least} is above at_most {self.at_most}")
+        if self.per_unit is None and (self.max_units is not None or self.unit != 1.0):
+            raise ValueError("unit and max_units go with per_unit")
+        return self
+
+    @property
+    def numeric(self) -> bool:
+        """Whether the rule reads the value as a number (bounds or units), not as one of `in`."""
+        return self.in_ is None
+
+    def describe(self, feature_label: str) -> str:
+        """The rule in words, for logs and the lead page."""
+        if self.label:
+            return self.label
+        if self.per_unit is not None:
+            per = "each" if self.unit == 1.0 else f"every {self.unit:g}"
+            cap = f", at most {self.max_units:g} counted" if self.max_units is not None else ""
+            return f"{feature_label}: {self.per_unit:+g} points for {per}{cap}"
+        if self.in_ is not None:
+            return f"{feature_label} is {' or '.join(str(v) for v in self.in_)}: {self.points:+g} points"
+        bounds = [f"at least {self.at_least:g}"] if self.at_least is not None else []
+        bounds += [f"at most {self.at_most:g}"] if self.at_most is not None else []
+        return f"{feature_label} {' and '.join(bounds)}: {self.points:+g} points"
+
+
+class Points(_Strict):
+    """The team's manual scoring rules over the features (the baseline and the cold-start scorer)."""
+
+    scale: PointsScale = PointsScale()
+    rules: list[PointsRule] = Field(min_length=1)
+
+
 class Definitions(_Strict):
     version: str = Field(min_length=1)
     name: str = "samepage funnel"
@@ -194,6 +273,7 @@ class Definitions(_Strict):
     sla: SLA
     event_types: list[EventType] = []
     features: list[Feature] = Field(min_length=1)
+    points: Points | None = None
 
     # Set by the loader: the canonical content's digest (see `version_string`).
     digest: str = Field(default="", exclude=True)
@@ -216,6 +296,10 @@ class Definitions(_Strict):
         for f in self.features:
             if f.event_type is not None and f.event_type not in event_keys:
                 raise ValueError(f"features.{f.key}.event_type: unknown event type {f.event_type!r}")
+        for i, rule in enumerate(self.points.rules if self.points else []):
+            problem = _rule_problem(rule, {f.key: f for f in self.features})
+            if problem:
+                raise ValueError(f"points.rules[{i}] ({rule.feature}): {problem}")
         return self
 
     # -- lookups ----------------------------------------------------------------------------
@@ -299,6 +383,23 @@ class Definitions(_Strict):
             "features": [f.model_dump(mode="json", exclude={"label", "group"}) for f in self.features],
         }
         return _sha256(canonical_json(bound))[:16]
+
+
+def _rule_problem(rule: PointsRule, features: dict[str, Feature]) -> str | None:
+    """Why a points rule does not fit its feature: an unknown key, or a test the value cannot take."""
+    feature = features.get(rule.feature)
+    if feature is None:
+        return f"unknown feature {rule.feature!r} (features are {sorted(features)})"
+    yes_no = feature.kind == "icp_match" or feature.type == "boolean"
+    if feature.is_categorical and rule.numeric:
+        return f"{feature.key!r} is a category: give the values it scores with `in`"
+    if yes_no and rule.numeric:
+        return f"{feature.key!r} is yes/no: use `in: [true]` or `in: [false]`"
+    if yes_no and any(not isinstance(v, bool) for v in rule.in_ or []):
+        return f"{feature.key!r} is yes/no: `in` takes true or false"
+    if not feature.is_categorical and not yes_no and not rule.numeric:
+        return f"{feature.key!r} is a number: use at_least/at_most or per_unit"
+    return None
 
 
 def canonical_json(data: Any) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from samepage.bundle import FeatureEncoder, ModelBundle
+from samepage.bundle import Bundle, FeatureEncoder
 from samepage.definitions import Definitions
 
 REASONS_PER_SIDE = 3
@@ -45,7 +45,7 @@ class Explanation:
         }
 
 
-def explain(bundle: ModelBundle, defs: Definitions, frame: pd.DataFrame) -> list[Explanation]:
+def explain(bundle: Bundle, defs: Definitions, frame: pd.DataFrame) -> list[Explanation]:
     """One explanation per row of `frame` (holding the bundle's feature keys), in row order."""
     keys = bundle.feature_keys
     if len(frame) == 0:

@@ -32,11 +32,19 @@ class Metrics:
         self.mql = Counter("samepage_mql_verdicts", "MQL verdicts served", ["model_version", "passed"], registry=r)
         self.feedback = Counter("samepage_feedback", "Feedback events by stage and outcome", ["stage", "outcome"], registry=r)
         self.model_info = Gauge(
-            "samepage_model_info", "The champion being served (1) by name, version and definitions version",
-            ["name", "version", "definitions_version"], registry=r,
+            "samepage_model_info",
+            "The model scoring (1) by name, version and definitions version (points_rules in a cold start)",
+            ["name", "version", "definitions_version"],
+            registry=r,
         )
         self.ready = Gauge("samepage_ready", "1 when a champion that fits the definitions is loaded", registry=r)
         self.reloads = Counter("samepage_model_reloads", "Champion loads by outcome", ["outcome"], registry=r)
+        self.out_of_range = Counter(
+            "samepage_out_of_range_features",
+            "Leads scored with a numeric feature outside the range the model was trained on, by feature",
+            ["feature"],
+            registry=r,
+        )
 
     def observe_scores(self, version: str, scores: list[float], passed: list[bool]) -> None:
         hist = self.scores.labels(version)
@@ -48,13 +56,16 @@ class Metrics:
         if len(passed) - n_pass:
             self.mql.labels(version, "false").inc(len(passed) - n_pass)
 
-    def set_model(self, name: str | None, version: str | None, definitions_version: str | None) -> None:
+    def set_model(
+        self, name: str | None, version: str | None, definitions_version: str | None, ready: bool | None = None
+    ) -> None:
+        """The model that scores (the points rules in a cold start); `ready` says whether it is a fitting champion."""
         with warnings.catch_warnings():  # mlflow sets PROMETHEUS_MULTIPROC_DIR; we are one process
             warnings.simplefilter("ignore")
             self.model_info.clear()
         if name and version:
             self.model_info.labels(name, version, definitions_version or "").set(1)
-        self.ready.set(1 if name and version else 0)
+        self.ready.set(1 if (ready if ready is not None else bool(name and version)) else 0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

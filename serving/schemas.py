@@ -7,7 +7,7 @@ Definition-dependent checks (stage keys, reasons) happen in the routes, which kn
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,8 +18,8 @@ LeadId = Annotated[str, Field(min_length=1, max_length=200, description="The lea
 AttributeValue = str | int | float | bool | None
 Value = str | int | float | bool | None
 
-_LEAD_EXAMPLE = {"lead_id": "L-000042", "attributes": {"seniority": "VP", "pricing_views_30d": 3}}
-_NEW_LEAD_EXAMPLE = {
+_LEAD_EXAMPLE: dict[str, Any] = {"lead_id": "L-000042", "attributes": {"seniority": "VP", "pricing_views_30d": 3}}
+_NEW_LEAD_EXAMPLE: dict[str, Any] = {
     "lead_id": "hubspot-98121",
     "attributes": {
         "source": "Webinar",
@@ -86,11 +86,24 @@ class ExplanationOut(_Out):
 
 
 class ModelRef(_Out):
+    """Which model scored: a registered champion ("learned"), or the team's points rules ("rules")."""
+
+    name: str = Field(description="`sql_likelihood` (the registered champion) or `points_rules` (cold start)")
+    version: str = Field(description="The registry version, or for `points_rules` the definitions version")
+    kind: Literal["learned", "rules"] = Field(description="rules: the team's points rules from the definitions score the lead")
+    calibrated: bool = Field(description="Whether the score was fitted to outcomes (false: the points scale's reading)")
+
+
+class StoredModelRef(_Out):
+    """The model of a stored score; scores saved before models had kinds have none."""
+
     name: str
     version: str
+    kind: Literal["learned", "rules"] | None = None
+    calibrated: bool | None = None
 
 
-_SCORE_EXAMPLE = {
+_SCORE_EXAMPLE: dict[str, Any] = {
     "lead_id": "L-000042",
     "score": 0.4132,
     "mql": {
@@ -99,7 +112,11 @@ _SCORE_EXAMPLE = {
         "criteria": [
             {"key": "not_student", "description": "The contact is not a student", "met": True},
             {"key": "not_competitor", "description": "The lead does not work for a competitor", "met": True},
-            {"key": "reachable", "description": "The contact can be reached (has not unsubscribed in the last 90 days)", "met": True},
+            {
+                "key": "reachable",
+                "description": "The contact can be reached (has not unsubscribed in the last 90 days)",
+                "met": True,
+            },
         ],
         "summary": "MQL: the score 0.41 is at or above the threshold 0.35 and all 3 criteria are met.",
     },
@@ -113,7 +130,7 @@ _SCORE_EXAMPLE = {
         "reasons_up": ["Demo requests in the last 90 days: 2 (raises the score)", "Seniority: VP (raises the score)"],
         "reasons_down": ["Days since the last activity: 41 (lowers the score)"],
     },
-    "model": {"name": "sql_likelihood", "version": "3"},
+    "model": {"name": "sql_likelihood", "version": "3", "kind": "learned", "calibrated": True},
     "definitions_version": "1.0.0+3f9a0c12ab45",
     "scored_at": "2026-11-23T14:05:00Z",
 }
@@ -144,8 +161,20 @@ class FeedbackIn(BaseModel):
         extra="forbid",
         json_schema_extra={
             "examples": [
-                {"lead_id": "L-000042", "stage": "sql", "occurred_at": "2026-11-20T15:30:00Z", "event_id": "crm-evt-5521", "actor": "luis.ortega"},
-                {"lead_id": "L-000077", "stage": "disqualified", "reason": "student", "occurred_at": "2026-11-21T09:00:00Z", "event_id": "crm-evt-5522"},
+                {
+                    "lead_id": "L-000042",
+                    "stage": "sql",
+                    "occurred_at": "2026-11-20T15:30:00Z",
+                    "event_id": "crm-evt-5521",
+                    "actor": "luis.ortega",
+                },
+                {
+                    "lead_id": "L-000077",
+                    "stage": "disqualified",
+                    "reason": "student",
+                    "occurred_at": "2026-11-21T09:00:00Z",
+                    "event_id": "crm-evt-5522",
+                },
             ]
         },
     )
@@ -184,7 +213,7 @@ class StageOut(_Out):
 class LatestScoreOut(_Out):
     score: float
     mql_passed: bool
-    model: ModelRef
+    model: StoredModelRef
     definitions_version: str
     scored_at: datetime
     result: ScoreOut
@@ -207,9 +236,15 @@ class DefinitionsOut(_Out):
 
 
 class ModelOut(_Out):
+    """The model scoring now: the champion, or in a cold start the team's points rules (with the reason)."""
+
     name: str
     version: str
-    alias: str
+    kind: Literal["learned", "rules"]
+    calibrated: bool
+    algorithm: str = Field(description="The bundle's model kind: lightgbm, logreg or points")
+    reason: str | None = Field(default=None, description="Why no registered champion scores (cold start)")
+    alias: str | None
     definitions_version: str | None
     fingerprint: str | None
     feature_service: str | None
@@ -224,6 +259,9 @@ class HealthOut(_Out):
 
 
 class ReadyOut(_Out):
+    """`ready`: a champion that fits the definitions scores. In a cold start the service still answers
+    (200) with the team's points rules, and `reason` says so and why."""
+
     ready: bool
     reason: str | None = None
     model: ModelRef | None = None
@@ -240,7 +278,16 @@ class ErrorOut(_Out):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"error": {"code": "not_found", "message": "Lead 'L-404' is unknown to the feature store and no attributes were given"}}]},
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": {
+                        "code": "not_found",
+                        "message": "Lead 'L-404' is unknown to the feature store and no attributes were given",
+                    }
+                }
+            ]
+        },
     )
 
     error: ErrorBody

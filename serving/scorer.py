@@ -1,8 +1,10 @@
 """The champion: loaded from the MLflow registry, checked against the definitions, swapped on reload.
 
-`Scorer` resolves `models:/sql_likelihood@champion`, refuses a version whose label/feature
-fingerprint differs from the current definitions (the service then says why on /readyz and
-answers 503), and scores leads: online features, request overrides, the one `explain`, the MQL
+`Scorer` resolves `models:/sql_likelihood@champion` and refuses a version whose label/feature
+fingerprint differs from the current definitions. Without a champion that fits (cold start), it
+scores with the team's points rules from the definitions (`points_rules`, kind "rules", not
+calibrated) and says why on /readyz; only when even those cannot score (no feature store yet) does
+it answer 503. It scores leads: online features, request overrides, the one `explain`, the MQL
 verdict. A reload loads the new version completely before swapping one reference, so requests in
 flight finish on the object they started with.
 """
@@ -12,12 +14,17 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
-from samepage.bundle import CHAMPION, MODEL_NAME, ModelBundle
+import numpy as np
+import pandas as pd
+
+from samepage.bundle import CHAMPION, MODEL_NAME, Bundle, PointsBundle
 from samepage.definitions import Definitions
 from samepage.settings import Settings
 from serving.errors import ApiError
@@ -29,32 +36,64 @@ log = logging.getLogger("samepage.serving")
 
 _mlflow_lock = threading.Lock()  # mlflow's tracking/registry URIs are process-global
 
+RULES_NAME = "points_rules"  # the cold-start scorer's name in every answer
+
 
 @dataclass
 class Champion:
-    """One loaded champion version and the online features it reads."""
+    """What scores: a registered champion version, or the team's points rules (cold start)."""
 
     name: str
     version: str
-    bundle: ModelBundle
+    bundle: Bundle
     online: Any  # features.store.OnlineFeatures (bound to the version's feature service)
     tags: dict[str, str]
     run_id: str | None
     metrics: dict[str, float]
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    registered: bool = True  # False: the definitions' points rules standing in for a champion
+
+    @property
+    def kind(self) -> str:
+        """The contract's `model.kind`: "rules" when the team's points rules score, else "learned"."""
+        return "rules" if self.bundle.kind == PointsBundle.kind else "learned"
+
+    @property
+    def ref(self) -> dict[str, Any]:
+        """The contract's `model` object of every answer."""
+        return {"name": self.name, "version": self.version, "kind": self.kind, "calibrated": self.bundle.calibrated}
+
+    @cached_property
+    def training_ranges(self) -> list[tuple[str, float, float]]:
+        """(feature, min, max) the bundle recorded in `meta["feature_ranges"]`, for its numeric features."""
+        ranges = self.bundle.meta.get("feature_ranges") or {}
+        numeric = set(self.bundle.feature_keys) - set(self.bundle.encoder.categories)
+        out = []
+        for key, bounds in ranges.items():
+            try:
+                lo, hi = (float(b) for b in bounds)
+            except (TypeError, ValueError):  # a range written for a category, or none at all: nothing to check
+                continue
+            if key in numeric and not (math.isnan(lo) or math.isnan(hi)):
+                out.append((key, lo, hi))
+        return out
 
 
 class Scorer:
     """Holds the current champion (or why there is none) and scores leads with it."""
 
-    def __init__(self, settings: Settings, defs: Definitions, metrics: Metrics | None = None, model_name: str = MODEL_NAME) -> None:
+    def __init__(
+        self, settings: Settings, defs: Definitions, metrics: Metrics | None = None, model_name: str = MODEL_NAME
+    ) -> None:
         self.settings = settings
         self.defs = defs
         self.metrics = metrics or Metrics()
         self.model_name = model_name
-        self.champion: Champion | None = None
-        self.reason: str = "the champion has not been loaded yet"
+        self.champion: Champion | None = None  # what scores: the champion, else the points rules
+        self.reason: str = "the champion has not been loaded yet"  # why no registered champion scores ("" when one does)
+        self._rules: Champion | None = None  # the points rules with their online features, made once
         self._seen_version: str | None = None  # last version looked at (loaded or refused)
+        self._rules_problem = ""
         self._lock = threading.Lock()
 
     # -- loading ------------------------------------------------------------------------------
@@ -72,7 +111,8 @@ class Scorer:
                 try:
                     mv = client.get_model_version_by_alias(self.model_name, CHAMPION)
                 except MlflowException:
-                    return self._refuse(None, f"no champion: `{self.model_name}@{CHAMPION}` is not in the registry (run `samepage train`)")
+                    missing = f"no champion: `{self.model_name}@{CHAMPION}` is not in the registry (run `samepage train`)"
+                    return self._refuse(None, missing)
                 version = str(mv.version)
                 if version == self._seen_version and not force:
                     return False
@@ -84,15 +124,17 @@ class Scorer:
             except Exception as exc:  # a broken registry or artifact must not take the service down
                 log.error("champion load failed", extra={"event": "model_load_failed", "error": type(exc).__name__})
                 self.metrics.reloads.labels("failed").inc()
-                if self.champion is None:
-                    self.reason = f"the champion could not be loaded ({type(exc).__name__}: {exc})"
+                if self.champion is None or not self.champion.registered:
+                    reason = f"the champion could not be loaded ({type(exc).__name__}: {exc})"
+                    return self._refuse(None, reason)
                 return False
             if champion.bundle.feature_keys != self.defs.feature_keys:
-                return self._refuse(version, f"champion v{version} has features {champion.bundle.feature_keys}, the definitions have {self.defs.feature_keys}")
+                keys = f"champion v{version} has features {champion.bundle.feature_keys}, definitions {self.defs.feature_keys}"
+                return self._refuse(version, keys)
             self.champion = champion  # the one atomic swap; in-flight requests keep the old object
             self._seen_version = version
             self.reason = ""
-            self.metrics.set_model(self.model_name, version, self.defs.version_string)
+            self.metrics.set_model(self.model_name, version, self.defs.version_string, ready=True)
             self.metrics.reloads.labels("loaded").inc()
             log.info("champion loaded", extra={"event": "model_loaded", "model_version": version})
             refreeze()
@@ -110,14 +152,41 @@ class Scorer:
         return None
 
     def _refuse(self, version: str | None, reason: str) -> bool:
-        changed = self.champion is not None or self.reason != reason
-        self.champion = None
+        """No registered champion scores: fall back to the points rules (cold start), or to none."""
+        rules = self._rules_champion()
+        if rules is None:
+            reason = f"{reason}; the team's points rules cannot score either ({self._rules_problem})"
+        changed = self.champion is not rules or self.reason != reason
         self._seen_version = version
+        self.champion = rules
         self.reason = reason
-        self.metrics.set_model(None, None, None)
+        if rules is None:
+            self.metrics.set_model(None, None, None, ready=False)
+        else:
+            self.metrics.set_model(rules.name, rules.version, self.defs.version_string, ready=False)
         if changed:
-            log.warning("not ready", extra={"event": "not_ready", "model_version": version})
+            what = "not ready" if rules is None else "no champion: scoring with the team's points rules"
+            log.warning(what, extra={"event": "not_ready" if rules is None else "cold_start", "model_version": version})
         return changed
+
+    def _rules_champion(self) -> Champion | None:
+        """The definitions' points rules on the default feature service; None (with the problem) without a feature store."""
+        if self._rules is None:
+            from features.store import OnlineFeatures
+
+            try:
+                online = OnlineFeatures(self.settings, self.defs)
+            except Exception as exc:  # no feature store yet (`samepage features` not run)
+                self._rules_problem = f"{type(exc).__name__}: {exc}"
+                return None
+            bundle = PointsBundle.from_definitions(self.defs)
+            self._rules = Champion(RULES_NAME, self.defs.version_string, bundle, online, {}, None, {}, registered=False)
+        return self._rules
+
+    @property
+    def cold_start(self) -> bool:
+        """Whether the team's points rules are scoring because no registered champion fits."""
+        return self.champion is not None and not self.champion.registered
 
     def _load(self, client: Any, version: str, tags: dict[str, str], run_id: str | None) -> Champion:
         import mlflow
@@ -129,7 +198,7 @@ class Scorer:
             mlflow.set_tracking_uri(self.settings.tracking_uri)
             mlflow.set_registry_uri(self.settings.tracking_uri)
             model = mlflow.pyfunc.load_model(f"models:/{self.model_name}/{version}")
-        bundle: ModelBundle = model.unwrap_python_model().bundle
+        bundle: Bundle = model.unwrap_python_model().bundle
         metrics: dict[str, float] = {}
         if run_id:
             try:
@@ -173,13 +242,14 @@ class Scorer:
             shown = ", ".join(repr(u) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
             noun = "Lead" if len(unknown) == 1 else "Leads"
             raise ApiError(404, f"{noun} {shown} unknown to the feature store and no attributes were given to score from")
+        self._count_out_of_range(champ, frame)
         explanations = explain(champ.bundle, self.defs, frame)
         feature_keys = set(champ.bundle.feature_keys)
         extra_fields = [c.field for c in self.defs.mql.criteria if c.field not in feature_keys]
         scored_at = now.isoformat().replace("+00:00", "Z")
-        model = {"name": champ.name, "version": champ.version}
+        model = champ.ref
         dv = self.defs.version_string
-        results = []
+        results: list[dict[str, Any]] = []
         for lead_id, attrs, exp in zip(ids, overrides, explanations, strict=True):
             values = {c["feature"]: c["value"] for c in exp.contributions}
             if extra_fields:
@@ -198,6 +268,19 @@ class Scorer:
             )
         self.metrics.observe_scores(champ.version, [r["score"] for r in results], [r["mql"]["passed"] for r in results])
         return results
+
+    def _count_out_of_range(self, champ: Champion, frame: pd.DataFrame) -> None:
+        """Prometheus: leads scored with a numeric feature outside the range the model was trained on."""
+        for key, lo, hi in champ.training_ranges:
+            column = frame[key].to_numpy()
+            try:
+                values = np.asarray(column, dtype=float)  # numbers and None (NaN): the usual case, and fast
+            except (TypeError, ValueError):  # text in a number column: as the encoder coerces it
+                values = pd.to_numeric(pd.Series(column, dtype=object), errors="coerce").to_numpy(dtype=float)
+            with np.errstate(invalid="ignore"):
+                outside = int(np.count_nonzero((values < lo) | (values > hi)))
+            if outside:
+                self.metrics.out_of_range.labels(key).inc(outside)
 
     @staticmethod
     def _locate(champ: Champion, ids: list[str], overrides: list[dict[str, Any]], now: datetime, exc: ValueError) -> str:

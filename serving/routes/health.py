@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from serving.deps import DefsDep, MetricsDep, ScorerDep
 from serving.schemas import HealthOut, ReadyOut
+
+RULES_NOTE = "no model yet; the points scale, not outcomes, turns points into a likelihood"
 
 router = APIRouter(tags=["operations"])
 
@@ -18,17 +22,33 @@ def healthz() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/readyz", response_model=ReadyOut, responses={503: {"model": ReadyOut, "description": "Not ready, with the reason"}})
+@router.get(
+    "/readyz",
+    response_model=ReadyOut,
+    responses={503: {"model": ReadyOut, "description": "Cannot score at all (no champion, no feature store), with the reason"}},
+)
 def readyz(scorer: ScorerDep, defs: DefsDep) -> JSONResponse | dict:
-    """Ready when a champion that fits the current definitions is loaded; 503 with the reason if not."""
+    """Ready when a champion that fits the current definitions is loaded.
+
+    Without one (cold start) the answer is 200 with `ready: false`: scores come from the team's points
+    rules, and `reason` says so and why. 503 only when nothing can score (no feature store yet).
+    """
     champion = scorer.champion
     if champion is None:
         body = ReadyOut(ready=False, reason=scorer.reason, definitions_version=defs.version_string)
         return JSONResponse(body.model_dump(mode="json"), status_code=503)
-    return {"ready": True, "model": {"name": champion.name, "version": champion.version}, "definitions_version": defs.version_string}
+    if not champion.registered:
+        reason = f"scores come from the team's points rules in the definitions ({RULES_NOTE}) because {scorer.reason}"
+        return {"ready": False, "reason": reason, "model": champion.ref, "definitions_version": defs.version_string}
+    return {"ready": True, "model": champion.ref, "definitions_version": defs.version_string}
 
 
-@router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}})
+PROMETHEUS: dict[int | str, dict[str, Any]] = {
+    200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}
+}
+
+
+@router.get("/metrics", response_class=Response, responses=PROMETHEUS)
 def metrics(m: MetricsDep) -> Response:
     """Prometheus metrics: requests, latency, scores, MQL verdicts, feedback, the model served."""
     return Response(m.render(), media_type=CONTENT_TYPE_LATEST)

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from samepage.definitions import Definitions
+from samepage.points import describe_rules, team_points
 from samepage.settings import Settings
 from serving import charts
 from serving.auth import key_matches
@@ -315,7 +316,12 @@ def lead_context(defs: Definitions, record: dict[str, Any], result: dict[str, An
         "more_actions": more,
         "event_id": "page-" + uuid.uuid4().hex,
         "can_rescore": bool(record["known"]),
+        "points_rules": [r["text"] for r in describe_rules(team_points(defs), defs)] if _by_rules(result) else [],
     }
+
+
+def _by_rules(result: dict[str, Any] | None) -> bool:
+    return result is not None and result["model"].get("kind") == "rules"
 
 
 def _path(defs: Definitions, stages: list[str]) -> list[dict[str, str]]:

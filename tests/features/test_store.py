@@ -197,6 +197,7 @@ def test_attribute_only_definitions_build_and_serve(tmp_path: Path, definitions:
     data = definitions.model_dump(mode="json", by_alias=True)
     data["event_types"] = []
     data["features"] = [f for f in data["features"] if f["kind"] in ("attribute", "icp_match", "age")]
+    data["points"] = None  # the team's rules score engagement features this variant drops
     data["mql"]["criteria"] = []
     defs = parse_definitions(data)
     settings = Settings(home=tmp_path / "ws", definitions=DEFINITIONS_FILE, _env_file=None)

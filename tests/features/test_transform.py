@@ -196,6 +196,7 @@ def test_attribute_only_definitions_have_no_engagement_source(definitions: Defin
     data = definitions.model_dump(mode="json", by_alias=True)
     data["event_types"] = []
     data["features"] = [f for f in data["features"] if f["kind"] == "attribute"]
+    data["points"] = None  # the team's rules score engagement features this variant drops
     data["mql"]["criteria"] = []
     attrs_only = parse_definitions(data)
     tables = CanonicalTables(pd.DataFrame([make_lead()]), empty_events(), empty_stages())

@@ -138,3 +138,55 @@ def test_stage_problem_names_the_field_at_fault(definitions) -> None:
         assert problem is not None and problem.field == field, (stage, reason)
         assert definitions.check_stage(stage or "", reason) == problem.message
     assert definitions.stage_problem("disqualified", "") == definitions.stage_problem("disqualified", None)
+
+
+def with_rules(*rules: dict[str, Any]) -> dict[str, Any]:
+    return variant(points={"rules": list(rules)})
+
+
+def test_shipped_definitions_carry_the_teams_points_rules(definitions) -> None:
+    assert definitions.points is not None and definitions.points.scale.points_per_doubling > 0
+    keys = set(definitions.feature_keys)
+    assert {r.feature for r in definitions.points.rules} <= keys
+    # Every engagement count says which way it pushes, so "0 page views" can never raise a score.
+    counts = [f for f in definitions.features if f.kind in ("event_count", "distinct_channels")]
+    assert counts and all(f.direction is not None for f in counts)
+    xe = load_definitions(DEFINITIONS_FILE.parent / "definitions-xeducation.yaml")
+    assert xe.points is not None and len(xe.points.rules) >= 5 and "last_activity" not in xe.feature_keys
+
+
+def test_definitions_without_points_still_load() -> None:
+    data = copy.deepcopy(RAW)
+    data.pop("points")
+    assert parse_definitions(data).points is None
+
+
+def test_points_rule_on_an_unknown_feature_is_named() -> None:
+    msg = refused(with_rules({"feature": "budget", "at_least": 1, "points": 5}))
+    assert "points.rules[0] (budget)" in msg and "unknown feature 'budget'" in msg
+
+
+def test_points_rule_must_fit_its_feature() -> None:
+    assert "is a category" in refused(with_rules({"feature": "industry", "at_least": 3, "points": 5}))
+    assert "is a number" in refused(with_rules({"feature": "employees", "in": [50], "points": 5}))
+    assert "is yes/no" in refused(with_rules({"feature": "icp_industry", "in": ["yes please"], "points": 5}))
+    assert "is yes/no" in refused(with_rules({"feature": "icp_industry", "per_unit": 5}))
+
+
+def test_points_rule_needs_exactly_one_way_to_score() -> None:
+    msg = refused(with_rules({"feature": "demo_requests_90d", "points": 5}))
+    assert "points.rules[0]" in msg and "needs per_unit, or points with in, at_least or at_most" in msg
+    assert "take no points" in refused(with_rules({"feature": "demo_requests_90d", "per_unit": 5, "points": 3}))
+    assert "needs points" in refused(with_rules({"feature": "demo_requests_90d", "at_least": 1}))
+    assert "go with per_unit" in refused(with_rules({"feature": "demo_requests_90d", "at_least": 1, "points": 2, "max_units": 3}))
+    assert "is above at_most" in refused(with_rules({"feature": "employees", "at_least": 10, "at_most": 5, "points": 2}))
+    assert "points.scale.points_per_doubling" in refused(
+        variant(points={"scale": {"points_per_doubling": 0}, "rules": [{"feature": "demo_requests_90d", "per_unit": 5}]})
+    )
+
+
+def test_points_do_not_bind_a_model(definitions) -> None:
+    other = copy.deepcopy(RAW)
+    other["points"]["rules"][0]["points"] = 99
+    changed = parse_definitions(other)
+    assert changed.fingerprint == definitions.fingerprint and changed.version_string != definitions.version_string

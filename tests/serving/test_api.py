@@ -37,7 +37,7 @@ def test_score_a_known_lead(client: TestClient, demo_leads: pd.DataFrame, defini
     body = resp.json()
     ScoreOut.model_validate(body)  # the documented response model, field for field
     assert body["lead_id"] == lead_id and 0 < body["score"] < 1
-    assert body["model"] == {"name": "sql_likelihood", "version": body["model"]["version"]}
+    assert body["model"] == {"name": "sql_likelihood", "version": body["model"]["version"], "kind": "learned", "calibrated": True}
     assert body["definitions_version"] == definitions.version_string
     contribs = body["explanation"]["contributions"]
     assert [c["feature"] for c in contribs] and sorted(c["feature"] for c in contribs) == sorted(definitions.feature_keys)

@@ -33,13 +33,16 @@ def test_readiness_refuses_a_champion_trained_under_other_definitions(own_worksp
     frame = pd.DataFrame({k: [np.nan] * 40 for k in definitions.feature_keys})
     version = register_bundle(own_workspace, train_bundle(frame, definitions, np.arange(40) % 2, rounds=2), tags)
     with TestClient(create_app(own_workspace, definitions, access_log=False), raise_server_exceptions=False) as client:
+        # Cold start: not ready (with the reason), but answering with the team's points rules.
         ready = client.get("/readyz")
-        assert ready.status_code == 503 and ready.json()["ready"] is False
+        assert ready.status_code == 200 and ready.json()["ready"] is False and ready.json()["model"]["kind"] == "rules"
         reason = ready.json()["reason"]
         assert f"v{version}" in reason and "0.9.0+aaaaaaaaaaaa" in reason and definitions.fingerprint in reason
-        msg = assert_error(client.post("/v1/score", json={"lead_id": lead_ids(demo_leads, 1)[0]}, headers=AUTH), 503, "not_ready")
-        assert "other label/feature definitions" in msg
-        assert_error(client.get("/v1/model", headers=AUTH), 503, "not_ready")
+        scored = client.post("/v1/score", json={"lead_id": lead_ids(demo_leads, 1)[0]}, headers=AUTH).json()
+        rules = {"name": "points_rules", "version": definitions.version_string, "kind": "rules", "calibrated": False}
+        assert scored["model"] == rules
+        model = client.get("/v1/model", headers=AUTH).json()
+        assert model["kind"] == "rules" and "other label/feature definitions" in model["reason"]
         assert "samepage_ready 0.0" in client.get("/metrics").text
 
 
@@ -52,8 +55,9 @@ def test_readiness_refuses_when_the_definitions_changed_under_the_champion(works
     settings = workspace.model_copy(update={"definitions": changed_file})
     with TestClient(create_app(settings, changed, access_log=False), raise_server_exceptions=False) as client:
         ready = client.get("/readyz")
-        assert ready.status_code == 503 and changed.fingerprint in ready.json()["reason"]
-        assert client.post("/v1/score", json={"lead_id": "x", "attributes": {"industry": "Retail"}}, headers=AUTH).status_code == 503
+        assert ready.status_code == 200 and not ready.json()["ready"] and changed.fingerprint in ready.json()["reason"]
+        cold = client.post("/v1/score", json={"lead_id": "x", "attributes": {"industry": "Retail"}}, headers=AUTH)
+        assert cold.status_code == 200 and cold.json()["model"]["kind"] == "rules"
         # A threshold change alone is not a retrain: the same champion stays usable.
     data = yaml.safe_load(DEFINITIONS_FILE.read_text())
     data["mql"]["threshold"] = 0.5

@@ -78,7 +78,7 @@ def test_directions_from_the_definitions_hold(definitions: Definitions, fitted) 
     bundle, _, _, cal, _ = fitted
     constraints = dict(zip(definitions.feature_keys, monotone_constraints(definitions), strict=True))
     assert constraints["demo_requests_90d"] == 1 and constraints["unsubscribes_90d"] == -1
-    assert constraints["page_views_7d"] == 0
+    assert constraints["page_views_7d"] == 1 and constraints["days_since_created"] == 0  # engagement counts declare "up"
     rows = cal.head(300)
     for key, sign in (("demo_requests_90d", 1), ("pricing_views_30d", 1), ("unsubscribes_90d", -1)):
         low = bundle.predict_proba(rows.assign(**{key: 0.0}))
@@ -109,20 +109,28 @@ def test_platt_refuses_an_inverted_model() -> None:
 
 
 def test_points_rules_follow_the_definitions(definitions: Definitions) -> None:
-    rules = {r["feature"]: r for r in points_rules(definitions)}
+    # Definitions without `points`: the rules derived from the feature kinds.
+    derived = definitions.model_copy(update={"points": None})
+    rules = {r["feature"]: r for r in points_rules(derived)}
     # One window per event type: page views count once (90 days), not three times.
     assert "page_views_90d" in rules and "page_views_7d" not in rules and "page_views_30d" not in rules
-    assert rules["demo_requests_90d"]["points"] > 0 and rules["unsubscribes_90d"]["points"] < 0
-    assert all(rules[k]["how"] == "match" for k in ("icp_industry", "icp_country", "icp_persona"))
+    assert rules["demo_requests_90d"]["per_unit"] > 0 and rules["unsubscribes_90d"]["per_unit"] < 0
+    assert all(rules[k]["in"] == [True] for k in ("icp_industry", "icp_country", "icp_persona"))
     assert not any(definitions.feature(k).kind == "attribute" for k in rules)
     frame, _ = synthetic_features(definitions, 4, seed=0)
     frame[:] = 0
     frame = frame.astype(float)
-    base = points_score(definitions, frame)
-    more = points_score(definitions, frame.assign(demo_requests_90d=[1, 2, 3, 10.0]))
+    base = points_score(derived, frame)
+    more = points_score(derived, frame.assign(demo_requests_90d=[1, 2, 3, 10.0]))
     assert list(more - base) == [10, 20, 30, 30]  # capped at three requests
-    unsub = points_score(definitions, frame.assign(unsubscribes_90d=1.0, icp_industry=1.0))
+    unsub = points_score(derived, frame.assign(unsubscribes_90d=1.0, icp_industry=1.0))
     assert list(unsub - base) == [-10, -10, -10, -10]
+    # The shipped definitions carry the team's own rules, and the baseline scores by them.
+    assert definitions.points is not None
+    team = {r["feature"]: r for r in points_rules(definitions)}
+    demo = team["demo_requests_90d"]
+    more = points_score(definitions, frame.assign(demo_requests_90d=[1, 2, 3, 10.0]))
+    assert list(more - points_score(definitions, frame)) == [demo["per_unit"] * min(n, demo["max_units"]) for n in (1, 2, 3, 10)]
 
 
 def test_logistic_regression_baseline_handles_missing_and_unseen(definitions: Definitions) -> None:

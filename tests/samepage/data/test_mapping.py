@@ -190,13 +190,12 @@ def test_xeducation_post_contact_columns_are_left_out(xeducation: tuple[Canonica
 
 
 @needs_xeducation
-def test_xeducation_sales_touches_never_pass_as_lead_activity(xeducation: tuple[CanonicalTables, Definitions]) -> None:
-    """Last Activity is kept, but counsellor touches are folded into one category that says so."""
-    tables, _ = xeducation
-    values = set(tables.leads["last_activity"].dropna())
-    assert "Sales touch (after contact)" in values
-    assert not values & {"SMS Sent", "Had a Phone Conversation", "Approached upfront", "Unreachable"}
-    assert {"Email Opened", "Olark Chat Conversation", "Page Visited on Website"} <= values
+def test_xeducation_last_activity_is_left_out_as_post_contact(xeducation: tuple[CanonicalTables, Definitions]) -> None:
+    """Last Activity records counsellor touches (SMS sent, phone call...): left out, with the reason."""
+    tables, defs = xeducation
+    mapping = load_mapping(XE_MAPPING)
+    assert "counsellor" in mapping.drop["Last Activity"]
+    assert "last_activity" not in tables.leads.columns and "last_activity" not in defs.feature_keys
 
 
 @needs_xeducation

@@ -1,0 +1,234 @@
+"""Bundle kinds: each explains itself exactly, round-trips through save/load, and says if it is calibrated."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+
+from samepage.bundle import BOOSTER_FILE, META_FILE, Bundle, FeatureEncoder, ModelBundle, PointsBundle
+from samepage.definitions import Definitions, Points, PointsRule, PointsScale
+from samepage.linear import LogRegBundle, fit_logreg_bundle
+from samepage.points import derived_points, scale_log_odds
+
+N = 600
+Data = tuple[pd.DataFrame, np.ndarray]
+
+
+def feature_frame(defs: Definitions, n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Every feature with plausible values and gaps; the outcome follows demo requests and the ICP."""
+    rng = np.random.default_rng(seed)
+    frame: dict[str, object] = {}
+    for f in defs.features:
+        if f.is_categorical:
+            levels = np.array(["Software", "Retail", "Student", "VP", "Competitor", "rare"], dtype=object)
+            values = rng.choice(levels, n, p=[0.3, 0.3, 0.1, 0.2, 0.07, 0.03])
+            values[rng.random(n) < 0.1] = None
+            frame[f.key] = values
+        elif f.kind == "icp_match":
+            flags = rng.integers(0, 2, n).astype(object)
+            flags[rng.random(n) < 0.1] = None
+            frame[f.key] = flags
+        else:
+            counts = rng.poisson(2.0, n).astype(float)
+            counts[rng.random(n) < 0.1] = np.nan
+            frame[f.key] = counts
+    out = pd.DataFrame(frame)
+    signal = -1.0 + 0.8 * np.nan_to_num(out["demo_requests_90d"].to_numpy(float)) + 0.7 * (out["icp_industry"] == 1)
+    y = (rng.random(n) < 1 / (1 + np.exp(-signal))).astype(int)
+    return out, y
+
+
+def assert_exact(bundle: Bundle, frame: pd.DataFrame) -> None:
+    X = bundle.encoder.transform(frame)
+    base, contrib = bundle.contributions(X)
+    assert contrib.shape == (len(frame), len(bundle.feature_keys))
+    assert np.max(np.abs(base + contrib.sum(axis=1) - bundle.logit(X))) < 1e-9
+    p = bundle.predict_proba(frame)
+    np.testing.assert_allclose(np.log(p / (1 - p)), bundle.logit(X), atol=1e-9)
+
+
+def number(value: float | None) -> float:
+    assert value is not None
+    return value
+
+
+def odd_rows(defs: Definitions, frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows with every value missing, and with categories training never saw."""
+    odd = frame.head(4).copy()
+    odd.iloc[0] = None
+    for f in defs.features:
+        if f.is_categorical:
+            odd.loc[odd.index[1], f.key] = "never seen before"
+    return odd
+
+
+@pytest.fixture(scope="module")
+def data(definitions: Definitions) -> tuple[pd.DataFrame, np.ndarray]:
+    return feature_frame(definitions, N, seed=3)
+
+
+@pytest.fixture(scope="module")
+def lightgbm_bundle(definitions: Definitions, data: Data) -> ModelBundle:
+    frame, y = data
+    enc = FeatureEncoder.fit(frame, definitions.feature_keys, [f.key for f in definitions.features if f.is_categorical])
+    params = {"objective": "binary", "verbosity": -1, "num_leaves": 7, "min_data_in_leaf": 10, "num_threads": 1}
+    train_set = lgb.Dataset(enc.transform(frame), y, categorical_feature=enc.categorical_indices)
+    booster = lgb.train(params, train_set, num_boost_round=15)
+    return ModelBundle(enc, booster, calib_a=0.9, calib_b=-0.2)
+
+
+@pytest.fixture(scope="module")
+def logreg_bundle(definitions: Definitions, data: Data) -> LogRegBundle:
+    frame, y = data
+    return fit_logreg_bundle(definitions, frame, y)
+
+
+def test_every_kind_is_exact_with_missing_and_unseen_values(
+    definitions: Definitions, data: Data, lightgbm_bundle: ModelBundle, logreg_bundle: LogRegBundle
+) -> None:
+    frame, y = data
+    scale_only = PointsBundle.from_definitions(definitions)
+    fitted = PointsBundle.fit(definitions, frame, y)
+    for bundle in (lightgbm_bundle, logreg_bundle, scale_only, fitted):
+        assert_exact(bundle, frame)
+        assert_exact(bundle, odd_rows(definitions, frame))
+
+
+def test_points_contributions_are_the_rules_points_times_the_scale(definitions: Definitions) -> None:
+    bundle = PointsBundle.from_definitions(definitions)
+    assert not bundle.calibrated and bundle.kind == "points"
+    points = definitions.points
+    assert points is not None
+    a, b = scale_log_odds(points.scale)
+    lead = dict.fromkeys(definitions.feature_keys)
+    lead.update(demo_requests_90d=5, icp_industry=True, industry="Competitor", seniority="Student")
+    lead.update(unsubscribes_90d=1, days_since_last_activity=30)
+    X = bundle.encoder.transform(pd.DataFrame([lead]))
+    base, contrib = bundle.contributions(X)
+    rules = {r.feature: r for r in points.rules}
+    demo = rules["demo_requests_90d"]
+    expected = {
+        "demo_requests_90d": number(demo.per_unit) * min(5, number(demo.max_units)),
+        "icp_industry": number(rules["icp_industry"].points),
+        "industry": number(rules["industry"].points),
+        "seniority": number(rules["seniority"].points),
+        "unsubscribes_90d": number(rules["unsubscribes_90d"].per_unit),
+        "days_since_last_activity": number(rules["days_since_last_activity"].per_unit) * 4,  # four full weeks of 7 days
+    }
+    got = dict(zip(bundle.feature_keys, contrib[0], strict=True))
+    for key, rule_total in expected.items():
+        assert got[key] == pytest.approx(rule_total * a), key
+    assert all(got[k] == 0 for k in got if k not in expected)  # missing values score nothing
+    assert base[0] == pytest.approx(b)
+    # The scale's reading: points_at_even_odds points is a 50% chance.
+    assert a * points.scale.points_at_even_odds + b == pytest.approx(0.0)
+
+
+def test_points_rule_forms() -> None:
+    from samepage.points import rule_points
+
+    x = np.array([np.nan, 0.0, 6.0, 13.0, 100.0])
+    assert rule_points(PointsRule(feature="f", per_unit=-1, unit=7, max_units=10), x, None).tolist() == [0, 0, 0, -1, -10]
+    assert rule_points(PointsRule(feature="f", at_least=6, at_most=13, points=4), x, None).tolist() == [0, 0, 4, 4, 0]
+    codes = np.array([np.nan, 0.0, 1.0, 2.0])
+    assert rule_points(PointsRule(feature="f", in_=["b", "c"], points=3), codes, ["a", "b", "c"]).tolist() == [0, 0, 3, 3]
+    flags = np.array([np.nan, 0.0, 1.0])
+    assert rule_points(PointsRule(feature="f", in_=[False], points=-2), flags, None).tolist() == [0, -2, 0]
+
+
+def test_fitted_points_keep_the_rules_and_learn_the_scale(definitions: Definitions, data: Data) -> None:
+    frame, y = data
+    fitted = PointsBundle.fit(definitions, frame, y)
+    assert fitted.calibrated and fitted.a > 0
+    total = fitted.total_points(frame)
+    np.testing.assert_allclose(fitted.logit(fitted.encoder.transform(frame)), fitted.a * total + fitted.b)
+    assert fitted.predict_proba(frame).mean() == pytest.approx(y.mean(), abs=1e-3)  # Platt with an intercept
+    with pytest.raises(ValueError, match="do not rank"):
+        PointsBundle.fit(definitions, frame, 1 - y)  # outcomes the rules rank backwards
+    with pytest.raises(ValueError, match="both outcomes"):
+        PointsBundle.fit(definitions, frame, np.zeros(len(y)))
+
+
+def test_definitions_without_points_use_the_derived_rules(definitions: Definitions) -> None:
+    bare = definitions.model_copy(update={"points": None})
+    bundle = PointsBundle.from_definitions(bare)
+    assert bundle.points == derived_points(bare) and bundle.meta["derived"] is True
+    lead = dict.fromkeys(bare.feature_keys) | {"icp_country": 1.0, "pricing_views_90d": 2.0}
+    _, contrib = bundle.contributions(bundle.encoder.transform(pd.DataFrame([lead])))
+    a, _ = scale_log_odds(PointsScale())
+    assert contrib.sum() == pytest.approx((15 + 2 * 10) * a)
+
+
+def test_logreg_contribution_is_coefficient_times_distance_from_the_mean(logreg_bundle: LogRegBundle, data: Data) -> None:
+    frame, _ = data
+    assert logreg_bundle.calibrated and logreg_bundle.kind == "logreg"
+    columns = logreg_bundle.column_names()
+    assert "employees" in columns and "employees=(missing)" in columns and "industry=(other)" in columns  # 'rare' is pooled
+    assert "industry=rare" not in columns
+    X = logreg_bundle.encoder.transform(frame.head(1))
+    base, contrib = logreg_bundle.contributions(X)
+    j = logreg_bundle.feature_keys.index("demo_requests_90d")
+    c = columns.index("demo_requests_90d")
+    spec = logreg_bundle.specs[j]
+    value = X[0, j] if not math.isnan(X[0, j]) else spec.median
+    z = (np.sign(value) * np.log1p(abs(value)) - spec.center) / spec.scale
+    flag = columns.index("demo_requests_90d=(missing)")
+    coef, means = logreg_bundle.coef, logreg_bundle.means
+    expected = coef[c] * (z - means[c]) + coef[flag] * (float(math.isnan(X[0, j])) - means[flag])
+    assert contrib[0, j] == pytest.approx(expected)
+    assert base[0] == pytest.approx(logreg_bundle.intercept + float(logreg_bundle.coef @ logreg_bundle.means))
+    assert logreg_bundle.coef[c] > 0  # it learned the planted signal
+
+
+def test_save_and_load_round_trip_every_kind(
+    tmp_path: Path, definitions: Definitions, data: Data, lightgbm_bundle: ModelBundle, logreg_bundle: LogRegBundle
+) -> None:
+    frame, y = data
+    points = [PointsBundle.from_definitions(definitions), PointsBundle.fit(definitions, frame, y)]
+    bundles: list[Bundle] = [lightgbm_bundle, logreg_bundle, *points]
+    for i, bundle in enumerate(bundles):
+        bundle.meta["feature_ranges"] = {"employees": [0.0, 9.0]}
+        loaded = Bundle.load(bundle.save(tmp_path / str(i)))
+        assert type(loaded) is type(bundle) and loaded.kind == bundle.kind
+        assert loaded.calibrated == bundle.calibrated and loaded.feature_keys == bundle.feature_keys
+        assert loaded.meta["feature_ranges"] == {"employees": [0.0, 9.0]}
+        np.testing.assert_array_equal(loaded.predict_proba(frame), bundle.predict_proba(frame))
+        odd = odd_rows(definitions, frame)
+        again = loaded.contributions(loaded.encoder.transform(odd))[1]
+        np.testing.assert_array_equal(again, bundle.contributions(bundle.encoder.transform(odd))[1])
+
+
+def test_a_bundle_saved_before_kinds_still_loads_as_lightgbm(tmp_path: Path, lightgbm_bundle: ModelBundle, data: Data) -> None:
+    import json
+
+    frame, _ = data
+    folder = tmp_path / "old"
+    folder.mkdir()
+    lightgbm_bundle.booster.save_model(str(folder / BOOSTER_FILE))
+    old = {  # the layout written before bundles had kinds
+        "feature_keys": lightgbm_bundle.encoder.feature_keys,
+        "categories": lightgbm_bundle.encoder.categories,
+        "calibration": {"a": lightgbm_bundle.calib_a, "b": lightgbm_bundle.calib_b},
+        "meta": {"trained_at": "2026-11-01"},
+    }
+    (folder / META_FILE).write_text(json.dumps(old))
+    loaded = ModelBundle.load(folder)
+    assert isinstance(loaded, ModelBundle) and loaded.calibrated and loaded.meta == {"trained_at": "2026-11-01"}
+    np.testing.assert_allclose(loaded.predict_proba(frame), lightgbm_bundle.predict_proba(frame))
+    (folder / META_FILE).write_text(json.dumps({**old, "kind": "forest"}))
+    with pytest.raises(ValueError, match="unknown bundle kind 'forest'"):
+        Bundle.load(folder)
+
+
+def test_points_bundle_with_no_rules_scores_the_prior(definitions: Definitions, data: Data, tmp_path: Path) -> None:
+    frame, _ = data
+    empty = Points.model_construct(scale=PointsScale(points_at_even_odds=20, points_per_doubling=10), rules=[])
+    bundle = PointsBundle.from_definitions(definitions, empty)
+    p = bundle.predict_proba(frame)
+    assert np.allclose(p, 1 / (1 + 2.0**2))  # 0 points: two doublings below even odds
+    assert np.allclose(Bundle.load(bundle.save(tmp_path / "empty")).predict_proba(frame), p)
