@@ -17,8 +17,8 @@ from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse
 
-from samepage.definitions import Definitions, load_definitions
 from features.derive import override_targets
+from samepage.definitions import Definitions, load_definitions
 from samepage.records import RecordStore
 from samepage.settings import Settings
 from serving.auth import configured_keys, require_api_key
