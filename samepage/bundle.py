@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,15 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from samepage.values import is_missing
+
 MODEL_NAME = "sql_likelihood"
 CHAMPION = "champion"
 CHAMPION_URI = f"models:/{MODEL_NAME}@{CHAMPION}"
 BOOSTER_FILE = "booster.txt"
 META_FILE = "bundle.json"
+SMALL_FRAME = 64  # rows; below this one object conversion of the frame beats per-column access
+_PLAIN_NUMBERS = frozenset({float, int, bool, type(None)})  # what `float()` takes exactly as pandas would
 
 
 @dataclass
@@ -51,18 +56,55 @@ class FeatureEncoder:
         return [i for i, k in enumerate(self.feature_keys) if k in self.categories]
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        missing = [k for k in self.feature_keys if k not in frame.columns]
-        if missing:
-            raise KeyError(f"feature frame lacks columns {missing}")
-        out = np.empty((len(frame), len(self.feature_keys)), dtype=np.float64)
+        """LightGBM's matrix for a frame holding `feature_keys` (KeyError names any it lacks)."""
+        return self.transform_columns(self.columns(frame))
+
+    def columns(self, frame: pd.DataFrame) -> list[np.ndarray]:
+        """The frame's `feature_keys` columns as arrays, in order: a batch's keep their dtypes.
+
+        A few rows go through one object conversion instead: pandas' per-column access costs
+        more than the rows' own work (a row's values then are plain Python objects).
+        """
+        positions = frame.columns.get_indexer(self.feature_keys)
+        if (positions < 0).any():
+            raise KeyError(f"feature frame lacks columns {[k for k, p in zip(self.feature_keys, positions, strict=True) if p < 0]}")
+        if len(frame) < SMALL_FRAME:
+            return list(frame.to_numpy(dtype=object)[:, positions].T)
+        return [frame[k].to_numpy() for k in self.feature_keys]
+
+    def transform_columns(self, columns: Sequence[np.ndarray]) -> np.ndarray:
+        """LightGBM's matrix from one array per feature key (as `columns` returns them): THE encoding.
+
+        A category is `str(value)` looked up in the fitted categories (missing or unseen: NaN); a
+        number is a float (missing: NaN; text that is not a number: NaN, as `pd.to_numeric` coerces).
+        """
+        codes = self._codes()
+        n = len(columns[0]) if len(columns) else 0
+        out = np.empty((n, len(self.feature_keys)), dtype=np.float64)
+        nan = np.nan
         for j, key in enumerate(self.feature_keys):
-            col = frame[key]
-            if key in self.categories:
-                codes = pd.Categorical(col.astype("string"), categories=self.categories[key]).codes
-                out[:, j] = np.where(codes < 0, np.nan, codes)
+            col = columns[j]
+            lookup = codes.get(key)
+            if lookup is not None:
+                out[:, j] = [nan if is_missing(v) else lookup.get(str(v), nan) for v in col.tolist()]
+            elif col.dtype.kind in "fiub":  # already numbers: NaN stays missing
+                out[:, j] = col
             else:
-                out[:, j] = pd.to_numeric(col.astype("object").where(col.notna(), None), errors="coerce")
+                values = col.tolist()
+                if all(type(v) in _PLAIN_NUMBERS for v in values):
+                    out[:, j] = [nan if v is None or v != v else float(v) for v in values]
+                else:  # text, pandas' NA, numpy scalars: pandas' own coercion, value by value
+                    series = pd.Series(col, dtype=object)
+                    out[:, j] = pd.to_numeric(series.where(series.notna(), None), errors="coerce")
         return out
+
+    def _codes(self) -> dict[str, dict[str, int]]:
+        """category -> code per categorical key, built once per encoder (categories are fixed at fit time)."""
+        cached = self.__dict__.get("_code_lookup")
+        if cached is None:
+            cached = {k: {c: i for i, c in enumerate(cats)} for k, cats in self.categories.items()}
+            self.__dict__["_code_lookup"] = cached
+        return cached
 
 
 @dataclass
