@@ -29,7 +29,6 @@ CHAMPION_URI = f"models:/{MODEL_NAME}@{CHAMPION}"
 BOOSTER_FILE = "booster.txt"
 META_FILE = "bundle.json"
 SMALL_FRAME = 64  # rows; below this one object conversion of the frame beats per-column access
-_PLAIN_NUMBERS = frozenset({float, int, bool, type(None)})  # what `float()` takes exactly as pandas would
 
 
 @dataclass
@@ -86,14 +85,16 @@ class FeatureEncoder:
             col = columns[j]
             lookup = codes.get(key)
             if lookup is not None:
-                out[:, j] = [nan if is_missing(v) else lookup.get(str(v), nan) for v in col.tolist()]
+                # text first: it is nearly every value, and needs neither the missing test nor str()
+                out[:, j] = [
+                    lookup.get(v, nan) if type(v) is str else nan if is_missing(v) else lookup.get(str(v), nan) for v in col.tolist()
+                ]
             elif col.dtype.kind in "fiub":  # already numbers: NaN stays missing
                 out[:, j] = col
             else:
-                values = col.tolist()
-                if all(type(v) in _PLAIN_NUMBERS for v in values):
-                    out[:, j] = [nan if v is None or v != v else float(v) for v in values]
-                else:  # text, pandas' NA, numpy scalars: pandas' own coercion, value by value
+                try:  # a float (NaN too) as it is: nearly every value; None, int and bool by `_plain_number`
+                    out[:, j] = [v if type(v) is float else _plain_number(v) for v in col.tolist()]
+                except TypeError:  # text, pandas' NA, numpy scalars: pandas' own coercion, value by value
                     series = pd.Series(col, dtype=object)
                     out[:, j] = pd.to_numeric(series.where(series.notna(), None), errors="coerce")
         return out
@@ -105,6 +106,15 @@ class FeatureEncoder:
             cached = {k: {c: i for i, c in enumerate(cats)} for k, cats in self.categories.items()}
             self.__dict__["_code_lookup"] = cached
         return cached
+
+
+def _plain_number(value: Any) -> float:
+    """None, int or bool as a float; TypeError for anything pandas would have to coerce (text, NA, numpy)."""
+    if value is None:
+        return math.nan
+    if type(value) is int or type(value) is bool:
+        return float(value)
+    raise TypeError(f"not a plain number: {type(value).__name__}")
 
 
 @dataclass
