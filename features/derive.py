@@ -234,7 +234,7 @@ def _icp_match(f: Feature, raw: RawColumns, text: Any, n: int, defs: Definitions
     departments = {v.casefold() for v in icp.personas.departments}
     titles = [t.casefold() for t in icp.personas.titles_contain]
     result = np.empty(n, dtype="float64")
-    rows = zip(map(_fold, text("seniority")), map(_fold, text("department")), map(_fold, text("job_title")))
+    rows = zip(map(_fold, text("seniority")), map(_fold, text("department")), map(_fold, text("job_title")), strict=True)
     for i, (seniority, department, title) in enumerate(rows):
         if seniority is None and department is None and title is None:
             result[i] = np.nan

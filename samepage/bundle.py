@@ -66,7 +66,8 @@ class FeatureEncoder:
         """
         positions = frame.columns.get_indexer(self.feature_keys)
         if (positions < 0).any():
-            raise KeyError(f"feature frame lacks columns {[k for k, p in zip(self.feature_keys, positions, strict=True) if p < 0]}")
+            lacking = [k for k, p in zip(self.feature_keys, positions, strict=True) if p < 0]
+            raise KeyError(f"feature frame lacks columns {lacking}")
         if len(frame) < SMALL_FRAME:
             return list(frame.to_numpy(dtype=object)[:, positions].T)
         return [frame[k].to_numpy() for k in self.feature_keys]
@@ -87,7 +88,8 @@ class FeatureEncoder:
             if lookup is not None:
                 # text first: it is nearly every value, and needs neither the missing test nor str()
                 out[:, j] = [
-                    lookup.get(v, nan) if type(v) is str else nan if is_missing(v) else lookup.get(str(v), nan) for v in col.tolist()
+                    lookup.get(v, nan) if type(v) is str else nan if is_missing(v) else lookup.get(str(v), nan)
+                    for v in col.tolist()
                 ]
             elif col.dtype.kind in "fiub":  # already numbers: NaN stays missing
                 out[:, j] = col
@@ -130,7 +132,7 @@ class ModelBundle:
         return self.encoder.feature_keys
 
     def logit(self, X: np.ndarray) -> np.ndarray:
-        return self.calib_a * self.booster.predict(X, raw_score=True) + self.calib_b
+        return self.calib_a * np.asarray(self.booster.predict(X, raw_score=True)) + self.calib_b
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         return _sigmoid(self.logit(self.encoder.transform(frame)))

@@ -159,7 +159,9 @@ def _pairs(chunk: pd.DataFrame, columns: list[str]) -> list[tuple[str, dict[str,
     return out
 
 
-def _score_chunk(scorer: Scorer, champion: Champion, pairs: list[tuple[str, dict[str, Any]]], path: Path, offset: int) -> list[dict[str, Any]]:
+def _score_chunk(
+    scorer: Scorer, champion: Champion, pairs: list[tuple[str, dict[str, Any]]], path: Path, offset: int
+) -> list[dict[str, Any]]:
     try:
         return scorer.score(pairs, champion)
     except SamepageError:

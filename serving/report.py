@@ -185,7 +185,8 @@ def _stage_times(steps: list[str], first_at: pd.DataFrame) -> list[StageTime]:
         delta = (first_at[b] - first_at[a]).dropna()
         delta = delta[delta >= pd.Timedelta(0)]
         hours = delta.dt.total_seconds() / 3600.0
-        out.append(StageTime(from_stage=a, to_stage=b, leads=len(hours), median_hours=float(hours.median()) if len(hours) else None))
+        median = float(hours.median()) if len(hours) else None
+        out.append(StageTime(from_stage=a, to_stage=b, leads=len(hours), median_hours=median))
     return out
 
 
@@ -219,7 +220,8 @@ def _sla(defs: Definitions, hist: pd.DataFrame, now: pd.Timestamp) -> SlaOut:
 
 
 def _disqualifications(defs: Definitions, leads: pd.DataFrame, hist: pd.DataFrame, cohort: pd.Series) -> Disqualifications:
-    known = [ReasonRef(key=r.key, label=r.label) for r in defs.stage(DISQUALIFIED).reasons] if _has_stage(defs, DISQUALIFIED) else []
+    reasons_known = defs.stage(DISQUALIFIED).reasons if _has_stage(defs, DISQUALIFIED) else []
+    known = [ReasonRef(key=r.key, label=r.label) for r in reasons_known]
     if "source" in leads.columns:
         source = pd.Series(leads["source"].astype("string").to_numpy(), dtype="string")
     else:
@@ -239,7 +241,9 @@ def _disqualifications(defs: Definitions, leads: pd.DataFrame, hist: pd.DataFram
     return Disqualifications(reasons=reasons, by_source=rows, total=len(reason))
 
 
-def _calibration(defs: Definitions, hist: pd.DataFrame, cohort: pd.Series, scores: pd.DataFrame, now: pd.Timestamp) -> Calibration:
+def _calibration(
+    defs: Definitions, hist: pd.DataFrame, cohort: pd.Series, scores: pd.DataFrame, now: pd.Timestamp
+) -> Calibration:
     label = defs.label
     score = scores.drop_duplicates("lead_id", keep="last").set_index("lead_id")["score"]
     score = score.reindex(cohort.index).dropna()

@@ -80,7 +80,9 @@ class Calibration(_Out):
     scored: int = Field(description="Cohort leads with a latest score")
     with_outcome: int = Field(description="Scored leads whose label window has closed (their outcome is known)")
     open_window: int = Field(description="Scored leads left out: their window is still open")
-    already_at_target: int = Field(0, description="Scored leads left out: they had reached the label stage before their as-of time")
+    already_at_target: int = Field(
+        0, description="Scored leads left out: they had reached the label stage before their as-of time"
+    )
     positives: int
     roc_auc: float | None = Field(description="How well the score ranks the leads that reached the stage above the rest")
     brier: float | None

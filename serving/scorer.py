@@ -177,7 +177,7 @@ class Scorer:
         scored_at = now.isoformat().replace("+00:00", "Z")
         model = {"name": champ.name, "version": champ.version}
         dv = self.defs.version_string
-        results = []
+        results: list[dict[str, Any]] = []
         for lead_id, attrs, exp in zip(ids, overrides, explanations, strict=True):
             values = {c["feature"]: c["value"] for c in exp.contributions}
             if extra_fields:

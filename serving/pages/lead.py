@@ -79,7 +79,11 @@ async def lead_feedback(request: Request, lead_id: str) -> Response:
         return await run_in_threadpool(_lead_response, request, lead_id, None, message, 422)
     except ApiError as exc:
         return await run_in_threadpool(_lead_response, request, lead_id, None, exc.message.replace("body.", "form."), exc.status)
-    query = {"recorded": out["stage"], **({"reason": out["reason"]} if out["reason"] else {}), **({} if out["created"] else {"again": "1"})}
+    query = {
+        "recorded": out["stage"],
+        **({"reason": out["reason"]} if out["reason"] else {}),
+        **({} if out["created"] else {"again": "1"}),
+    }
     return RedirectResponse(f"/leads/{quote(lead_id, safe='')}?{urlencode(query)}", status_code=303)
 
 
@@ -102,7 +106,8 @@ def _lead_response(request: Request, lead_id: str, flash: str | None, error: str
     except UnknownLead as exc:
         return render(request, "missing.html", status=404, lead_id=lead_id, message=exc.message, active="")
     result, no_score = _result(state, record, lead_id)
-    return render(request, "lead.html", status=status, active="lead", **lead_context(defs, record, result, no_score), flash=flash, error=error)
+    context = lead_context(defs, record, result, no_score)
+    return render(request, "lead.html", status=status, active="lead", **context, flash=flash, error=error)
 
 
 def _result(state: Any, record: dict[str, Any], lead_id: str) -> tuple[dict[str, Any] | None, str]:

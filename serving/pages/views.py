@@ -7,6 +7,7 @@ for lead.html and report.html (labels, stage path, dates in UTC, chart geometry)
 from __future__ import annotations
 
 import uuid
+from datetime import date
 from typing import Any
 from urllib.parse import urlencode
 
@@ -25,7 +26,9 @@ PERSON = ("job_title", "seniority", "department")
 COMPANY = ("industry", "employees", "annual_revenue", "country")
 
 
-def flash_message(defs: Definitions, recorded: str | None, reason: str | None, again: str | None, rescored: str | None = None) -> str | None:
+def flash_message(
+    defs: Definitions, recorded: str | None, reason: str | None, again: str | None, rescored: str | None = None
+) -> str | None:
     """The note above the record after a redirect: what was recorded, or that the lead was scored again."""
     if rescored:
         return "Scored again with the current champion and the latest engagement."
@@ -54,9 +57,11 @@ def lead_context(defs: Definitions, record: dict[str, Any], result: dict[str, An
             current = None
     target = defs.stage(defs.label.target_stage)
     disqualify = defs.stage(DISQUALIFIED) if any(s.key == DISQUALIFIED for s in defs.stages) else None
-    actions = [{"key": k, "verb": v, "entry": defs.stage(k).entry} for k, v in VERBS.items() if any(s.key == k for s in defs.stages)]
+    keys = {s.key for s in defs.stages}
+    actions = [{"key": k, "verb": v, "entry": defs.stage(k).entry} for k, v in VERBS.items() if k in keys]
     skip = {*VERBS, DISQUALIFIED, defs.label.as_of_stage}
-    more = [s for s in defs.stages if s.key not in skip and (defs.funnel_rank(s.key) or 0) >= (defs.funnel_rank(defs.label.as_of_stage or "") or 0)]
+    first_rank = defs.funnel_rank(defs.label.as_of_stage or "") or 0
+    more = [s for s in defs.stages if s.key not in skip and (defs.funnel_rank(s.key) or 0) >= first_rank]
     scored_at = pd.Timestamp(result["scored_at"]) if result else None
     return {
         "path": _path(defs, [s["stage"] for s in record["stages"]]),
@@ -96,7 +101,10 @@ def _path(defs: Definitions, stages: list[str]) -> list[dict[str, str]]:
     ended_off = bool(stages) and stages[-1] not in keys
     out = []
     for i, key in enumerate(keys):
-        state = "done" if i < furthest else ("current" if i == furthest and not ended_off else ("done" if i == furthest else "todo"))
+        if i == furthest:
+            state = "done" if ended_off else "current"
+        else:
+            state = "done" if i < furthest else "todo"
         out.append({"key": key, "name": defs.stage(key).name, "state": state})
     return out
 
@@ -108,7 +116,8 @@ def _reached_target(defs: Definitions, stages: list[dict[str, Any]]) -> str | No
     if first is None:
         return None
     target = defs.stage(defs.label.target_stage).name
-    return f"Already reached {target} or beyond on {_when(pd.Timestamp(first['occurred_at']))} ({first['name']}): the score matters less now."
+    when = _when(pd.Timestamp(first["occurred_at"]))
+    return f"Already reached {target} or beyond on {when} ({first['name']}): the score matters less now."
 
 
 def _is_attribute(defs: Definitions, key: str) -> bool:
@@ -184,6 +193,11 @@ def _sections(defs: Definitions, attrs: dict[str, Any]) -> list[tuple[str, list[
     return out
 
 
+def _period_query(start: date | None, end: date | None) -> str:
+    """`start=...&end=...` for a preset; an open end is left out."""
+    return urlencode({k: d.isoformat() for k, d in (("start", start), ("end", end)) if d})
+
+
 def report_context(defs: Definitions, report: FunnelReport) -> dict[str, Any]:
     """Everything report.html shows: the report itself, chart shapes, period presets, stage names."""
     rows, legend = charts.disqualification_rows(report.disqualifications)
@@ -200,7 +214,7 @@ def report_context(defs: Definitions, report: FunnelReport) -> dict[str, Any]:
         "report": report,
         "start": report.period.start.isoformat(),
         "end": report.period.end.isoformat(),
-        "presets": [(label, urlencode({k: v.isoformat() for k, v in (("start", a), ("end", b)) if v})) for label, a, b in presets],
+        "presets": [(label, _period_query(a, b)) for label, a, b in presets],
         "funnel": charts.funnel_bars(report.funnel),
         "sla_segments": charts.sla_segments(report.sla),
         "dq_rows": rows,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -25,10 +27,16 @@ def readyz(scorer: ScorerDep, defs: DefsDep) -> JSONResponse | dict:
     if champion is None:
         body = ReadyOut(ready=False, reason=scorer.reason, definitions_version=defs.version_string)
         return JSONResponse(body.model_dump(mode="json"), status_code=503)
-    return {"ready": True, "model": {"name": champion.name, "version": champion.version}, "definitions_version": defs.version_string}
+    model = {"name": champion.name, "version": champion.version}
+    return {"ready": True, "model": model, "definitions_version": defs.version_string}
 
 
-@router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}})
+PROMETHEUS_TEXT: dict[int | str, dict[str, Any]] = {
+    200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}
+}
+
+
+@router.get("/metrics", response_class=Response, responses=PROMETHEUS_TEXT)
 def metrics(m: MetricsDep) -> Response:
     """Prometheus metrics: requests, latency, scores, MQL verdicts, feedback, the model served."""
     return Response(m.render(), media_type=CONTENT_TYPE_LATEST)

@@ -35,7 +35,11 @@ def pandas_encoding(encoder: FeatureEncoder, frame: pd.DataFrame) -> np.ndarray:
 
 missing = st.sampled_from([None, float("nan"), pd.NA])
 category_values = st.one_of(
-    st.sampled_from(CATEGORIES + ["Unseen", " Software"]), st.text(max_size=6), st.integers(-3, 3), st.sampled_from([2.0, 2.5, True]), missing
+    st.sampled_from(CATEGORIES + ["Unseen", " Software"]),
+    st.text(max_size=6),
+    st.integers(-3, 3),
+    st.sampled_from([2.0, 2.5, True]),
+    missing,
 )
 plain_numbers = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True), st.integers(-(2**53), 2**53), st.booleans(), st.just(None)
