@@ -21,7 +21,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from samepage.values import is_missing
+from samepage.values import is_missing, sigmoid
 
 MODEL_NAME = "sql_likelihood"
 CHAMPION = "champion"
@@ -135,7 +135,7 @@ class ModelBundle:
         return self.calib_a * np.asarray(self.booster.predict(X, raw_score=True)) + self.calib_b
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        return _sigmoid(self.logit(self.encoder.transform(frame)))
+        return sigmoid(self.logit(self.encoder.transform(frame)))
 
     def contributions(self, X: np.ndarray, **predict_params: Any) -> tuple[np.ndarray, np.ndarray]:
         """(base_value per row, contributions (n, k)) in calibrated log-odds; exact by construction.
@@ -166,14 +166,6 @@ class ModelBundle:
         encoder = FeatureEncoder(meta["feature_keys"], meta["categories"])
         cal = meta["calibration"]
         return cls(encoder, booster, float(cal["a"]), float(cal["b"]), meta.get("meta", {}))
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
-
-
-def logit(p: float) -> float:
-    return math.log(p / (1.0 - p))
 
 
 def _pyfunc_base() -> type:
