@@ -11,34 +11,27 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from samepage.definitions import Definitions, Feature
 from features.transform import CREATED_AT, LAST_ACTIVITY_AT, needed_columns
+from samepage.definitions import Definitions, Feature
+from samepage.errors import InvalidAttribute
+from samepage.values import FALSE_WORDS, TRUE_WORDS, is_missing, utc_timestamp  # `derive.is_missing` stays importable
 
 _DAY_SECONDS = 86_400.0
-_TRUE = {"true", "yes", "1", "y", "t"}
-_FALSE = {"false", "no", "0", "n", "f"}
-_UTC = pd.Timestamp(0, tz="UTC").tzinfo
 _PLAIN_NUMBERS = {int, float, bool, np.float64, type(None)}
 
 RawColumns = Mapping[str, Sequence[Any] | np.ndarray]
 Overrides = Sequence[Mapping[str, Any] | None]
 
 
-def is_missing(value: Any) -> bool:
-    if value is None or value is pd.NA or value is pd.NaT:
-        return True
-    return isinstance(value, float) and math.isnan(value)
-
-
 # -- coercion ---------------------------------------------------------------------------------
 def coerce(name: str, value: Any, kind: str) -> Any:
-    """One caller-supplied value in the feature's type; ValueError names the field."""
+    """One caller-supplied value in the feature's type; `InvalidAttribute` (a ValueError) names the field."""
     if is_missing(value):
         return None
     where = f"attributes.{name}"
@@ -48,36 +41,36 @@ def coerce(name: str, value: Any, kind: str) -> Any:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             text = str(value).strip()
             return text or None
-        raise ValueError(f"{where}: expected text, got {value!r}")
+        raise InvalidAttribute(where, f"expected text, got {value!r}")
     if kind == "number":
         if isinstance(value, bool):
-            raise ValueError(f"{where}: expected a number, got {value!r}")
+            raise InvalidAttribute(where, f"expected a number, got {value!r}")
         try:
             number = float(value)
         except (TypeError, ValueError):
-            raise ValueError(f"{where}: expected a number, got {value!r}") from None
+            raise InvalidAttribute(where, f"expected a number, got {value!r}") from None
         if not math.isfinite(number):
-            raise ValueError(f"{where}: expected a finite number, got {value!r}")
+            raise InvalidAttribute(where, f"expected a finite number, got {value!r}")
         return number
     if kind == "boolean":
         if isinstance(value, bool):
             return value
         if isinstance(value, (int, float)) and value in (0, 1):
             return bool(value)
-        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-            return value.strip().lower() in _TRUE
-        raise ValueError(f"{where}: expected true or false, got {value!r}")
+        if isinstance(value, str) and value.strip().lower() in TRUE_WORDS | FALSE_WORDS:
+            return value.strip().lower() in TRUE_WORDS
+        raise InvalidAttribute(where, f"expected true or false, got {value!r}")
     if kind == "timestamp":
         if not isinstance(value, (str, datetime)):  # a bare number would silently mean 1970
-            raise ValueError(f"{where}: expected an ISO 8601 time, got {value!r}")
+            raise InvalidAttribute(where, f"expected an ISO 8601 time, got {value!r}")
         try:
             stamp = pd.Timestamp(value)
         except (TypeError, ValueError):
-            raise ValueError(f"{where}: expected an ISO 8601 time, got {value!r}") from None
+            raise InvalidAttribute(where, f"expected an ISO 8601 time, got {value!r}") from None
         if stamp is pd.NaT:
             return None
-        return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    raise ValueError(f"{where}: cannot be overridden")
+        return utc_timestamp(stamp)
+    raise InvalidAttribute(where, "cannot be overridden")
 
 
 def override_targets(defs: Definitions, kinds: Mapping[str, str] | None = None) -> dict[str, tuple[str, str, bool]]:
@@ -132,10 +125,9 @@ def _seconds(values: Sequence[Any] | np.ndarray | pd.Series | None, n: int) -> n
         elif isinstance(v, np.datetime64):  # a stored value beside an override (see OnlineFeatures.raw)
             out[i] = np.nan if np.isnat(v) else v.astype("datetime64[ns]").astype("int64") / 1e9
         elif isinstance(v, datetime):  # pd.Timestamp is a datetime too
-            out[i] = (v if v.tzinfo is not None else v.replace(tzinfo=_UTC)).timestamp()
+            out[i] = (v if v.tzinfo is not None else v.replace(tzinfo=UTC)).timestamp()
         else:
-            stamp = pd.Timestamp(v)
-            out[i] = (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp).timestamp()
+            out[i] = utc_timestamp(v).timestamp()
     return out
 
 
@@ -155,7 +147,7 @@ def apply_overrides(
     for i, row in enumerate(overrides):
         for name, value in (row or {}).items():
             if name not in targets:
-                raise ValueError(f"attributes.{name}: unknown attribute (not a lead column or feature)")
+                raise InvalidAttribute(f"attributes.{name}", "unknown attribute (not a lead column or feature)")
             field, kind, after = targets[name]
             coerced = coerce(name, value, kind)
             if after:
@@ -242,7 +234,7 @@ def _icp_match(f: Feature, raw: RawColumns, text: Any, n: int, defs: Definitions
     departments = {v.casefold() for v in icp.personas.departments}
     titles = [t.casefold() for t in icp.personas.titles_contain]
     result = np.empty(n, dtype="float64")
-    rows = zip(map(_fold, text("seniority")), map(_fold, text("department")), map(_fold, text("job_title")))
+    rows = zip(map(_fold, text("seniority")), map(_fold, text("department")), map(_fold, text("job_title")), strict=True)
     for i, (seniority, department, title) in enumerate(rows):
         if seniority is None and department is None and title is None:
             result[i] = np.nan

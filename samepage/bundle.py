@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,13 +26,14 @@ from sklearn.linear_model import LogisticRegression
 
 from samepage.definitions import Definitions, Points
 from samepage.points import points_by_feature, rule_categories, scale_log_odds, team_points
-from samepage.values import sigmoid
+from samepage.values import is_missing, sigmoid
 
 MODEL_NAME = "sql_likelihood"
 CHAMPION = "champion"
 CHAMPION_URI = f"models:/{MODEL_NAME}@{CHAMPION}"
 BOOSTER_FILE = "booster.txt"
 META_FILE = "bundle.json"
+SMALL_FRAME = 64  # rows; below this one object conversion of the frame beats per-column access
 
 
 @dataclass
@@ -57,18 +60,68 @@ class FeatureEncoder:
         return [i for i, k in enumerate(self.feature_keys) if k in self.categories]
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        missing = [k for k in self.feature_keys if k not in frame.columns]
-        if missing:
-            raise KeyError(f"feature frame lacks columns {missing}")
-        out = np.empty((len(frame), len(self.feature_keys)), dtype=np.float64)
+        """LightGBM's matrix for a frame holding `feature_keys` (KeyError names any it lacks)."""
+        return self.transform_columns(self.columns(frame))
+
+    def columns(self, frame: pd.DataFrame) -> list[np.ndarray]:
+        """The frame's `feature_keys` columns as arrays, in order: a batch's keep their dtypes.
+
+        A few rows go through one object conversion instead: pandas' per-column access costs
+        more than the rows' own work (a row's values then are plain Python objects).
+        """
+        positions = frame.columns.get_indexer(self.feature_keys)
+        if (positions < 0).any():
+            lacking = [k for k, p in zip(self.feature_keys, positions, strict=True) if p < 0]
+            raise KeyError(f"feature frame lacks columns {lacking}")
+        if len(frame) < SMALL_FRAME:
+            return list(frame.to_numpy(dtype=object)[:, positions].T)
+        return [frame[k].to_numpy() for k in self.feature_keys]
+
+    def transform_columns(self, columns: Sequence[np.ndarray]) -> np.ndarray:
+        """LightGBM's matrix from one array per feature key (as `columns` returns them): THE encoding.
+
+        A category is `str(value)` looked up in the fitted categories (missing or unseen: NaN); a
+        number is a float (missing: NaN; text that is not a number: NaN, as `pd.to_numeric` coerces).
+        """
+        codes = self._codes()
+        n = len(columns[0]) if len(columns) else 0
+        out = np.empty((n, len(self.feature_keys)), dtype=np.float64)
+        nan = np.nan
         for j, key in enumerate(self.feature_keys):
-            col = frame[key]
-            if key in self.categories:
-                codes = pd.Categorical(col.astype("string"), categories=self.categories[key]).codes
-                out[:, j] = np.where(codes < 0, np.nan, codes)
+            col = columns[j]
+            lookup = codes.get(key)
+            if lookup is not None:
+                # text first: it is nearly every value, and needs neither the missing test nor str()
+                out[:, j] = [
+                    lookup.get(v, nan) if type(v) is str else nan if is_missing(v) else lookup.get(str(v), nan)
+                    for v in col.tolist()
+                ]
+            elif col.dtype.kind in "fiub":  # already numbers: NaN stays missing
+                out[:, j] = col
             else:
-                out[:, j] = pd.to_numeric(col.astype("object").where(col.notna(), None), errors="coerce")
+                try:  # a float (NaN too) as it is: nearly every value; None, int and bool by `_plain_number`
+                    out[:, j] = [v if type(v) is float else _plain_number(v) for v in col.tolist()]
+                except TypeError:  # text, pandas' NA, numpy scalars: pandas' own coercion, value by value
+                    series = pd.Series(col, dtype=object)
+                    out[:, j] = pd.to_numeric(series.where(series.notna(), None), errors="coerce")
         return out
+
+    def _codes(self) -> dict[str, dict[str, int]]:
+        """category -> code per categorical key, built once per encoder (categories are fixed at fit time)."""
+        cached = self.__dict__.get("_code_lookup")
+        if cached is None:
+            cached = {k: {c: i for i, c in enumerate(cats)} for k, cats in self.categories.items()}
+            self.__dict__["_code_lookup"] = cached
+        return cached
+
+
+def _plain_number(value: Any) -> float:
+    """None, int or bool as a float; TypeError for anything pandas would have to coerce (text, NA, numpy)."""
+    if value is None:
+        return math.nan
+    if type(value) is int or type(value) is bool:
+        return float(value)
+    raise TypeError(f"not a plain number: {type(value).__name__}")
 
 
 class Bundle(ABC):

@@ -17,8 +17,8 @@ from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse
 
-from samepage.definitions import Definitions, load_definitions
 from features.derive import override_targets
+from samepage.definitions import Definitions, load_definitions
 from samepage.records import RecordStore
 from samepage.settings import Settings
 from serving.auth import configured_keys, require_api_key
@@ -105,7 +105,9 @@ def _openapi(app: FastAPI, defs: Definitions) -> dict[str, Any]:
     """FastAPI's schema, plus what only the definitions know (the stage and reason vocabularies)."""
     if app.openapi_schema:
         return app.openapi_schema
-    schema = get_openapi(title=app.title, version=app.version, summary=app.summary, description=app.description, routes=app.routes)
+    schema = get_openapi(
+        title=app.title, version=app.version, summary=app.summary, description=app.description, routes=app.routes
+    )
     schemas = schema.get("components", {}).get("schemas", {})
     props = schemas.get("FeedbackIn", {}).get("properties", {})
     if "stage" in props:

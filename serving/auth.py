@@ -10,6 +10,7 @@ import hmac
 import os
 import secrets
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -64,8 +65,8 @@ def key_matches(candidate: str, keys: list[bytes]) -> bool:
 
 async def require_api_key(
     request: Request,
-    bearer: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
-    header_key: str | None = Security(header_scheme),
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
+    header_key: Annotated[str | None, Security(header_scheme)],
 ) -> None:
     """Dependency for protected routers: 401 in the contract's shape without a known key."""
     keys: list[bytes] = request.app.state.api_keys

@@ -18,9 +18,9 @@ import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from samepage.definitions import Definitions
+from samepage.errors import SamepageError
 from samepage.records import RecordStore
 from samepage.settings import Settings
-from serving.errors import ApiError
 from serving.explain import json_value
 from serving.scorer import Champion, Scorer
 from serving.writer import score_row
@@ -159,15 +159,17 @@ def _pairs(chunk: pd.DataFrame, columns: list[str]) -> list[tuple[str, dict[str,
     return out
 
 
-def _score_chunk(scorer: Scorer, champion: Champion, pairs: list[tuple[str, dict[str, Any]]], path: Path, offset: int) -> list[dict[str, Any]]:
+def _score_chunk(
+    scorer: Scorer, champion: Champion, pairs: list[tuple[str, dict[str, Any]]], path: Path, offset: int
+) -> list[dict[str, Any]]:
     try:
         return scorer.score(pairs, champion)
-    except ApiError:
+    except SamepageError:
         pass
     for i, pair in enumerate(pairs):  # the slow path finds the first bad row to name it
         try:
             scorer.score([pair], champion)
-        except ApiError as exc:
+        except SamepageError as exc:
             raise BatchError(f"{path}: row {offset + i + _first_row(path)} (lead_id {pair[0]!r}): {exc.message}") from None
     first = offset + _first_row(path)
     raise BatchError(f"{path}: rows {first}-{first + len(pairs) - 1} could not be scored")

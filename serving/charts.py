@@ -7,21 +7,17 @@ Coordinates are in SVG user units; widths are chosen for a ~640px column.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from serving.explain import formatter as value_formatter  # the explanation's own wording of a value
 from samepage.definitions import Definitions
-from serving.report import Calibration, Disqualifications, FunnelStep, SlaOut
+from samepage.values import sigmoid
+from serving.explain import formatter as value_formatter  # the explanation's own wording of a value
+from serving.report_schemas import Calibration, Disqualifications, FunnelStep, SlaOut
 
 WATERFALL_FACTORS = 8
 AXIS_TOPS = (0.1, 0.2, 0.4, 0.6, 0.8, 1.0)
 PALETTE = ["#2563eb", "#f59e0b", "#10b981", "#ef4444", "#8b5cf6", "#06b6d4", "#ec4899", "#84cc16", "#64748b", "#a16207"]
-
-
-def _sigmoid(z: float) -> float:
-    return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
 
 
 @dataclass
@@ -61,12 +57,12 @@ def waterfall(
     """
     base = float(explanation["base_value"])
     contributions = explanation["contributions"]
-    steps = [Step("Starting point", "a typical lead", 0.0, _sigmoid(base), "base", f"{_sigmoid(base):.0%}")]
+    steps = [Step("Starting point", "a typical lead", 0.0, sigmoid(base), "base", f"{sigmoid(base):.0%}")]
     z = base
     shown = [c for c in contributions if abs(c["contribution"]) > 0][:top]
     for c in shown:
-        before, z = _sigmoid(z), z + float(c["contribution"])
-        after = _sigmoid(z)
+        before, z = sigmoid(z), z + float(c["contribution"])
+        after = sigmoid(z)
         steps.append(
             Step(
                 str(c["label"]),
@@ -81,8 +77,8 @@ def waterfall(
     rest = [c for c in contributions if c not in shown]
     rest_sum = sum(float(c["contribution"]) for c in rest)
     if rest and abs(rest_sum) > 1e-12:
-        before, z = _sigmoid(z), z + rest_sum
-        after = _sigmoid(z)
+        before, z = sigmoid(z), z + rest_sum
+        after = sigmoid(z)
         n = len(rest)
         steps.append(
             Step(f"{n} other factor{'s' if n != 1 else ''}", "combined", before, after,

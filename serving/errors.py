@@ -1,8 +1,9 @@
 """One error shape for every failure: `{"error": {"code", "message"}}`, never a stack trace.
 
 Handlers turn FastAPI's validation errors (with the field's location), malformed JSON, unknown
-routes, oversized bodies and our own `ApiError`s into that shape; anything unexpected is a 500
-with a generic message (the details go to the log, not to the caller).
+routes, oversized bodies, our own `ApiError`s and the domain's errors (`samepage.errors`: this is
+the one place they become status codes) into that shape; anything unexpected is a 500 with a
+generic message (the details go to the log, not to the caller).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from samepage.errors import InvalidAttribute, NotReady, SamepageError, UnknownLead
 from serving.schemas import ErrorOut
 
 log = logging.getLogger("samepage.serving")
@@ -33,6 +35,18 @@ CODES = {
     500: "internal_error",
     503: "not_ready",
 }
+
+
+# The domain's errors as HTTP answers; a subclass takes its nearest listed ancestor's status.
+DOMAIN_STATUS: dict[type[SamepageError], int] = {UnknownLead: 404, InvalidAttribute: 422, NotReady: 503}
+
+
+def domain_status(exc: SamepageError) -> int:
+    """The HTTP status of a domain error (422 for one not listed: the request asked for something invalid)."""
+    for cls in type(exc).__mro__:
+        if cls in DOMAIN_STATUS:
+            return DOMAIN_STATUS[cls]
+    return 422
 
 
 class ApiError(Exception):
@@ -106,6 +120,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.message, exc.code, exc.headers)
+
+    @app.exception_handler(SamepageError)
+    async def _domain_error(_: Request, exc: SamepageError) -> JSONResponse:
+        return error_response(domain_status(exc), exc.message)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -17,11 +17,10 @@ import pandas as pd
 
 from samepage.bundle import Bundle, FeatureEncoder
 from samepage.definitions import Definitions
+from samepage.values import sigmoid
 
 REASONS_PER_SIDE = 3
 MIN_REASON = 0.01  # log-odds; smaller pushes are noise, not a reason both teams should read
-
-
 SMALL_BATCH = 64  # below this, one LightGBM thread beats waking a pool (measured: 0.7 ms vs 5.8 ms a row)
 
 
@@ -50,19 +49,18 @@ def explain(bundle: Bundle, defs: Definitions, frame: pd.DataFrame) -> list[Expl
     keys = bundle.feature_keys
     if len(frame) == 0:
         return []
-    columns = _columns(frame, keys)
-    X = encode_columns(bundle.encoder, columns)
+    columns = bundle.encoder.columns(frame)  # the encoder's arrays serve the answer's values too
+    X = bundle.encoder.transform_columns(columns)
     threads = {"num_threads": 1} if len(frame) < SMALL_BATCH else {}
     base, contrib = bundle.contributions(X, **threads)
-    logits = base + contrib.sum(axis=1)
-    scores = (1.0 / (1.0 + np.exp(-logits))).tolist()
+    scores = sigmoid(base + contrib.sum(axis=1)).tolist()
     order = np.argsort(-np.abs(contrib), axis=1, kind="stable").tolist()
     labels = [_label(defs, k) for k in keys]
     formats = [formatter(defs, k) for k in keys]
-    rows = zip(*(_json_column(col) for col in columns))  # each row's JSON values, by feature position
+    rows = zip(*(_json_column(col) for col in columns), strict=True)  # each row's JSON values, by feature position
     base_list = base.tolist()
     out: list[Explanation] = []
-    for i, (row, values) in enumerate(zip(contrib.tolist(), rows)):
+    for i, (row, values) in enumerate(zip(contrib.tolist(), rows, strict=True)):
         row_order = order[i]
         items = [{"feature": keys[j], "label": labels[j], "value": values[j], "contribution": row[j]} for j in row_order]
         up: list[str] = []
@@ -86,57 +84,8 @@ def explain(bundle: Bundle, defs: Definitions, frame: pd.DataFrame) -> list[Expl
 
 
 def encode(encoder: FeatureEncoder, frame: pd.DataFrame) -> np.ndarray:
-    """`encoder.transform` without pandas' per-column conversions (the scoring hot path).
-
-    Same result by construction and by test: a category is `str(value)` looked up in the fitted
-    categories (missing or unseen: NaN); a number is a float (missing or not a number: NaN).
-    """
-    return encode_columns(encoder, _columns(frame, encoder.feature_keys))
-
-
-def _columns(frame: pd.DataFrame, keys: list[str]) -> list[np.ndarray]:
-    """The frame's columns for `keys` as arrays: a batch's keep their dtypes (float64 for numbers)."""
-    positions = frame.columns.get_indexer(keys)
-    if (positions < 0).any():
-        raise KeyError(f"feature frame lacks columns {[k for k, p in zip(keys, positions, strict=True) if p < 0]}")
-    if len(frame) < SMALL_BATCH:  # one conversion: pandas' per-column access costs more than a few rows' work
-        return list(frame.to_numpy(dtype=object)[:, positions].T)
-    return [frame[k].to_numpy() for k in keys]
-
-
-def encode_columns(encoder: FeatureEncoder, columns: list[np.ndarray]) -> np.ndarray:
-    lookups = _lookups(encoder)
-    n = len(columns[0]) if columns else 0
-    out = np.empty((n, len(encoder.feature_keys)), dtype=np.float64)
-    nan = np.nan
-    for j, key in enumerate(encoder.feature_keys):
-        col = columns[j]
-        codes = lookups.get(key)
-        if codes is not None:
-            out[:, j] = [nan if _is_na(v) else codes.get(str(v), nan) for v in col.tolist()]
-        elif col.dtype.kind in "fiub":  # already numbers: NaN stays missing, as `float(v)` would
-            out[:, j] = col
-        else:
-            try:
-                out[:, j] = [nan if _is_na(v) else float(v) for v in col.tolist()]
-            except (TypeError, ValueError):  # text in a number column: pandas' coercion, as the encoder does
-                series = pd.Series(col, dtype=object)
-                out[:, j] = pd.to_numeric(series.where(series.notna(), None), errors="coerce")
-    return out
-
-
-def _lookups(encoder: FeatureEncoder) -> dict[str, dict[str, int]]:
-    cached = encoder.__dict__.get("_serving_lookups")
-    if cached is None:  # built once per loaded model; the encoder itself is never changed
-        cached = {k: {c: i for i, c in enumerate(cats)} for k, cats in encoder.categories.items()}
-        encoder.__dict__["_serving_lookups"] = cached
-    return cached
-
-
-def _is_na(value: Any) -> bool:
-    if value is None or value is pd.NA:
-        return True
-    return isinstance(value, float) and value != value
+    """The bundle's own encoding of a feature frame (`FeatureEncoder.transform`); kept for callers of this name."""
+    return encoder.transform(frame)
 
 
 def _json_column(col: np.ndarray) -> list[Any]:

@@ -82,7 +82,13 @@ class RequestMiddleware:
         if self.access_log:
             log.info(
                 "request",
-                extra={"event": "request", "method": method, "route": route, "status": status, "duration_ms": round(elapsed * 1000, 3)},
+                extra={
+                    "event": "request",
+                    "method": method,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 3),
+                },
             )
 
 

@@ -6,7 +6,8 @@ counts at a stage when it reached that stage or any later funnel stage, so the f
 widens), the median time between consecutive stages, MQLs that sales did not follow up within
 the SLA, disqualification reasons by lead source, and how well the latest score separated the
 leads that reached the label stage from the rest (calibration by score band, ROC AUC, Brier).
-One computation, `build_report`, feeds both `GET /v1/report` (JSON) and the `/report` page.
+One computation, `build_report`, feeds both `GET /v1/report` (JSON) and the `/report` page;
+the shapes it fills are in `serving.report_schemas`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from samepage import outcomes
@@ -23,6 +23,19 @@ from samepage.definitions import Definitions
 from samepage.records import RecordStore, stage_history
 from samepage.settings import Settings
 from samepage.tables import CanonicalTables, read_tables
+from samepage.values import utc_timestamp
+from serving.report_schemas import (
+    Band,
+    Calibration,
+    Disqualifications,
+    FunnelReport,
+    FunnelStep,
+    Period,
+    ReasonRef,
+    SlaOut,
+    SourceDisqualifications,
+    StageTime,
+)
 
 DISQUALIFIED = "disqualified"  # the contract's off-funnel stage that carries a reason
 UNKNOWN_SOURCE = "(no source)"
@@ -30,98 +43,6 @@ N_BANDS = 10
 # What pandas timestamps (nanoseconds since 1970) can hold, in whole days.
 EARLIEST = date(1678, 1, 1)
 LATEST = date(2261, 12, 31)
-
-
-class _Out(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Period(_Out):
-    start: date = Field(description="First day of the period (UTC, inclusive)")
-    end: date = Field(description="Last day of the period (UTC, inclusive)")
-
-
-class FunnelStep(_Out):
-    key: str
-    name: str
-    owner: str
-    leads: int = Field(description="Cohort leads that reached this stage or a later one")
-    rate_from_previous: float | None = Field(description="leads / leads at the previous stage")
-    rate_from_first: float | None = Field(description="leads / leads at the first stage")
-
-
-class StageTime(_Out):
-    from_stage: str
-    to_stage: str
-    leads: int = Field(description="Leads with both stages recorded, the second one after the first")
-    median_hours: float | None
-
-
-class SlaOut(_Out):
-    follow_up_hours: float
-    mqls: int = Field(description="Cohort leads that were recorded as MQL")
-    within_sla: int = Field(description="Followed up (any later stage change) within the SLA")
-    late: int = Field(description="Followed up, but after the SLA")
-    not_followed_up: int = Field(description="No follow-up at all, and the SLA has run out")
-    pending: int = Field(description="No follow-up yet, but still inside the SLA")
-    missed: int = Field(description="late + not_followed_up: MQLs not followed up within the SLA")
-    missed_rate: float | None = Field(description="missed / (mqls - pending)")
-    median_follow_up_hours: float | None
-
-
-class ReasonRef(_Out):
-    key: str
-    label: str
-
-
-class SourceDisqualifications(_Out):
-    source: str
-    leads: int = Field(description="Cohort leads from this source")
-    disqualified: int = Field(description="Of them, leads whose latest disqualification is recorded")
-    by_reason: dict[str, int] = Field(description="reason key -> leads (latest disqualification of each lead)")
-
-
-class Disqualifications(_Out):
-    reasons: list[ReasonRef]
-    by_source: list[SourceDisqualifications]
-    total: int
-
-
-class Band(_Out):
-    low: float
-    high: float
-    leads: int
-    predicted: float | None = Field(description="Mean score of the band's leads")
-    actual: float | None = Field(description="Share of the band's leads that reached the label stage in the window")
-
-
-class Calibration(_Out):
-    target_stage: str
-    window_days: int
-    scored: int = Field(description="Cohort leads with a latest score")
-    with_outcome: int = Field(description="Scored leads whose label window has closed (their outcome is known)")
-    open_window: int = Field(description="Scored leads left out: their window is still open")
-    already_at_target: int = Field(0, description="Scored leads left out: they had reached the label stage before their as-of time")
-    positives: int
-    roc_auc: float | None = Field(description="How well the score ranks the leads that reached the stage above the rest")
-    brier: float | None
-    mean_predicted: float | None
-    actual_rate: float | None
-    bands: list[Band]
-
-
-class FunnelReport(_Out):
-    """Everything `/report` shows, in the same numbers `GET /v1/report` returns."""
-
-    period: Period
-    generated_at: datetime
-    definitions_version: str
-    leads: int = Field(description="Cohort size: leads whose as-of time is in the period")
-    funnel: list[FunnelStep]
-    stage_times: list[StageTime]
-    sla: SlaOut
-    disqualifications: Disqualifications
-    calibration: Calibration
 
 
 class PeriodError(ValueError):
@@ -155,8 +76,7 @@ def build_report(
     `history` is the merged stage history (imported + feedback, STAGE_COLUMNS); `scores` the
     record store's latest scores (lead_id, score, ...). `now` decides open SLAs and label windows.
     """
-    now_ts = pd.Timestamp(now or datetime.now(UTC))
-    now_ts = now_ts.tz_localize("UTC") if now_ts.tzinfo is None else now_ts.tz_convert("UTC")
+    now_ts = utc_timestamp(now or datetime.now(UTC))
     # Lead ids become positions in the leads table: every join and group below is on integers.
     ids = pd.Index(tables.leads["lead_id"].astype(str))
     created = pd.Series(pd.to_datetime(tables.leads["created_at"], utc=True).array)
@@ -265,7 +185,8 @@ def _stage_times(steps: list[str], first_at: pd.DataFrame) -> list[StageTime]:
         delta = (first_at[b] - first_at[a]).dropna()
         delta = delta[delta >= pd.Timedelta(0)]
         hours = delta.dt.total_seconds() / 3600.0
-        out.append(StageTime(from_stage=a, to_stage=b, leads=len(hours), median_hours=float(hours.median()) if len(hours) else None))
+        median = float(hours.median()) if len(hours) else None
+        out.append(StageTime(from_stage=a, to_stage=b, leads=len(hours), median_hours=median))
     return out
 
 
@@ -299,7 +220,8 @@ def _sla(defs: Definitions, hist: pd.DataFrame, now: pd.Timestamp) -> SlaOut:
 
 
 def _disqualifications(defs: Definitions, leads: pd.DataFrame, hist: pd.DataFrame, cohort: pd.Series) -> Disqualifications:
-    known = [ReasonRef(key=r.key, label=r.label) for r in defs.stage(DISQUALIFIED).reasons] if _has_stage(defs, DISQUALIFIED) else []
+    reasons_known = defs.stage(DISQUALIFIED).reasons if _has_stage(defs, DISQUALIFIED) else []
+    known = [ReasonRef(key=r.key, label=r.label) for r in reasons_known]
     if "source" in leads.columns:
         source = pd.Series(leads["source"].astype("string").to_numpy(), dtype="string")
     else:
@@ -319,7 +241,9 @@ def _disqualifications(defs: Definitions, leads: pd.DataFrame, hist: pd.DataFram
     return Disqualifications(reasons=reasons, by_source=rows, total=len(reason))
 
 
-def _calibration(defs: Definitions, hist: pd.DataFrame, cohort: pd.Series, scores: pd.DataFrame, now: pd.Timestamp) -> Calibration:
+def _calibration(
+    defs: Definitions, hist: pd.DataFrame, cohort: pd.Series, scores: pd.DataFrame, now: pd.Timestamp
+) -> Calibration:
     label = defs.label
     score = scores.drop_duplicates("lead_id", keep="last").set_index("lead_id")["score"]
     score = score.reindex(cohort.index).dropna()

@@ -26,8 +26,8 @@ import pandas as pd
 
 from samepage.bundle import CHAMPION, MODEL_NAME, Bundle, PointsBundle
 from samepage.definitions import Definitions
+from samepage.errors import InvalidAttribute, NotReady, UnknownLead
 from samepage.settings import Settings
-from serving.errors import ApiError
 from serving.explain import explain
 from serving.metrics import Metrics
 from serving.mql import verdict
@@ -218,7 +218,7 @@ class Scorer:
     def current(self) -> Champion:
         champion = self.champion
         if champion is None:
-            raise ApiError(503, f"Not ready: {self.reason}")
+            raise NotReady(self.reason)
         return champion
 
     def score(
@@ -226,8 +226,8 @@ class Scorer:
     ) -> list[dict[str, Any]]:
         """Contract `ScoreOut` dicts for (lead_id, attributes) pairs, in order.
 
-        404 (ApiError) names leads unknown to the store that came without attributes; 422 names
-        an attribute whose value does not fit its feature (`where` prefixes its location).
+        `UnknownLead` names leads unknown to the store that came without attributes; `InvalidAttribute`
+        an attribute whose value does not fit its feature (`where` prefixes its location); `NotReady`.
         """
         champ = champion or self.current()
         ids = [lead_id for lead_id, _ in leads]
@@ -235,13 +235,11 @@ class Scorer:
         now = datetime.now(UTC)
         try:
             frame = champ.online.get(ids, overrides, now)
-        except ValueError as exc:
-            raise ApiError(422, where + self._locate(champ, ids, overrides, now, exc)) from None
+        except InvalidAttribute as exc:
+            raise self._locate(champ, ids, overrides, now, exc).at(where) from None
         unknown = [lid for lid, ov, known in zip(ids, overrides, frame["known"].tolist(), strict=True) if not known and not ov]
         if unknown:
-            shown = ", ".join(repr(u) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
-            noun = "Lead" if len(unknown) == 1 else "Leads"
-            raise ApiError(404, f"{noun} {shown} unknown to the feature store and no attributes were given to score from")
+            raise UnknownLead(unknown, "unknown to the feature store and no attributes were given to score from")
         self._count_out_of_range(champ, frame)
         explanations = explain(champ.bundle, self.defs, frame)
         feature_keys = set(champ.bundle.feature_keys)
@@ -283,18 +281,20 @@ class Scorer:
                 self.metrics.out_of_range.labels(key).inc(outside)
 
     @staticmethod
-    def _locate(champ: Champion, ids: list[str], overrides: list[dict[str, Any]], now: datetime, exc: ValueError) -> str:
+    def _locate(
+        champ: Champion, ids: list[str], overrides: list[dict[str, Any]], now: datetime, exc: InvalidAttribute
+    ) -> InvalidAttribute:
         """Which lead of a batch carries the bad attribute: `leads[3].attributes.employees: ...`."""
         if len(ids) == 1:
-            return str(exc)
+            return exc
         for i, (lead_id, attrs) in enumerate(zip(ids, overrides, strict=True)):
             if not attrs:
                 continue
             try:
                 champ.online.get([lead_id], [attrs], now)
-            except ValueError as one:
-                return f"leads[{i}].{one}"
-        return str(exc)
+            except InvalidAttribute as one:
+                return one.at(f"leads[{i}].")
+        return exc
 
     @staticmethod
     def _extra_values(champ: Champion, lead_id: str, attrs: dict[str, Any], fields: list[str]) -> dict[str, Any]:

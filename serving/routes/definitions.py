@@ -13,4 +13,8 @@ router = APIRouter(prefix="/v1", tags=["definitions"])
 @router.get("/definitions", response_model=DefinitionsOut)
 def definitions(defs: DefsDep) -> dict:
     """The definitions both teams signed off, with their version string and model fingerprint."""
-    return {"version": defs.version_string, "fingerprint": defs.fingerprint, "definitions": defs.model_dump(mode="json", by_alias=True)}
+    return {
+        "version": defs.version_string,
+        "fingerprint": defs.fingerprint,
+        "definitions": defs.model_dump(mode="json", by_alias=True),
+    }

@@ -22,7 +22,10 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # older stamps are typos (and beyon
     "/feedback",
     status_code=201,
     response_model=FeedbackOut,
-    responses={200: {"model": FeedbackOut, "description": "This event_id was recorded before; nothing was written"}, **responses(400, 401, 413, 422)},
+    responses={
+        200: {"model": FeedbackOut, "description": "This event_id was recorded before; nothing was written"},
+        **responses(400, 401, 413, 422),
+    },
 )
 def feedback(body: FeedbackIn, defs: DefsDep, records: RecordsDep, metrics: MetricsDep, response: Response) -> dict:
     """Record a stage change (201), or acknowledge a repeat of the same event_id (200)."""
@@ -37,7 +40,14 @@ def feedback(body: FeedbackIn, defs: DefsDep, records: RecordsDep, metrics: Metr
         raise ApiError(422, f"body.occurred_at: {occurred_at.isoformat()} is in the future")
     event_id = body.event_id or derived_event_id(body.lead_id, body.stage, occurred_at, body.reason)
     created = records.add_feedback(
-        Feedback(lead_id=body.lead_id, stage=body.stage, occurred_at=occurred_at, reason=body.reason, event_id=event_id, actor=body.actor)
+        Feedback(
+            lead_id=body.lead_id,
+            stage=body.stage,
+            occurred_at=occurred_at,
+            reason=body.reason,
+            event_id=event_id,
+            actor=body.actor,
+        )
     )
     metrics.feedback.labels(body.stage, "created" if created else "duplicate").inc()
     if not created:

@@ -8,11 +8,12 @@ import pandas as pd
 from fastapi import APIRouter
 
 from samepage.definitions import Definitions
+from samepage.errors import UnknownLead
 from samepage.records import RecordStore
 from samepage.settings import Settings
 from samepage.tables import table_path
 from serving.deps import DefsDep, RecordsDep, ScorerDep, SettingsDep, WriterDep
-from serving.errors import ApiError, responses
+from serving.errors import responses
 from serving.explain import json_value
 from serving.schemas import LeadRecordOut
 
@@ -28,14 +29,14 @@ def lead_record(
 
 
 def lead_record_dict(lead_id: str, settings: Settings, defs: Definitions, scorer: Any, records: RecordStore, writer: Any) -> dict:
-    """The record as the API returns it; the lead page renders the same dict."""
+    """The record as the API returns it; the lead page renders the same dict. `UnknownLead` if nothing knows it."""
     champion = scorer.champion
     attributes = champion.online.attributes(lead_id) if champion is not None else None
     stages = _stages(settings, defs, records, lead_id)
     writer.flush()  # read your own writes: a score answered a moment ago is on the record
     latest = records.latest_score(lead_id)
     if attributes is None and not stages and latest is None:
-        raise ApiError(404, f"Lead {lead_id!r} is unknown: not in the feature store, no stage history, never scored")
+        raise UnknownLead([lead_id], "is unknown: not in the feature store, no stage history, never scored")
     return {
         "lead_id": lead_id,
         "known": attributes is not None,

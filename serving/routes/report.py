@@ -9,7 +9,8 @@ from fastapi import APIRouter, Query
 
 from serving.deps import DefsDep, RecordsDep, SettingsDep
 from serving.errors import ApiError, responses
-from serving.report import FunnelReport, PeriodError, load_report
+from serving.report import PeriodError, load_report
+from serving.report_schemas import FunnelReport
 
 router = APIRouter(prefix="/v1", tags=["report"])
 

@@ -36,7 +36,9 @@ async def score(lead: LeadIn, scorer: ScorerDep, writer: WriterDep) -> Response:
     return JSONBytes(to_json(result))
 
 
-@router.post("/score/batch", response_model=ScoresOut, response_class=JSONBytes, responses=responses(400, 401, 404, 413, 422, 503))
+@router.post(
+    "/score/batch", response_model=ScoresOut, response_class=JSONBytes, responses=responses(400, 401, 404, 413, 422, 503)
+)
 async def score_batch(body: ScoresIn, scorer: ScorerDep, writer: WriterDep) -> Response:
     """Score up to 1,000 leads in one call; results come back in the request's order."""
     results = await run_in_threadpool(scorer.score, [(lead.lead_id, lead.attributes) for lead in body.leads], None, "body.")
