@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -39,9 +40,9 @@ def _cpu_seconds() -> float:
 
 def measure(data_dir: Path, definitions: Path) -> dict[str, float | int]:
     """Read the canonical tables, then transform and write the two sources (`write_sources`)."""
+    from features.transform import write_sources
     from samepage.definitions import load_definitions
     from samepage.tables import read_tables
-    from features.transform import write_sources
 
     defs = load_definitions(definitions)
     start = time.perf_counter()
@@ -67,9 +68,9 @@ def measure_store(data_dir: Path, definitions: Path, lookups: int = 2000) -> dic
     import numpy as np
     import pandas as pd
 
+    from features.store import OnlineFeatures, build_features, training_frame
     from samepage.definitions import load_definitions
     from samepage.settings import Settings
-    from features.store import OnlineFeatures, build_features, training_frame
 
     defs = load_definitions(definitions)
     settings = Settings(home=data_dir.parent, definitions=definitions)  # SAMEPAGE_ONLINE_STORE etc. apply
@@ -106,11 +107,11 @@ def measure_store(data_dir: Path, definitions: Path, lookups: int = 2000) -> dic
 
 @app.command()
 def main(
-    leads: int = typer.Option(1_000_000, help="Number of demo leads to generate"),
-    seed: int = typer.Option(0, help="Demo data seed"),
-    definitions: Path = typer.Option(REPO / "configs" / "definitions.yaml", help="Definitions file"),
-    store: bool = typer.Option(False, "--store", help="Also apply, materialize and time online/offline reads"),
-    child: Path | None = typer.Option(None, hidden=True, help="Internal: measure this data folder"),
+    leads: Annotated[int, typer.Option(help="Number of demo leads to generate")] = 1_000_000,
+    seed: Annotated[int, typer.Option(help="Demo data seed")] = 0,
+    definitions: Annotated[Path, typer.Option(help="Definitions file")] = REPO / "configs" / "definitions.yaml",
+    store: Annotated[bool, typer.Option("--store", help="Also apply, materialize and time online/offline reads")] = False,
+    child: Annotated[Path | None, typer.Option(hidden=True, help="Internal: measure this data folder")] = None,
 ) -> None:
     """Generate demo data for LEADS leads, then measure the transform in a child process."""
     if child is not None:

@@ -54,7 +54,9 @@ end
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--home", type=Path, default=Path(tempfile.gettempdir()) / "samepage-bench", help="Workspace (made if it has no champion)")
+    parser.add_argument(
+        "--home", type=Path, default=Path(tempfile.gettempdir()) / "samepage-bench", help="Workspace (made if it has no champion)"
+    )
     parser.add_argument("--leads", type=int, default=5_000, help="Demo leads when bootstrapping")
     parser.add_argument("--seconds", type=float, default=8.0, help="Duration of each load run")
     parser.add_argument("--port", type=int, default=0, help="samepage port, mlflow gets port+1 (default: two free ports)")
@@ -73,16 +75,37 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="samepage-bench-"))
     bodies = write_bodies(work, defs, frame, ids)
-    env = {**os.environ, "SAMEPAGE_HOME": str(settings.home_dir), "SAMEPAGE_API_KEYS": KEY, "SAMEPAGE_DEFINITIONS": str(defs_file),
-           "MLFLOW_TRACKING_URI": settings.tracking_uri, "MLFLOW_REGISTRY_URI": settings.tracking_uri,
-           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # mlflow execs `uvicorn` from PATH
+    env = {
+        **os.environ,
+        "SAMEPAGE_HOME": str(settings.home_dir),
+        "SAMEPAGE_API_KEYS": KEY,
+        "SAMEPAGE_DEFINITIONS": str(defs_file),
+        "MLFLOW_TRACKING_URI": settings.tracking_uri,
+        "MLFLOW_REGISTRY_URI": settings.tracking_uri,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }  # mlflow execs `uvicorn` from PATH
     ours_port, theirs_port = (args.port, args.port + 1) if args.port else (free_port(), free_port())
     ours_url = f"http://127.0.0.1:{ours_port}"
     theirs_url = f"http://127.0.0.1:{theirs_port}"
     procs = [
         start([str(BIN / "samepage"), "serve", "--port", str(ours_port)], env, work / "samepage.log"),
-        start([str(BIN / "mlflow"), "models", "serve", "-m", "models:/sql_likelihood@champion", "--env-manager", "local",
-               "-h", "127.0.0.1", "-p", str(theirs_port)], env, work / "mlflow.log"),
+        start(
+            [
+                str(BIN / "mlflow"),
+                "models",
+                "serve",
+                "-m",
+                "models:/sql_likelihood@champion",
+                "--env-manager",
+                "local",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(theirs_port),
+            ],
+            env,
+            work / "mlflow.log",
+        ),
     ]
     try:
         wait_ready(f"{ours_url}/readyz", 180)
@@ -90,7 +113,10 @@ def main() -> None:
         check_answers(ours_url, theirs_url, bodies)
         rows = []
         for label, kind in (("1 lead", "single"), ("1,000 leads", "batch")):
-            for who, url, path in (("samepage", ours_url, "/v1/score" if kind == "single" else "/v1/score/batch"), ("mlflow", theirs_url, "/invocations")):
+            for who, url, path in (
+                ("samepage", ours_url, "/v1/score" if kind == "single" else "/v1/score/batch"),
+                ("mlflow", theirs_url, "/invocations"),
+            ):
                 body_file = bodies[(who, kind)]
                 one = load(url + path, body_file, 1, args.seconds, work)
                 many = load(url + path, body_file, 16, args.seconds, work)
@@ -119,8 +145,8 @@ def ensure_workspace(settings: Any, defs: Any, n_leads: int) -> None:
             return
         except MlflowException:
             pass
-    from samepage.demo import write_demo
     from features.store import build_features
+    from samepage.demo import write_demo
     from samepage.tables import has_data
     from training.pipeline import train
 
@@ -204,7 +230,10 @@ def time_online_read(settings: Any, defs: Any, ids: list[str], reps: int = 15) -
 def write_bodies(work: Path, defs: Any, frame: Any, ids: list[str]) -> dict[tuple[str, str], Path]:
     """JSON-lines request bodies: one lead per line (cycled through), or the 1,000-lead batch."""
     columns = list(frame.columns)
-    rows = [[None if (isinstance(v, float) and math.isnan(v)) else v for v in row] for row in frame.astype(object).itertuples(index=False)]
+    rows = [
+        [None if (isinstance(v, float) and math.isnan(v)) else v for v in row]
+        for row in frame.astype(object).itertuples(index=False)
+    ]
     files = {
         ("samepage", "single"): [json.dumps({"lead_id": i}) for i in ids],
         ("samepage", "batch"): [json.dumps({"leads": [{"lead_id": i} for i in ids]})],
@@ -243,7 +272,9 @@ def wait_ready(url: str, timeout: float) -> None:
 
 
 def post(url: str, body: str, headers: dict[str, str] | None = None) -> Any:
-    req = urllib.request.Request(url, data=body.encode(), headers={"Content-Type": "application/json", "X-API-Key": KEY, **(headers or {})})
+    req = urllib.request.Request(
+        url, data=body.encode(), headers={"Content-Type": "application/json", "X-API-Key": KEY, **(headers or {})}
+    )
     with urllib.request.urlopen(req, timeout=60) as resp:
         return json.loads(resp.read())
 
@@ -267,7 +298,21 @@ def load(url: str, body_file: Path, clients: int, seconds: float, work: Path) ->
 def load_wrk(url: str, body_file: Path, clients: int, seconds: float, work: Path) -> dict[str, float]:
     script = work / "bodies.lua"
     script.write_text(WRK_SCRIPT)
-    cmd = ["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "30s", "-s", str(script), url, "--", str(body_file), KEY]
+    cmd = [
+        "wrk",
+        "-t1",
+        f"-c{clients}",
+        f"-d{max(1, round(seconds))}s",
+        "--latency",
+        "--timeout",
+        "30s",
+        "-s",
+        str(script),
+        url,
+        "--",
+        str(body_file),
+        KEY,
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
     pct = {int(m.group(1)): _ms(m.group(2)) for m in re.finditer(r"^\s+(\d+)%\s+([\d.]+\w+)", out, re.M)}
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -298,15 +343,24 @@ ts = [threading.Thread(target=run, args=(k,)) for k in range(clients)]; t0 = tim
 [t.start() for t in ts]; [t.join() for t in ts]; lat.sort()
 print(json.dumps({"p50": 1e3 * lat[len(lat) // 2], "p99": 1e3 * lat[int(len(lat) * 0.99)], "rps": len(lat) / (time.monotonic() - t0)}))
 """
-    out = subprocess.run([sys.executable, "-c", code, url, str(body_file), str(clients), str(seconds), KEY],
-                         capture_output=True, text=True, timeout=seconds + 120, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code, url, str(body_file), str(clients), str(seconds), KEY],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 120,
+        check=True,
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
 # -- report ---------------------------------------------------------------------------------------
-def print_table(rows: list[tuple[str, str, dict[str, float], dict[str, float]]], contrib: dict[str, float], args: argparse.Namespace) -> None:
+def print_table(
+    rows: list[tuple[str, str, dict[str, float], dict[str, float]]], contrib: dict[str, float], args: argparse.Namespace
+) -> None:
     load1 = os.getloadavg()[0]
-    print(f"\nloopback, {os.cpu_count()} cores, load average {load1:.1f}; {'wrk' if shutil.which('wrk') else 'python'} load generator, {args.seconds:.0f}s per run")
+    print(
+        f"\nloopback, {os.cpu_count()} cores, load average {load1:.1f}; {'wrk' if shutil.which('wrk') else 'python'} load generator, {args.seconds:.0f}s per run"
+    )
     print(f"{'request':<12} {'service':<9} {'p50 ms (1)':>10} {'p99 ms (1)':>10} {'req/s (16)':>11} {'p99 ms (16)':>11}")
     for label, who, one, many in rows:
         print(f"{label:<12} {who:<9} {one['p50']:>10.2f} {one['p99']:>10.2f} {many['rps']:>11.1f} {many['p99']:>11.2f}")
@@ -314,14 +368,20 @@ def print_table(rows: list[tuple[str, str, dict[str, float], dict[str, float]]],
     for label in ("1 lead", "1,000 leads"):
         ours, theirs = by[(label, "samepage")], by[(label, "mlflow")]
         target = " (targets: ≤ 10 ms, ≥ 1x)" if label == "1 lead" else ""
-        print(f"{label}: samepage p99 at 1 client {ours[0]['p99']:.2f} ms; samepage/mlflow req/s at 16 clients "
-              f"{ours[1]['rps'] / theirs[1]['rps']:.2f}x{target}")
+        print(
+            f"{label}: samepage p99 at 1 client {ours[0]['p99']:.2f} ms; samepage/mlflow req/s at 16 clients "
+            f"{ours[1]['rps'] / theirs[1]['rps']:.2f}x{target}"
+        )
     batch_p50 = by[("1,000 leads", "samepage")][0]["p50"]
-    print(f"\n{contrib['rows']:,} rows, {contrib['trees']} trees x {contrib['features']} features: LightGBM pred_contrib alone {contrib['pred_contrib_ms']:.1f} ms; "
-          f"samepage explain {contrib['explain_ms']:.1f} ms ({contrib['explain_ms'] / contrib['pred_contrib_ms']:.2f}x; target ≤ 1.5x); "
-          f"/v1/score/batch end to end p50 {batch_p50:.1f} ms ({batch_p50 / contrib['pred_contrib_ms']:.2f}x, incl. the Feast online read)")
-    print(f"online read of the same {contrib['rows']:,} leads: Feast get_online_features alone {contrib['feast_ms']:.1f} ms; "
-          f"samepage OnlineFeatures.get (that + columns + derivation) {contrib['online_ms']:.1f} ms")
+    print(
+        f"\n{contrib['rows']:,} rows, {contrib['trees']} trees x {contrib['features']} features: LightGBM pred_contrib alone {contrib['pred_contrib_ms']:.1f} ms; "
+        f"samepage explain {contrib['explain_ms']:.1f} ms ({contrib['explain_ms'] / contrib['pred_contrib_ms']:.2f}x; target ≤ 1.5x); "
+        f"/v1/score/batch end to end p50 {batch_p50:.1f} ms ({batch_p50 / contrib['pred_contrib_ms']:.2f}x, incl. the Feast online read)"
+    )
+    print(
+        f"online read of the same {contrib['rows']:,} leads: Feast get_online_features alone {contrib['feast_ms']:.1f} ms; "
+        f"samepage OnlineFeatures.get (that + columns + derivation) {contrib['online_ms']:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -17,10 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from features.store import build_features
 from samepage.definitions import load_definitions
 from samepage.demo import write_demo
 from samepage.settings import Settings
-from features.store import build_features
 from training.pipeline import train
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,8 +16,6 @@ from pathlib import Path
 from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource, ValueType
 from feast.types import Bool, FeastType, Float64, Int32, String, UnixTimestamp
 
-from samepage.definitions import Definitions
-from samepage.settings import Settings
 from features.transform import (
     ATTRIBUTES_SOURCE,
     CREATED_AT,
@@ -29,6 +27,8 @@ from features.transform import (
     has_engagement,
     needed_columns,
 )
+from samepage.definitions import Definitions
+from samepage.settings import Settings
 
 ENTITY = "lead"
 ATTRIBUTES_VIEW = ATTRIBUTES_SOURCE  # a view reads the source of its own name
@@ -129,11 +129,10 @@ def lead_entity() -> Entity:
 def attributes_view(settings: Settings, defs: Definitions, kinds: dict[str, str]) -> FeatureView:
     """Every attribute column of the leads table, as known from the lead's creation."""
     labels = {f.column: f.label for f in defs.features if f.kind == "attribute"}
-    schema = [
-        Field(name=column, dtype=_FEAST_TYPES[kind], description=labels.get(column, ""))
-        for column, kind in kinds.items()
-    ]
-    return _view(settings, defs, ATTRIBUTES_VIEW, schema, "Lead attributes (firmographic, person, source), timestamped at creation")
+    schema = [Field(name=column, dtype=_FEAST_TYPES[kind], description=labels.get(column, "")) for column, kind in kinds.items()]
+    return _view(
+        settings, defs, ATTRIBUTES_VIEW, schema, "Lead attributes (firmographic, person, source), timestamped at creation"
+    )
 
 
 def engagement_view(settings: Settings, defs: Definitions) -> FeatureView:
@@ -191,9 +190,7 @@ def feast_objects(
 def apply_objects(store: FeatureStore, entity: Entity, views: dict[str, FeatureView], service: FeatureService) -> None:
     """Apply, removing our views that the definitions no longer have (e.g. no engagement)."""
     ours = (ATTRIBUTES_VIEW, ENGAGEMENT_VIEW)
-    stale: list[FeatureView | FeatureService] = [
-        v for v in store.list_feature_views() if v.name in ours and v.name not in views
-    ]
+    stale: list[FeatureView | FeatureService] = [v for v in store.list_feature_views() if v.name in ours and v.name not in views]
     stale += [
         s
         for s in store.list_feature_services()

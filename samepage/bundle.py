@@ -12,8 +12,8 @@ so do the registry names: the model is `sql_likelihood`, the version serving fol
 from __future__ import annotations
 
 import json
-from abc import ABC, abstractmethod
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from samepage.definitions import Definitions
 from features.derive import coerce, derive
+from samepage.definitions import Definitions
 
 AS_OF = pd.Timestamp("2026-02-01T00:00:00Z")
 

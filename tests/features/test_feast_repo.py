@@ -6,7 +6,6 @@ import pandas as pd
 import yaml
 from feast.types import Bool, Float64, Int32, String, UnixTimestamp
 
-from samepage.definitions import Definitions
 from features.feast_repo import (
     ATTRIBUTES_VIEW,
     DEFAULT_SERVICE,
@@ -15,8 +14,9 @@ from features.feast_repo import (
     feature_store_yaml,
     open_store,
 )
-from samepage.settings import Settings
 from features.transform import attribute_rows, needed_columns
+from samepage.definitions import Definitions
+from samepage.settings import Settings
 from tests.conftest import make_lead
 
 
@@ -81,7 +81,7 @@ def test_open_store_writes_a_config_feast_accepts(settings: Settings) -> None:
 
 
 def test_a_password_with_yaml_syntax_stays_one_string(settings: Settings) -> None:
-    tricky = 'p#ss: "word\' \\ # not a comment'
+    tricky = "p#ss: \"word' \\ # not a comment"
     pg = yaml.safe_load(feature_store_yaml(settings.model_copy(update={"online_store": "postgres", "postgres_password": tricky})))
     assert pg["online_store"]["password"] == tricky
     assert pg["online_store"]["user"] == settings.postgres_user

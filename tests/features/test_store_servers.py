@@ -14,10 +14,10 @@ import psycopg
 import pytest
 import redis
 
-from samepage.definitions import Definitions
 from features.feast_repo import open_store
-from samepage.settings import Settings
 from features.store import OnlineFeatures, build_features, training_frame
+from samepage.definitions import Definitions
+from samepage.settings import Settings
 from samepage.tables import CanonicalTables, empty_stages, write_tables
 from tests.conftest import DEFINITIONS_FILE, IN_CI, make_event, make_lead
 
@@ -100,9 +100,7 @@ def test_server_online_store_round_trip(server_settings: Settings, definitions: 
     assert _stored_rows(server_settings) > 0
 
     online = OnlineFeatures(server_settings, definitions).get(["R-1", "R-2", "R-9"], now=UNTIL)
-    offline = training_frame(
-        server_settings, definitions, pd.DataFrame({"lead_id": ["R-1", "R-2", "R-9"], "as_of": [UNTIL] * 3})
-    )
+    offline = training_frame(server_settings, definitions, pd.DataFrame({"lead_id": ["R-1", "R-2", "R-9"], "as_of": [UNTIL] * 3}))
     keys = definitions.feature_keys
     pd.testing.assert_frame_equal(online[keys], offline[keys].reset_index(drop=True))
     assert online.loc[0, "demo_requests_90d"] == 1 and online.loc[0, "page_views_30d"] == 0

@@ -8,8 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from samepage.definitions import Definitions, parse_definitions
-from samepage.tables import CanonicalTables, empty_events, empty_stages
 from features.transform import (
     CREATED_AT,
     LAST_ACTIVITY_AT,
@@ -20,6 +18,8 @@ from features.transform import (
     engagement_rows,
     write_sources,
 )
+from samepage.definitions import Definitions, parse_definitions
+from samepage.tables import CanonicalTables, empty_events, empty_stages
 from tests.conftest import make_event, make_lead
 
 T0 = pd.Timestamp("2026-03-01T12:00:00Z")

@@ -130,7 +130,9 @@ def test_kernel_runs_this_environment(kernel: KernelManager) -> None:
 
 
 def test_a_failing_cell_fails_the_run(kernel: KernelManager) -> None:
-    nb = new_notebook(cells=[new_code_cell("x = 1"), new_code_cell("raise ValueError('bad parameter: SEED')"), new_code_cell("y = 2")])
+    nb = new_notebook(
+        cells=[new_code_cell("x = 1"), new_code_cell("raise ValueError('bad parameter: SEED')"), new_code_cell("y = 2")]
+    )
     with pytest.raises(pytest.fail.Exception, match="bad parameter: SEED"):
         execute(nb, kernel, "failing notebook")
     assert nb.cells[-1].execution_count is None  # nothing runs after the failing cell
@@ -225,7 +227,9 @@ def test_explain_matches_the_api_and_is_exact(
         total = e["base_value"] + sum(c["contribution"] for c in e["contributions"])
         assert total == pytest.approx(math.log(r["score"] / (1 - r["score"])), abs=1e-6)
         assert sorted(c["feature"] for c in e["contributions"]) == sorted(definitions.feature_keys)
-        assert [abs(c["contribution"]) for c in e["contributions"]] == sorted((abs(c["contribution"]) for c in e["contributions"]), reverse=True)
+        assert [abs(c["contribution"]) for c in e["contributions"]] == sorted(
+            (abs(c["contribution"]) for c in e["contributions"]), reverse=True
+        )
         met = all(c["met"] for c in r["mql"]["criteria"])
         assert r["mql"]["passed"] == (r["score"] >= threshold and met)
     assert images(nb) >= 1

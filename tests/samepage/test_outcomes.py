@@ -72,7 +72,7 @@ def test_later_funnel_stages_count_and_off_funnel_ones_do_not(definitions: Defin
     later = [k for k in definitions.stages_at_or_after(target) if k != target]
     off_funnel = [s.key for s in definitions.stages if s.off_funnel]
     assert later and off_funnel
-    as_of = _created(**{k: T0 for k in later + off_funnel})
+    as_of = _created(**dict.fromkeys(later + off_funnel, T0))
     stages = _stages([{"lead_id": k, "stage": k, "occurred_at": T0 + 10 * DAY} for k in later + off_funnel])
     out = outcomes(definitions, as_of, stages, now=None)
     assert out.loc[later, "reached"].all()

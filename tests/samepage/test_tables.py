@@ -35,7 +35,9 @@ def test_the_next_write_after_a_crash_merges_onto_the_previous_set(tmp_path: Pat
     os.replace(data, data.with_name("data.old"))
 
     existing = read_tables(data).leads  # what an import reads before it merges
-    write_tables(data, CanonicalTables(pd.concat([existing, _tables(1).leads.assign(lead_id="new")]), empty_events(), empty_stages()))
+    write_tables(
+        data, CanonicalTables(pd.concat([existing, _tables(1).leads.assign(lead_id="new")]), empty_events(), empty_stages())
+    )
     assert len(read_tables(data).leads) == 2001
 
 

@@ -32,8 +32,8 @@ N_DEMO_LEADS = 2_000
 @pytest.fixture(scope="session")
 def workspace(tmp_path_factory: pytest.TempPathFactory, definitions: Definitions) -> Settings:
     """Demo data, materialized features and a champion trained by the real pipeline."""
-    from samepage.demo import write_demo
     from features.store import build_features
+    from samepage.demo import write_demo
     from training.pipeline import train
 
     settings = Settings(

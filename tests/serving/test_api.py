@@ -53,7 +53,9 @@ def test_score_a_known_lead(client: TestClient, demo_leads: pd.DataFrame, defini
 def test_overrides_change_the_features_scored(client: TestClient, demo_leads: pd.DataFrame) -> None:
     lead_id = lead_ids(demo_leads, 1, seed=3)[0]
     base = client.post("/v1/score", json={"lead_id": lead_id}, headers=AUTH).json()
-    more = client.post("/v1/score", json={"lead_id": lead_id, "attributes": {"demo_requests_90d": 4, "pricing_views_30d": 6}}, headers=AUTH).json()
+    more = client.post(
+        "/v1/score", json={"lead_id": lead_id, "attributes": {"demo_requests_90d": 4, "pricing_views_30d": 6}}, headers=AUTH
+    ).json()
     shown = {c["feature"]: c["value"] for c in more["explanation"]["contributions"]}
     assert shown["demo_requests_90d"] == 4 and shown["pricing_views_30d"] == 6
     assert more["score"] >= base["score"]  # both features are monotone `up` in the definitions
@@ -61,7 +63,14 @@ def test_overrides_change_the_features_scored(client: TestClient, demo_leads: pd
 
 
 def test_score_a_new_lead_from_attributes_only(client: TestClient, definitions: Definitions) -> None:
-    attrs = {"source": "Webinar", "industry": "Software", "employees": 420, "country": "Canada", "seniority": "Director", "department": "Marketing"}
+    attrs = {
+        "source": "Webinar",
+        "industry": "Software",
+        "employees": 420,
+        "country": "Canada",
+        "seniority": "Director",
+        "department": "Marketing",
+    }
     resp = client.post("/v1/score", json={"lead_id": "brand-new-lead-1", "attributes": attrs}, headers=AUTH)
     assert resp.status_code == 200, resp.text
     body = resp.json()
@@ -114,9 +123,13 @@ def test_mql_pass_and_fail_name_the_criteria(client: TestClient, demo_leads: pd.
 
 
 def test_unknown_lead_without_attributes_is_404(client: TestClient, demo_leads: pd.DataFrame) -> None:
-    assert_error(client.post("/v1/score", json={"lead_id": "nobody-xyz"}, headers=AUTH), 404, "not_found", "'nobody-xyz'", "no attributes")
+    assert_error(
+        client.post("/v1/score", json={"lead_id": "nobody-xyz"}, headers=AUTH), 404, "not_found", "'nobody-xyz'", "no attributes"
+    )
     ids = lead_ids(demo_leads, 2)
-    resp = client.post("/v1/score/batch", json={"leads": [{"lead_id": ids[0]}, {"lead_id": "ghost-1"}, {"lead_id": ids[1]}]}, headers=AUTH)
+    resp = client.post(
+        "/v1/score/batch", json={"leads": [{"lead_id": ids[0]}, {"lead_id": "ghost-1"}, {"lead_id": ids[1]}]}, headers=AUTH
+    )
     assert_error(resp, 404, "not_found", "'ghost-1'")
     assert ids[0] not in resp.json()["error"]["message"]
 
@@ -126,7 +139,12 @@ def test_unknown_lead_without_attributes_is_404(client: TestClient, demo_leads: 
     [{}, {"Authorization": "Bearer wrong"}, {"X-API-Key": "wrong"}, {"Authorization": f"Basic {API_KEYS[0]}"}],
 )
 def test_401_without_a_known_key(client: TestClient, headers: dict) -> None:
-    for method, path, body in [("post", "/v1/score", {"lead_id": "x"}), ("post", "/v1/feedback", {}), ("get", "/v1/leads/x", None), ("get", "/v1/model", None)]:
+    for method, path, body in [
+        ("post", "/v1/score", {"lead_id": "x"}),
+        ("post", "/v1/feedback", {}),
+        ("get", "/v1/leads/x", None),
+        ("get", "/v1/model", None),
+    ]:
         resp = client.request(method.upper(), path, json=body, headers=headers)
         assert_error(resp, 401, "unauthorized")
         assert API_KEYS[0] not in resp.text
@@ -139,26 +157,57 @@ def test_both_key_headers_and_every_key_work(client: TestClient, demo_leads: pd.
 
 
 def test_422_names_the_field(client: TestClient, demo_leads: pd.DataFrame) -> None:
-    assert_error(client.post("/v1/score", json={"attributes": {}}, headers=AUTH), 422, "invalid_request", "body.lead_id", "required")
-    assert_error(client.post("/v1/score", json={"lead_id": "x", "attributes": {"employees": "many"}}, headers=AUTH),
-                 422, "invalid_request", "body.attributes.employees", "number")
-    assert_error(client.post("/v1/score", json={"lead_id": "x", "attributes": {"shoe_size": 44}}, headers=AUTH),
-                 422, "invalid_request", "body.attributes.shoe_size")
-    assert_error(client.post("/v1/score", json={"lead_id": "x", "attributes": {"nested": {"a": 1}}}, headers=AUTH),
-                 422, "invalid_request", "body.attributes.nested")
+    assert_error(
+        client.post("/v1/score", json={"attributes": {}}, headers=AUTH), 422, "invalid_request", "body.lead_id", "required"
+    )
+    assert_error(
+        client.post("/v1/score", json={"lead_id": "x", "attributes": {"employees": "many"}}, headers=AUTH),
+        422,
+        "invalid_request",
+        "body.attributes.employees",
+        "number",
+    )
+    assert_error(
+        client.post("/v1/score", json={"lead_id": "x", "attributes": {"shoe_size": 44}}, headers=AUTH),
+        422,
+        "invalid_request",
+        "body.attributes.shoe_size",
+    )
+    assert_error(
+        client.post("/v1/score", json={"lead_id": "x", "attributes": {"nested": {"a": 1}}}, headers=AUTH),
+        422,
+        "invalid_request",
+        "body.attributes.nested",
+    )
     ids = lead_ids(demo_leads, 3)
-    batch = [{"lead_id": ids[0]}, {"lead_id": ids[1], "attributes": {"industry": "Retail"}}, {"lead_id": ids[2], "attributes": {"employees": "lots"}}]
-    assert_error(client.post("/v1/score/batch", json={"leads": batch}, headers=AUTH), 422, "invalid_request", "body.leads[2].attributes.employees")
+    batch = [
+        {"lead_id": ids[0]},
+        {"lead_id": ids[1], "attributes": {"industry": "Retail"}},
+        {"lead_id": ids[2], "attributes": {"employees": "lots"}},
+    ]
+    assert_error(
+        client.post("/v1/score/batch", json={"leads": batch}, headers=AUTH),
+        422,
+        "invalid_request",
+        "body.leads[2].attributes.employees",
+    )
     assert_error(client.post("/v1/score/batch", json={"leads": []}, headers=AUTH), 422, "invalid_request", "body.leads")
     too_many = [{"lead_id": f"L{i}"} for i in range(1_001)]
-    assert_error(client.post("/v1/score/batch", json={"leads": too_many}, headers=AUTH), 422, "invalid_request", "body.leads", "1000")
+    assert_error(
+        client.post("/v1/score/batch", json={"leads": too_many}, headers=AUTH), 422, "invalid_request", "body.leads", "1000"
+    )
 
 
 def test_400_malformed_json_and_413_body_too_large(client: TestClient) -> None:
     resp = client.post("/v1/score", content=b'{"lead_id": "x",', headers={**AUTH, "Content-Type": "application/json"})
     assert_error(resp, 400, "bad_request", "not valid JSON")
     big = b'{"lead_id": "x", "attributes": {"a": "' + b"x" * (5 * 1024 * 1024) + b'"}}'
-    assert_error(client.post("/v1/score", content=big, headers={**AUTH, "Content-Type": "application/json"}), 413, "payload_too_large", "bytes")
+    assert_error(
+        client.post("/v1/score", content=big, headers={**AUTH, "Content-Type": "application/json"}),
+        413,
+        "payload_too_large",
+        "bytes",
+    )
 
     def chunks():  # no Content-Length: cut off while streaming
         for _ in range(6):
@@ -196,7 +245,7 @@ def test_metrics_count_requests_scores_and_verdicts(client: TestClient, demo_lea
     assert 'samepage_http_requests_total{method="POST",route="/v1/score/batch",status="200"}' in text
     assert "samepage_http_request_duration_seconds_bucket" in text
     assert "samepage_score_count{model_version=" in text and "samepage_mql_verdicts_total" in text
-    assert 'samepage_model_info{definitions_version=' in text and "samepage_ready 1.0" in text
+    assert "samepage_model_info{definitions_version=" in text and "samepage_ready 1.0" in text
     assert "nobody" not in text and ids[0] not in text  # route templates, never lead ids
 
 
@@ -253,7 +302,9 @@ def test_logs_are_json_with_request_ids_and_no_personal_data(client: TestClient)
         app = create_app(client.app.state.settings, client.app.state.defs)
         with TestClient(app) as logged:
             secret = {"industry": "Secret Industry 42", "job_title": "Chief Secret Officer"}
-            logged.post("/v1/score", json={"lead_id": "pii-lead", "attributes": secret}, headers={**AUTH, "X-Request-ID": "req-77"})
+            logged.post(
+                "/v1/score", json={"lead_id": "pii-lead", "attributes": secret}, headers={**AUTH, "X-Request-ID": "req-77"}
+            )
             logged.post("/v1/score", json={"lead_id": "x"}, headers={"Authorization": "Bearer not-a-real-key-123"})
     finally:
         logger.removeHandler(handler)

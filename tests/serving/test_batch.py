@@ -18,9 +18,13 @@ from tests.serving.conftest import AUTH, lead_ids
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
-def test_a_file_scores_like_the_api(own_workspace: Settings, definitions: Definitions, demo_leads: pd.DataFrame, tmp_path: Path, suffix: str, client: TestClient) -> None:
+def test_a_file_scores_like_the_api(
+    own_workspace: Settings, definitions: Definitions, demo_leads: pd.DataFrame, tmp_path: Path, suffix: str, client: TestClient
+) -> None:
     ids = lead_ids(demo_leads, 60, seed=8)
-    frame = pd.DataFrame({"lead_id": ids + ["file-new-1"], "seniority": [None] * 59 + ["Student", "VP"], "employees": [None] * 60 + [300]})
+    frame = pd.DataFrame(
+        {"lead_id": ids + ["file-new-1"], "seniority": [None] * 59 + ["Student", "VP"], "employees": [None] * 60 + [300]}
+    )
     src = tmp_path / f"in{suffix}"
     frame.to_csv(src, index=False) if suffix == ".csv" else frame.to_parquet(src, index=False)
     out = tmp_path / f"out{suffix}"
@@ -43,13 +47,18 @@ def test_a_file_scores_like_the_api(own_workspace: Settings, definitions: Defini
     assert latest is not None and latest["score"] == pytest.approx(got.loc[0, "score"])
 
 
-def test_bad_files_are_refused_without_output(own_workspace: Settings, definitions: Definitions, demo_leads: pd.DataFrame, tmp_path: Path) -> None:
+def test_bad_files_are_refused_without_output(
+    own_workspace: Settings, definitions: Definitions, demo_leads: pd.DataFrame, tmp_path: Path
+) -> None:
     out = tmp_path / "out.csv"
     ids = lead_ids(demo_leads, 3)
     cases = {
         "no_id.csv": ("email\nx@y.z\n", "no lead_id column"),
         "blank_id.csv": (f"lead_id,industry\n{ids[0]},Retail\n,Retail\n", "row 3, column lead_id: empty"),
-        "bad_value.csv": (f"lead_id,employees\n{ids[0]},10\n{ids[1]},lots\n", "row 3 (lead_id '" + ids[1] + "'): attributes.employees"),
+        "bad_value.csv": (
+            f"lead_id,employees\n{ids[0]},10\n{ids[1]},lots\n",
+            "row 3 (lead_id '" + ids[1] + "'): attributes.employees",
+        ),
         "unknown.csv": (f"lead_id\n{ids[0]}\nghost-lead\n", "row 3 (lead_id 'ghost-lead')"),
     }
     for name, (text, words) in cases.items():

@@ -27,7 +27,11 @@ def synthetic_frame(defs: Definitions, n: int, seed: int = 0) -> tuple[pd.DataFr
             v[rng.random(n) < 0.1] = np.nan
             cols[f.key] = v
     frame = pd.DataFrame(cols)
-    logit = 0.8 * np.nan_to_num(frame["demo_requests_90d"].to_numpy()) - 0.6 * np.nan_to_num(frame["unsubscribes_90d"].to_numpy()) - 1.0
+    logit = (
+        0.8 * np.nan_to_num(frame["demo_requests_90d"].to_numpy())
+        - 0.6 * np.nan_to_num(frame["unsubscribes_90d"].to_numpy())
+        - 1.0
+    )
     y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
     return frame, y
 
@@ -87,7 +91,7 @@ def test_values_are_plain_json(bundle_and_frame, definitions: Definitions) -> No
 def test_a_batch_explains_each_lead_as_one_lead_calls_do(bundle_and_frame, definitions: Definitions) -> None:
     """Batches take the column-at-once path; single leads the per-value one: same answers."""
     bundle, frame = bundle_and_frame
-    batch = frame.iloc[:SMALL_BATCH + 6].reset_index(drop=True).copy()
+    batch = frame.iloc[: SMALL_BATCH + 6].reset_index(drop=True).copy()
     batch.loc[0, "employees"] = 1e20  # whole, but beyond exact integers: stays a float
     batch.loc[1, "employees"] = -0.0
     batch.loc[2, "employees"] = 2.5
@@ -150,4 +154,6 @@ def test_verdict_pass_and_fail_sentences(definitions: Definitions) -> None:
     assert "seniority is Student" in both.summary and "unsubscribes_90d is 2" in both.summary
 
     high_but_student = verdict(definitions, 0.99, {"seniority": "Student"})
-    assert not high_but_student.passed and "at or above" in high_but_student.summary and ", but it fails" in high_but_student.summary
+    assert (
+        not high_but_student.passed and "at or above" in high_but_student.summary and ", but it fails" in high_but_student.summary
+    )

@@ -29,7 +29,13 @@ def fb_client(own_workspace: Settings, definitions: Definitions):
 
 
 def event(lead_id: str = "L-1", **kw) -> dict:
-    body = {"lead_id": lead_id, "stage": "sql", "occurred_at": "2026-11-20T15:30:00Z", "event_id": f"evt-{uuid.uuid4().hex}", "actor": "luis"}
+    body = {
+        "lead_id": lead_id,
+        "stage": "sql",
+        "occurred_at": "2026-11-20T15:30:00Z",
+        "event_id": f"evt-{uuid.uuid4().hex}",
+        "actor": "luis",
+    }
     body.update(kw)
     return body
 
@@ -56,7 +62,13 @@ def test_feedback_is_idempotent_and_durable(fb_client, demo_leads: pd.DataFrame)
     # ... and the lead record and the next training's stage history include it.
     record = client.get(f"/v1/leads/{lead_id}", headers=AUTH).json()
     assert [s for s in record["stages"] if s["source"] == "feedback"] == [
-        {"stage": "sql", "name": "Sales Qualified Lead", "occurred_at": "2026-11-20T15:30:00Z", "reason": None, "source": "feedback"}
+        {
+            "stage": "sql",
+            "name": "Sales Qualified Lead",
+            "occurred_at": "2026-11-20T15:30:00Z",
+            "reason": None,
+            "source": "feedback",
+        }
     ]
     from samepage.tables import read_tables
 

@@ -28,7 +28,9 @@ def wait_for(predicate, timeout: float = 20.0) -> bool:
     return False
 
 
-def test_readiness_refuses_a_champion_trained_under_other_definitions(own_workspace: Settings, definitions: Definitions, demo_leads: pd.DataFrame) -> None:
+def test_readiness_refuses_a_champion_trained_under_other_definitions(
+    own_workspace: Settings, definitions: Definitions, demo_leads: pd.DataFrame
+) -> None:
     tags = {**champion_tags(own_workspace), "fingerprint": "00000000deadbeef", "definitions_version": "0.9.0+aaaaaaaaaaaa"}
     frame = pd.DataFrame({k: [np.nan] * 40 for k in definitions.feature_keys})
     version = register_bundle(own_workspace, train_bundle(frame, definitions, np.arange(40) % 2, rounds=2), tags)
@@ -64,7 +66,9 @@ def test_readiness_refuses_when_the_definitions_changed_under_the_champion(works
     threshold_file = tmp_path / "threshold.yaml"
     threshold_file.write_text(yaml.safe_dump(data, sort_keys=False))
     relaxed = load_definitions(threshold_file)
-    with TestClient(create_app(workspace.model_copy(update={"definitions": threshold_file}), relaxed, access_log=False)) as client:
+    with TestClient(
+        create_app(workspace.model_copy(update={"definitions": threshold_file}), relaxed, access_log=False)
+    ) as client:
         assert client.get("/readyz").status_code == 200
         body = client.post("/v1/score", json={"lead_id": "x", "attributes": {"industry": "Retail"}}, headers=AUTH).json()
         assert body["mql"]["threshold"] == 0.5 and body["definitions_version"] == relaxed.version_string
@@ -75,11 +79,15 @@ def test_no_champion_is_not_ready(tmp_path: Path, definitions: Definitions) -> N
     with TestClient(create_app(settings, definitions, access_log=False), raise_server_exceptions=False) as client:
         ready = client.get("/readyz")
         assert ready.status_code == 503 and "no champion" in ready.json()["reason"]
-        assert_error(client.post("/v1/score", json={"lead_id": "x"}, headers={"X-API-Key": "k"}), 503, "not_ready", "samepage train")
+        assert_error(
+            client.post("/v1/score", json={"lead_id": "x"}, headers={"X-API-Key": "k"}), 503, "not_ready", "samepage train"
+        )
         assert client.get("/healthz").status_code == 200
 
 
-def test_a_new_champion_is_picked_up_without_failing_requests(own_workspace: Settings, definitions: Definitions, demo_leads: pd.DataFrame) -> None:
+def test_a_new_champion_is_picked_up_without_failing_requests(
+    own_workspace: Settings, definitions: Definitions, demo_leads: pd.DataFrame
+) -> None:
     ids = lead_ids(demo_leads, 200, seed=4)
     with TestClient(create_app(own_workspace, definitions, access_log=False), raise_server_exceptions=False) as client:
         old = client.get("/readyz").json()["model"]["version"]
@@ -115,16 +123,22 @@ def test_a_new_champion_is_picked_up_without_failing_requests(own_workspace: Set
         assert client.get("/v1/model", headers=AUTH).json()["version"] == new
 
 
-def test_a_champion_that_cannot_load_leaves_the_previous_one_serving(own_workspace: Settings, definitions: Definitions, demo_leads: pd.DataFrame) -> None:
+def test_a_champion_that_cannot_load_leaves_the_previous_one_serving(
+    own_workspace: Settings, definitions: Definitions, demo_leads: pd.DataFrame
+) -> None:
     from mlflow.tracking import MlflowClient
 
     lead_id = lead_ids(demo_leads, 1, seed=12)[0]
     with TestClient(create_app(own_workspace, definitions, access_log=False), raise_server_exceptions=False) as client:
         old = client.get("/readyz").json()["model"]["version"]
         registry = MlflowClient(tracking_uri=own_workspace.tracking_uri, registry_uri=own_workspace.tracking_uri)
-        broken = registry.create_model_version("sql_likelihood", source=str(own_workspace.home_dir / "no-such-model"), tags=champion_tags(own_workspace))
+        broken = registry.create_model_version(
+            "sql_likelihood", source=str(own_workspace.home_dir / "no-such-model"), tags=champion_tags(own_workspace)
+        )
         registry.set_registered_model_alias("sql_likelihood", "champion", broken.version)
         metrics = client.app.state.metrics
-        assert wait_for(lambda: (metrics.registry.get_sample_value("samepage_model_reloads_total", {"outcome": "failed"}) or 0) >= 1)
+        assert wait_for(
+            lambda: (metrics.registry.get_sample_value("samepage_model_reloads_total", {"outcome": "failed"}) or 0) >= 1
+        )
         assert client.get("/readyz").json()["model"]["version"] == old
         assert client.post("/v1/score", json={"lead_id": lead_id}, headers=AUTH).json()["model"]["version"] == old

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from html.parser import HTMLParser
+from pathlib import Path
 from urllib.parse import quote
 
 import pandas as pd
@@ -66,7 +66,9 @@ def lead(client: TestClient, demo_leads: pd.DataFrame) -> str:
     return lead_ids(demo_leads, 1, seed=11)[0]
 
 
-def test_lead_page_shows_the_score_verdict_and_reasons_the_api_returns(client: TestClient, lead: str, definitions: Definitions) -> None:
+def test_lead_page_shows_the_score_verdict_and_reasons_the_api_returns(
+    client: TestClient, lead: str, definitions: Definitions
+) -> None:
     page = client.get(page_path(lead))
     assert page.status_code == 200, page.text
     record = client.get(f"/v1/leads/{lead}", headers=AUTH).json()
@@ -106,7 +108,10 @@ def test_disqualifying_from_the_page_stores_feedback_and_shows_the_new_stage(
     assert "Recorded: Disqualified — No budget." in page.text
     current = re.search(r'id="current-stage">([^<]*)<', page.text)
     assert current is not None and current.group(1) == "Disqualified"
-    assert '<li class="off">Disqualified</li>' in page.text and 'class="current"' not in page.text.split('id="path"')[1].split("</ol>")[0]
+    assert (
+        '<li class="off">Disqualified</li>' in page.text
+        and 'class="current"' not in page.text.split('id="path"')[1].split("</ol>")[0]
+    )
     record = client.get(f"/v1/leads/{lead}", headers=AUTH).json()
     last = record["stages"][-1]
     assert (last["stage"], last["reason"], last["source"]) == ("disqualified", "no_budget", "feedback")
@@ -116,14 +121,18 @@ def test_disqualifying_from_the_page_stores_feedback_and_shows_the_new_stage(
     assert sum(s["source"] == "feedback" for s in client.get(f"/v1/leads/{lead}", headers=AUTH).json()["stages"]) == 1
 
 
-def test_stage_form_refuses_a_missing_reason_and_cross_site_posts(client: TestClient, demo_leads: pd.DataFrame, workspace: Settings) -> None:
+def test_stage_form_refuses_a_missing_reason_and_cross_site_posts(
+    client: TestClient, demo_leads: pd.DataFrame, workspace: Settings
+) -> None:
     lead = lead_ids(demo_leads, 1, seed=13)[0]
     bad = client.post(page_path(lead), data={"stage": "disqualified", "event_id": "page-x1"})
     assert bad.status_code == 422
     assert "form.reason" in bad.text and "needs a reason" in bad.text
     unknown = client.post(page_path(lead), data={"stage": "won", "event_id": "page-x2"})
     assert unknown.status_code == 422 and "unknown stage" in unknown.text
-    forged = client.post(page_path(lead), data={"stage": "sql", "event_id": "page-x3"}, headers={"Origin": "https://evil.example"})
+    forged = client.post(
+        page_path(lead), data={"stage": "sql", "event_id": "page-x3"}, headers={"Origin": "https://evil.example"}
+    )
     assert forged.status_code == 403
     store = RecordStore.from_settings(workspace)
     try:
@@ -154,7 +163,20 @@ def test_unknown_lead_is_a_404_page(client: TestClient) -> None:
     assert "unknown" in page.text and "text/html" in page.headers["content-type"]
 
 
-@pytest.mark.parametrize(("host", "expected"), [("127.0.0.1", True), ("localhost", True), ("::1", True), ("[::1]", True), ("127.8.0.1", True), ("0.0.0.0", False), ("10.0.0.5", False), ("::", False), ("example.com", False)])
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("127.0.0.1", True),
+        ("localhost", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("127.8.0.1", True),
+        ("0.0.0.0", False),
+        ("10.0.0.5", False),
+        ("::", False),
+        ("example.com", False),
+    ],
+)
 def test_loopback_binding(host: str, expected: bool) -> None:
     assert is_loopback(host) is expected
 
@@ -209,7 +231,9 @@ def _expected_counts(workspace: Settings, definitions: Definitions) -> dict[str,
     return counts
 
 
-def test_report_numbers_match_the_data_in_json_and_on_the_page(client: TestClient, workspace: Settings, definitions: Definitions) -> None:
+def test_report_numbers_match_the_data_in_json_and_on_the_page(
+    client: TestClient, workspace: Settings, definitions: Definitions
+) -> None:
     expected = _expected_counts(workspace, definitions)
     data = client.get("/v1/report", headers=AUTH)
     assert data.status_code == 200, data.text
@@ -244,7 +268,11 @@ def test_report_period_and_bad_periods(client: TestClient, workspace: Settings) 
 def test_report_on_an_empty_workspace_says_what_to_do(tmp_path: Path, definitions: Definitions, workspace: Settings) -> None:
     # The session's MLflow store (already created; a new one costs seconds of migrations), no data.
     empty = Settings(
-        home=tmp_path / "empty", definitions=DEFINITIONS_FILE, api_keys=API_KEYS[0], mlflow_tracking_uri=workspace.tracking_uri, _env_file=None
+        home=tmp_path / "empty",
+        definitions=DEFINITIONS_FILE,
+        api_keys=API_KEYS[0],
+        mlflow_tracking_uri=workspace.tracking_uri,
+        _env_file=None,
     )
     with TestClient(create_app(empty, definitions, access_log=False), raise_server_exceptions=False) as c:
         page = c.get("/report")
@@ -260,7 +288,9 @@ def test_score_again_rescores_with_the_api_scorer_and_updates_the_record(client:
     client.get(page_path(lead))  # scored on first open
     first = client.get(f"/v1/leads/{lead}", headers=AUTH).json()["latest_score"]
     # Behind a TLS proxy the browser's Origin says https: the host is what must match.
-    posted = client.post(page_path(lead), data={"action": "rescore"}, headers={"Origin": "https://testserver"}, follow_redirects=True)
+    posted = client.post(
+        page_path(lead), data={"action": "rescore"}, headers={"Origin": "https://testserver"}, follow_redirects=True
+    )
     assert posted.status_code == 200 and "Scored again" in posted.text
     second = client.get(f"/v1/leads/{lead}", headers=AUTH).json()["latest_score"]
     assert second["scored_at"] > first["scored_at"]
@@ -268,7 +298,9 @@ def test_score_again_rescores_with_the_api_scorer_and_updates_the_record(client:
     assert str(escape(second["result"]["mql"]["summary"])) in posted.text
 
 
-def test_lead_page_says_when_the_lead_already_reached_the_label_stage(client: TestClient, workspace: Settings, definitions: Definitions) -> None:
+def test_lead_page_says_when_the_lead_already_reached_the_label_stage(
+    client: TestClient, workspace: Settings, definitions: Definitions
+) -> None:
     stages = read_tables(workspace.data_dir).stages
     later = definitions.stages_at_or_after(definitions.label.target_stage)
     reached = stages.loc[stages["stage"].isin(later), "lead_id"].astype(str)

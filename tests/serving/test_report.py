@@ -27,12 +27,22 @@ def tables(leads: list[dict], stages: list[dict]) -> CanonicalTables:
     return CanonicalTables(leads=pd.DataFrame(leads), events=empty_events(), stages=pd.DataFrame(stages))
 
 
-def lead_with(lead_id: str, path: list[tuple[str, pd.Timedelta]], created: pd.Timestamp = T0, source: str | None = "Webinar", reason: str | None = None) -> tuple[dict, list[dict]]:
+def lead_with(
+    lead_id: str,
+    path: list[tuple[str, pd.Timedelta]],
+    created: pd.Timestamp = T0,
+    source: str | None = "Webinar",
+    reason: str | None = None,
+) -> tuple[dict, list[dict]]:
     """A lead created at `created` and the stages it entered (offsets from creation)."""
     lead = make_lead(lead_id=lead_id, created_at=created, source=source)
     rows = [make_stage(lead_id=lead_id, stage="lead", occurred_at=created)]
     for stage, offset in path:
-        rows.append(make_stage(lead_id=lead_id, stage=stage, occurred_at=created + offset, reason=reason if stage == "disqualified" else None))
+        rows.append(
+            make_stage(
+                lead_id=lead_id, stage=stage, occurred_at=created + offset, reason=reason if stage == "disqualified" else None
+            )
+        )
     return lead, rows
 
 
@@ -172,7 +182,9 @@ def test_load_report_sees_feedback_recorded_in_the_store(settings: Settings, def
     store = RecordStore.from_settings(settings)
     try:
         before = load_report(settings, definitions, store, now=NOW)
-        store.add_feedback(Feedback(lead_id="B", stage="disqualified", occurred_at=T0 + 2 * D, reason="competitor", event_id="e1"))
+        store.add_feedback(
+            Feedback(lead_id="B", stage="disqualified", occurred_at=T0 + 2 * D, reason="competitor", event_id="e1")
+        )
         after = load_report(settings, definitions, store, now=NOW)
     finally:
         store.close()

@@ -90,9 +90,7 @@ def test_csv_timestamps_with_offsets_become_utc_and_empty_cells_missing(
 ) -> None:
     leads = tmp_path / "leads.csv"
     leads.write_text(
-        "lead_id,created_at,country,employees\n"
-        "A,2026-01-05T12:00:00+02:00,,250\n"
-        "B,2026-01-05,Canada,\n",
+        "lead_id,created_at,country,employees\nA,2026-01-05T12:00:00+02:00,,250\nB,2026-01-05,Canada,\n",
         encoding="utf-8",
     )
     import_files(settings, definitions, leads=leads)
@@ -106,47 +104,80 @@ def test_csv_timestamps_with_offsets_become_utc_and_empty_cells_missing(
 BAD_CASES: dict[str, tuple[dict[str, list[dict[str, Any]]], str, int | None, str, str]] = {
     "missing column": (
         {"leads": [{k: v for k, v in make_lead().items() if k != "created_at"}]},
-        "leads", None, "created_at", "required column is missing",
+        "leads",
+        None,
+        "created_at",
+        "required column is missing",
     ),
     "bad timestamp": (
         {"leads": [make_lead(lead_id="A"), make_lead(lead_id="B", created_at="05/01/2026")]},
-        "leads", 3, "created_at", "not an ISO 8601 timestamp",
+        "leads",
+        3,
+        "created_at",
+        "not an ISO 8601 timestamp",
     ),
     "duplicate id": (
         {"leads": [make_lead(lead_id="A"), make_lead(lead_id="B"), make_lead(lead_id="A")]},
-        "leads", 4, "lead_id", "duplicate lead_id 'A' (rows 2 and 4)",
+        "leads",
+        4,
+        "lead_id",
+        "duplicate lead_id 'A' (rows 2 and 4)",
     ),
     "empty id": (
         {"leads": [make_lead(lead_id="A"), make_lead(lead_id="")]},
-        "leads", 3, "lead_id", "lead_id is empty",
+        "leads",
+        3,
+        "lead_id",
+        "lead_id is empty",
     ),
     "unknown stage": (
         {"leads": [make_lead()], "stages": [make_stage(), make_stage(stage="won")]},
-        "stages", 3, "stage", "stage 'won' is not one of the definitions' stages",
+        "stages",
+        3,
+        "stage",
+        "stage 'won' is not one of the definitions' stages",
     ),
     "missing reason": (
         {"leads": [make_lead()], "stages": [make_stage(stage="disqualified")]},
-        "stages", 2, "reason", "stage 'disqualified' needs a reason",
+        "stages",
+        2,
+        "reason",
+        "stage 'disqualified' needs a reason",
     ),
     "wrong reason": (
         {"leads": [make_lead()], "stages": [make_stage(stage="disqualified", reason="bored")]},
-        "stages", 2, "reason", "reason 'bored' is not a reason for 'disqualified'",
+        "stages",
+        2,
+        "reason",
+        "reason 'bored' is not a reason for 'disqualified'",
     ),
     "unknown event type": (
         {"leads": [make_lead()], "events": [make_event(type="tweet")]},
-        "events", 2, "type", "event type 'tweet' is not one of the definitions' event_types",
+        "events",
+        2,
+        "type",
+        "event type 'tweet' is not one of the definitions' event_types",
     ),
     "event for unknown lead": (
         {"leads": [make_lead()], "events": [make_event(), make_event(lead_id="L-404")]},
-        "events", 3, "lead_id", "lead_id 'L-404' is not a known lead",
+        "events",
+        3,
+        "lead_id",
+        "lead_id 'L-404' is not a known lead",
     ),
     "stage for unknown lead": (
         {"leads": [make_lead()], "stages": [make_stage(lead_id="L-404")]},
-        "stages", 2, "lead_id", "lead_id 'L-404' is not a known lead",
+        "stages",
+        2,
+        "lead_id",
+        "lead_id 'L-404' is not a known lead",
     ),
     "non-numeric value": (
         {"leads": [make_lead()], "events": [make_event(value="lots")]},
-        "events", 2, "value", "value 'lots' is not a number",
+        "events",
+        2,
+        "value",
+        "value 'lots' is not a number",
     ),
 }
 
@@ -316,7 +347,9 @@ def test_parquet_timestamps_beyond_pandas_range_are_reported(
     assert [(p.row, p.column) for p in error.problems] == [(2, "created_at")]
 
 
-def test_a_header_repeated_up_to_spaces_is_named_not_a_traceback(tmp_path: Path, settings: Settings, definitions: Definitions) -> None:
+def test_a_header_repeated_up_to_spaces_is_named_not_a_traceback(
+    tmp_path: Path, settings: Settings, definitions: Definitions
+) -> None:
     from typer.testing import CliRunner
 
     from samepage.cli import app
@@ -324,7 +357,9 @@ def test_a_header_repeated_up_to_spaces_is_named_not_a_traceback(tmp_path: Path,
     leads = tmp_path / "leads.csv"
     leads.write_text("lead_id,created_at,employees,employees \nA,2026-01-05,5,6\n", encoding="utf-8")
     error = import_error(settings, definitions, leads=leads)
-    assert [(p.row, p.column, p.message) for p in error.problems] == [(1, "employees", "column appears more than once in the header")]
+    assert [(p.row, p.column, p.message) for p in error.problems] == [
+        (1, "employees", "column appears more than once in the header")
+    ]
     result = CliRunner().invoke(app, ["import", "--leads", str(leads)], env={"SAMEPAGE_HOME": str(settings.home_dir)})
     assert result.exit_code == 2 and "column appears more than once" in result.output and "Traceback" not in result.output
     assert not settings.data_dir.exists()
