@@ -19,13 +19,17 @@ def model(scorer: ScorerDep, defs: DefsDep) -> dict:
     In a cold start: `points_rules` at the definitions' version, kind "rules", with the reason.
     """
     c = scorer.current()
+    common = {
+        "name": c.name,
+        "version": c.version,
+        "kind": c.kind,
+        "calibrated": c.bundle.calibrated,
+        "algorithm": c.bundle.kind,
+        "loaded_at": c.loaded_at,
+    }
     if not c.registered:
         return {
-            "name": c.name,
-            "version": c.version,
-            "kind": c.kind,
-            "calibrated": c.bundle.calibrated,
-            "algorithm": c.bundle.kind,
+            **common,
             "reason": scorer.reason,
             "alias": None,
             "definitions_version": defs.version_string,
@@ -34,14 +38,9 @@ def model(scorer: ScorerDep, defs: DefsDep) -> dict:
             "trained_at": None,
             "run_id": None,
             "metrics": {},
-            "loaded_at": c.loaded_at,
         }
     return {
-        "name": c.name,
-        "version": c.version,
-        "kind": c.kind,
-        "calibrated": c.bundle.calibrated,
-        "algorithm": c.bundle.kind,
+        **common,
         "reason": None,
         "alias": CHAMPION,
         "definitions_version": c.tags.get("definitions_version"),
@@ -50,5 +49,4 @@ def model(scorer: ScorerDep, defs: DefsDep) -> dict:
         "trained_at": c.tags.get("trained_at"),
         "run_id": c.run_id,
         "metrics": c.metrics,
-        "loaded_at": c.loaded_at,
     }
