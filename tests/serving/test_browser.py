@@ -90,7 +90,11 @@ def api(server: str) -> Iterator[httpx.Client]:
 def showcase(api: httpx.Client, demo_leads: pd.DataFrame) -> dict[str, Any]:
     """Score a slice of the demo leads through the API (the report's calibration reads them) and
     pick the best-scored MQL that sales has not touched yet: the lead a rep would open first."""
-    ids = demo_leads.sort_values("created_at")["lead_id"].astype(str).tolist()[-N_SCORED:]  # the newest: a rep's queue
+    ordered = demo_leads.sort_values("created_at")["lead_id"].astype(str).tolist()
+    # The oldest have closed label windows (the report's calibration needs them), whatever ran before.
+    old = api.post("/v1/score/batch", json={"leads": [{"lead_id": i} for i in ordered[:N_SCORED]]})
+    assert old.status_code == 200
+    ids = ordered[-N_SCORED:]  # the newest: a rep's queue
     results = api.post("/v1/score/batch", json={"leads": [{"lead_id": i} for i in ids]}).json()["results"]
     for r in sorted(results, key=lambda r: -r["score"]):
         if not r["mql"]["passed"]:
