@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import BeforeValidator, WithJsonSchema
 
 from serving.deps import DefsDep, RecordsDep, SettingsDep
 from serving.errors import ApiError, responses
 from serving.report import PeriodError, load_report
 from serving.report_schemas import FunnelReport
+
+FULL_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+
+
+def full_date(value: object) -> object:
+    """Only an RFC 3339 `full-date` is a day: pydantic alone would read 0 as 1970-01-01 and "20261120" too."""
+    if isinstance(value, str) and re.fullmatch(FULL_DATE, value):
+        return value
+    raise ValueError("expected a date such as 2026-11-20 (YYYY-MM-DD)")
+
+
+Day = Annotated[date, BeforeValidator(full_date), WithJsonSchema({"type": "string", "format": "date"})]
 
 router = APIRouter(prefix="/v1", tags=["report"])
 
@@ -20,8 +34,8 @@ def report(
     settings: SettingsDep,
     defs: DefsDep,
     records: RecordsDep,
-    start: Annotated[date | None, Query(description="First day (YYYY-MM-DD, UTC); default: the first lead's")] = None,
-    end: Annotated[date | None, Query(description="Last day, inclusive (YYYY-MM-DD, UTC); default: today")] = None,
+    start: Annotated[Day | None, Query(description="First day (YYYY-MM-DD, UTC); default: the first lead's")] = None,
+    end: Annotated[Day | None, Query(description="Last day, inclusive (YYYY-MM-DD, UTC); default: today")] = None,
 ) -> FunnelReport:
     """Leads whose as-of time falls in the period: funnel counts and rates, median stage times,
     MQLs missed by the SLA, disqualification reasons by source, and score calibration by band."""
