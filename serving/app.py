@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Depends, FastAPI
@@ -20,12 +21,12 @@ from fastapi.responses import RedirectResponse
 from samepage.definitions import Definitions, load_definitions
 from samepage.records import RecordStore
 from samepage.settings import Settings
-from serving.attributes import attribute_rules
 from serving.auth import configured_keys, require_api_key
 from serving.errors import install_error_handlers
 from serving.logs import configure_logging
 from serving.metrics import Metrics
 from serving.middleware import RequestMiddleware
+from serving.openapi import add_definitions
 from serving.routes import definitions, feedback, health, leads, model, pages, report, score
 from serving.scorer import Scorer, refreeze
 from serving.writer import ScoreWriter
@@ -114,8 +115,7 @@ def _openapi(app: FastAPI, defs: Definitions) -> dict[str, Any]:
         props["stage"] = {**props["stage"], "enum": [s.key for s in defs.stages]}
         props["stage"].pop("minLength", None)
         props["stage"].pop("maxLength", None)
-    if "attributes" in schemas.get("LeadIn", {}).get("properties", {}):  # the definitions' names and types, nothing else
-        schemas["LeadIn"]["properties"]["attributes"] = attribute_rules(defs).json_schema()
+    add_definitions(schema, defs, datetime.now(UTC).date())  # attribute names and types, reasons by stage, years
     app.openapi_schema = schema
     return schema
 

@@ -21,7 +21,7 @@ from typing import Any
 from features.derive import override_targets
 from samepage.definitions import Definitions
 from samepage.errors import InvalidAttribute
-from serving.schemas import DATE_TIME
+from serving.patterns import FIRST_YEAR, LAST_YEAR, date_time_pattern, matcher
 
 MAX_FLOAT = sys.float_info.max  # beyond it a number is no float (a 401-digit integer)
 SURROGATES = re.compile("[\ud800-\udfff]")  # JSON lets `\ud800` through; it is no text and no database stores it
@@ -30,7 +30,7 @@ JSON_TYPES: dict[str, dict[str, Any]] = {
     "category": {"type": "string"},
     "number": {"type": "number", "minimum": -MAX_FLOAT, "maximum": MAX_FLOAT},
     "boolean": {"type": "boolean"},
-    "timestamp": {"type": "string", "format": "date-time"},
+    "timestamp": {"type": "string", "format": "date-time", "pattern": date_time_pattern()},
 }
 
 
@@ -89,8 +89,8 @@ def value_problem(value: Any, kind: str) -> str | None:
     if SURROGATES.search(value):
         return "contains an unpaired surrogate (not text)"
     if kind == "timestamp":
-        if not DATE_TIME.fullmatch(value):
-            return "expected an RFC 3339 date-time such as 2026-11-20T15:30:00Z"
+        if not matcher(date_time_pattern()).fullmatch(value):
+            return f"expected an RFC 3339 date-time between {FIRST_YEAR} and {LAST_YEAR}, such as 2026-11-20T15:30:00Z"
         try:
             datetime.fromisoformat(value.upper())
         except ValueError as exc:

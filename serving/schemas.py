@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
+from serving.patterns import date_time_pattern, matcher
+
 MAX_BATCH = 1_000  # the contract's batch limit
 MAX_ATTRIBUTES = 100
 
@@ -38,28 +40,18 @@ def text_field(min_length: int, max_length: int, description: str) -> Any:
     )
 
 
-# RFC 3339 `date-time` (JSON Schema's format): ASCII digits, an offset. Feedback may leave the offset out (UTC).
-DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})")
-LOCAL_DATE_TIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?$"
-
-
 def date_time_text(value: Any) -> Any:
     """Only an RFC 3339 date-time string (or one without offset) becomes a time: not 0, not "2026-11-20"."""
-    if isinstance(value, str) and (DATE_TIME.fullmatch(value) or re.fullmatch(LOCAL_DATE_TIME, value)):
-        return value.upper()
+    if isinstance(value, str) and matcher(date_time_pattern(None, offset_required=False)).fullmatch(value):
+        return value.upper()  # the parser wants "T" and "Z"
     raise ValueError("expected an RFC 3339 date-time such as 2026-11-20T15:30:00Z (no offset means UTC)")
 
 
+# The years a stage change may have are the definitions' and the clock's (`serving.openapi` says them).
 StageTime = Annotated[
     datetime,
     BeforeValidator(date_time_text),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "anyOf": [{"format": "date-time"}, {"pattern": LOCAL_DATE_TIME}],
-            "description": "When the lead entered the stage (RFC 3339; no offset means UTC)",
-        }
-    ),
+    WithJsonSchema({"type": "string", "pattern": date_time_pattern(None, offset_required=False)}),
 ]
 
 LeadId = Annotated[str, text_field(1, 200, "The lead's id in the CRM / marketing automation"), AfterValidator(plain_text)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import date
 from typing import Annotated
 
@@ -11,20 +10,19 @@ from pydantic import BeforeValidator, WithJsonSchema
 
 from serving.deps import DefsDep, RecordsDep, SettingsDep
 from serving.errors import ApiError, responses
+from serving.patterns import FIRST_YEAR, LAST_YEAR, day_pattern, matcher
 from serving.report import PeriodError, load_report
 from serving.report_schemas import FunnelReport
 
-FULL_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
-
 
 def full_date(value: object) -> object:
-    """Only an RFC 3339 `full-date` is a day: pydantic alone would read 0 as 1970-01-01 and "20261120" too."""
-    if isinstance(value, str) and re.fullmatch(FULL_DATE, value):
+    """Only an RFC 3339 `full-date` a report covers is a day: pydantic alone would read 0 as 1970-01-01."""
+    if isinstance(value, str) and matcher(day_pattern()).fullmatch(value):
         return value
-    raise ValueError("expected a date such as 2026-11-20 (YYYY-MM-DD)")
+    raise ValueError(f"expected a date such as 2026-11-20 (YYYY-MM-DD, {FIRST_YEAR} to {LAST_YEAR})")
 
 
-Day = Annotated[date, BeforeValidator(full_date), WithJsonSchema({"type": "string", "format": "date"})]
+Day = Annotated[date, BeforeValidator(full_date), WithJsonSchema({"type": "string", "format": "date", "pattern": day_pattern()})]
 
 router = APIRouter(prefix="/v1", tags=["report"])
 
@@ -38,7 +36,10 @@ def report(
     end: Annotated[Day | None, Query(description="Last day, inclusive (YYYY-MM-DD, UTC); default: today")] = None,
 ) -> FunnelReport:
     """Leads whose as-of time falls in the period: funnel counts and rates, median stage times,
-    MQLs missed by the SLA, disqualification reasons by source, and score calibration by band."""
+    MQLs missed by the SLA, disqualification reasons by source, and score calibration by band.
+    Two days given the other way round bound the same period (the answer's `period` shows it)."""
+    if start is not None and end is not None and start > end:
+        start, end = end, start  # no schema can say "start before end": the days given bound the period either way
     try:
         return load_report(settings, defs, records, start, end)
     except PeriodError as exc:
