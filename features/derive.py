@@ -44,18 +44,18 @@ def coerce(name: str, value: Any, kind: str) -> Any:
             except ValueError:  # an integer beyond Python's digit limit for str()
                 raise InvalidAttribute(where, "expected text, got an integer too long to be a code") from None
             return text or None
-        raise InvalidAttribute(where, f"expected text, got {_shown(value)}")
+        raise InvalidAttribute(where, f"expected text, got {shown(value)}")
     if kind == "number":
         if isinstance(value, bool):
-            raise InvalidAttribute(where, f"expected a number, got {_shown(value)}")
+            raise InvalidAttribute(where, f"expected a number, got {shown(value)}")
         try:
             number = float(value)
         except OverflowError:  # a 401-digit integer: no float holds it (and its repr is no help)
             raise InvalidAttribute(where, "expected a finite number, got one too large for a float") from None
         except (TypeError, ValueError):
-            raise InvalidAttribute(where, f"expected a number, got {_shown(value)}") from None
+            raise InvalidAttribute(where, f"expected a number, got {shown(value)}") from None
         if not math.isfinite(number):
-            raise InvalidAttribute(where, f"expected a finite number, got {_shown(value)}")
+            raise InvalidAttribute(where, f"expected a finite number, got {shown(value)}")
         return number
     if kind == "boolean":
         if isinstance(value, bool):
@@ -64,21 +64,21 @@ def coerce(name: str, value: Any, kind: str) -> Any:
             return bool(value)
         if isinstance(value, str) and value.strip().lower() in TRUE_WORDS | FALSE_WORDS:
             return value.strip().lower() in TRUE_WORDS
-        raise InvalidAttribute(where, f"expected true or false, got {_shown(value)}")
+        raise InvalidAttribute(where, f"expected true or false, got {shown(value)}")
     if kind == "timestamp":
         if not isinstance(value, (str, datetime)):  # a bare number would silently mean 1970
-            raise InvalidAttribute(where, f"expected an ISO 8601 time, got {_shown(value)}")
+            raise InvalidAttribute(where, f"expected an ISO 8601 time, got {shown(value)}")
         try:
             stamp = pd.Timestamp(value)
         except (TypeError, ValueError):
-            raise InvalidAttribute(where, f"expected an ISO 8601 time, got {_shown(value)}") from None
+            raise InvalidAttribute(where, f"expected an ISO 8601 time, got {shown(value)}") from None
         if stamp is pd.NaT:
             return None
         return utc_timestamp(stamp)
     raise InvalidAttribute(where, "cannot be overridden")
 
 
-def _shown(value: Any, limit: int = 60) -> str:
+def shown(value: Any, limit: int = 60) -> str:
     """The value as the message shows it: its repr, cut short (a message must not echo a megabyte)."""
     try:
         text = repr(value)

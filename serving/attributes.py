@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from features.derive import override_targets
+from features.derive import override_targets, shown
 from samepage.definitions import Definitions
 from samepage.errors import InvalidAttribute
 from serving.patterns import FIRST_YEAR, LAST_YEAR, date_time_pattern, matcher
@@ -64,7 +64,7 @@ class AttributeRules:
         for name, value in attributes.items():
             spot = f"{where}attributes.{name}"
             if name not in self.fields:
-                raise InvalidAttribute(spot, "unknown attribute (not a lead column or feature of the definitions)")
+                raise InvalidAttribute(spot, "unknown attribute (not a lead column or feature)")
             problem = value_problem(value, self.fields[name][0])
             if problem:
                 raise InvalidAttribute(spot, problem)
@@ -76,21 +76,24 @@ def value_problem(value: Any, kind: str) -> str | None:
         return None
     if kind == "number":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return "expected a number"
+            return f"expected a number, got {shown(value)}"
         if isinstance(value, float) and not math.isfinite(value):
-            return "expected a finite number"
+            return f"expected a finite number, got {shown(value)}"
         if not -MAX_FLOAT <= value <= MAX_FLOAT:  # exact for integers of any length
             return "expected a finite number, got one too large for a float"
         return None
     if kind == "boolean":
-        return None if isinstance(value, bool) else "expected true or false"
+        return None if isinstance(value, bool) else f"expected true or false, got {shown(value)}"
     if not isinstance(value, str):
-        return "expected text" if kind == "category" else "expected an RFC 3339 date-time string"
+        return f"expected {'text' if kind == 'category' else 'an RFC 3339 date-time string'}, got {shown(value)}"
     if SURROGATES.search(value):
         return "contains an unpaired surrogate (not text)"
     if kind == "timestamp":
         if not matcher(date_time_pattern()).fullmatch(value):
-            return f"expected an RFC 3339 date-time between {FIRST_YEAR} and {LAST_YEAR}, such as 2026-11-20T15:30:00Z"
+            return (
+                f"expected an RFC 3339 date-time between {FIRST_YEAR} and {LAST_YEAR} such as 2026-11-20T15:30:00Z, "
+                f"got {shown(value)}"
+            )
         try:
             datetime.fromisoformat(value.upper())
         except ValueError as exc:

@@ -42,6 +42,8 @@ def text_field(min_length: int, max_length: int, description: str) -> Any:
 
 def date_time_text(value: Any) -> Any:
     """Only an RFC 3339 date-time string (or one without offset) becomes a time: not 0, not "2026-11-20"."""
+    if isinstance(value, datetime):  # a Python caller (the lead page) passes a time, not text
+        return value
     if isinstance(value, str) and matcher(date_time_pattern(None, offset_required=False)).fullmatch(value):
         return value.upper()  # the parser wants "T" and "Z"
     raise ValueError("expected an RFC 3339 date-time such as 2026-11-20T15:30:00Z (no offset means UTC)")

@@ -36,10 +36,7 @@ def report(
     end: Annotated[Day | None, Query(description="Last day, inclusive (YYYY-MM-DD, UTC); default: today")] = None,
 ) -> FunnelReport:
     """Leads whose as-of time falls in the period: funnel counts and rates, median stage times,
-    MQLs missed by the SLA, disqualification reasons by source, and score calibration by band.
-    Two days given the other way round bound the same period (the answer's `period` shows it)."""
-    if start is not None and end is not None and start > end:
-        start, end = end, start  # no schema can say "start before end": the days given bound the period either way
+    MQLs missed by the SLA, disqualification reasons by source, and score calibration by band."""
     try:
         return load_report(settings, defs, records, start, end)
     except PeriodError as exc:
