@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,12 +22,15 @@ from samepage.definitions import Definitions
 from samepage.errors import InvalidAttribute
 from serving.patterns import FIRST_YEAR, LAST_YEAR, date_time_pattern, matcher
 
-MAX_FLOAT = sys.float_info.max  # beyond it a number is no float (a 401-digit integer)
+# No lead has a value beyond ±10^15 (revenue included), and 10^15 is exact both as decimal and as
+# float: with the float maximum as the bound, a schema's decimal reading and the server's binary one
+# disagreed on integers a hair inside it.
+LIMIT = 10**15
 SURROGATES = re.compile("[\ud800-\udfff]")  # JSON lets `\ud800` through; it is no text and no database stores it
 
 JSON_TYPES: dict[str, dict[str, Any]] = {
     "category": {"type": "string"},
-    "number": {"type": "number", "minimum": -MAX_FLOAT, "maximum": MAX_FLOAT},
+    "number": {"type": "number", "minimum": -LIMIT, "maximum": LIMIT},
     "boolean": {"type": "boolean"},
     "timestamp": {"type": "string", "format": "date-time", "pattern": date_time_pattern()},
 }
@@ -79,8 +81,8 @@ def value_problem(value: Any, kind: str) -> str | None:
             return f"expected a number, got {shown(value)}"
         if isinstance(value, float) and not math.isfinite(value):
             return f"expected a finite number, got {shown(value)}"
-        if not -MAX_FLOAT <= value <= MAX_FLOAT:  # exact for integers of any length
-            return "expected a finite number, got one too large for a float"
+        if not -LIMIT <= value <= LIMIT:  # exact for integers of any length (a 401-digit one is no float at all)
+            return f"expected a number from -1e15 to 1e15, got {shown(value)}"
         return None
     if kind == "boolean":
         return None if isinstance(value, bool) else f"expected true or false, got {shown(value)}"

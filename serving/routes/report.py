@@ -24,6 +24,9 @@ def full_date(value: object) -> object:
 
 Day = Annotated[date, BeforeValidator(full_date), WithJsonSchema({"type": "string", "format": "date", "pattern": day_pattern()})]
 
+START = "First day (YYYY-MM-DD, UTC); default: the first lead's"
+END = "Last day, inclusive (YYYY-MM-DD, UTC), not before start (else 422); default: today"
+
 router = APIRouter(prefix="/v1", tags=["report"])
 
 
@@ -32,8 +35,8 @@ def report(
     settings: SettingsDep,
     defs: DefsDep,
     records: RecordsDep,
-    start: Annotated[Day | None, Query(description="First day (YYYY-MM-DD, UTC); default: the first lead's")] = None,
-    end: Annotated[Day | None, Query(description="Last day, inclusive (YYYY-MM-DD, UTC); default: today")] = None,
+    start: Annotated[Day | None, Query(description=START)] = None,
+    end: Annotated[Day | None, Query(description=END)] = None,
 ) -> FunnelReport:
     """Leads whose as-of time falls in the period: funnel counts and rates, median stage times,
     MQLs missed by the SLA, disqualification reasons by source, and score calibration by band."""
