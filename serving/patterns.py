@@ -51,8 +51,6 @@ def date_time_pattern(years: range | None = range(FIRST_YEAR, LAST_YEAR + 1), of
     return f"^{date_regex(years)}{_TIME}{_OFFSET}{'' if offset_required else '?'}$"
 
 
-
-
 @cache
 def matcher(pattern: str) -> re.Pattern[str]:
     """The compiled pattern (each is compiled once, on first use)."""
