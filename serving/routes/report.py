@@ -25,7 +25,7 @@ def full_date(value: object) -> object:
 Day = Annotated[date, BeforeValidator(full_date), WithJsonSchema({"type": "string", "format": "date", "pattern": day_pattern()})]
 
 START = "First day (YYYY-MM-DD, UTC); default: the first lead's"
-END = "Last day, inclusive (YYYY-MM-DD, UTC), not before start (else 422); default: today"
+END = "Last day, inclusive (YYYY-MM-DD, UTC); default: today. Two days given either way round bound the period"
 
 router = APIRouter(prefix="/v1", tags=["report"])
 
@@ -40,6 +40,10 @@ def report(
 ) -> FunnelReport:
     """Leads whose as-of time falls in the period: funnel counts and rates, median stage times,
     MQLs missed by the SLA, disqualification reasons by source, and score calibration by band."""
+    if start is not None and end is not None and start > end:
+        # No schema can say "start before end", and a client generated from it must not meet a 422 it could
+        # not foresee: the two days bound the period either way round (the answer's `period` shows it).
+        start, end = end, start
     try:
         return load_report(settings, defs, records, start, end)
     except PeriodError as exc:

@@ -261,3 +261,11 @@ def test_the_known_lead_still_scores_with_attributes(client: TestClient, demo_le
     body = {"lead_id": lead, "attributes": {"employees": 10**15, "created_at": "2026-11-20T15:30:00+01:00", "industry": None}}
     resp = client.post("/v1/score", json=body, headers=AUTH)
     assert resp.status_code == 200 and 0.0 <= resp.json()["score"] <= 1.0
+
+
+def test_report_days_either_way_round_are_one_period(client: TestClient) -> None:
+    forward = client.get("/v1/report?start=2026-01-01&end=2026-06-30", headers=AUTH)
+    backward = client.get("/v1/report?start=2026-06-30&end=2026-01-01", headers=AUTH)
+    assert forward.status_code == backward.status_code == 200
+    assert backward.json()["period"] == {"start": "2026-01-01", "end": "2026-06-30"}
+    assert backward.json()["funnel"] == forward.json()["funnel"]
