@@ -39,18 +39,23 @@ def coerce(name: str, value: Any, kind: str) -> Any:
         if isinstance(value, float) and value.is_integer():
             value = int(value)  # 2.0 from a JSON client means the code "2"
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            text = str(value).strip()
+            try:
+                text = str(value).strip()
+            except ValueError:  # an integer beyond Python's digit limit for str()
+                raise InvalidAttribute(where, "expected text, got an integer too long to be a code") from None
             return text or None
-        raise InvalidAttribute(where, f"expected text, got {value!r}")
+        raise InvalidAttribute(where, f"expected text, got {shown(value)}")
     if kind == "number":
         if isinstance(value, bool):
-            raise InvalidAttribute(where, f"expected a number, got {value!r}")
+            raise InvalidAttribute(where, f"expected a number, got {shown(value)}")
         try:
             number = float(value)
+        except OverflowError:  # a 401-digit integer: no float holds it (and its repr is no help)
+            raise InvalidAttribute(where, "expected a finite number, got one too large for a float") from None
         except (TypeError, ValueError):
-            raise InvalidAttribute(where, f"expected a number, got {value!r}") from None
+            raise InvalidAttribute(where, f"expected a number, got {shown(value)}") from None
         if not math.isfinite(number):
-            raise InvalidAttribute(where, f"expected a finite number, got {value!r}")
+            raise InvalidAttribute(where, f"expected a finite number, got {shown(value)}")
         return number
     if kind == "boolean":
         if isinstance(value, bool):
@@ -59,18 +64,27 @@ def coerce(name: str, value: Any, kind: str) -> Any:
             return bool(value)
         if isinstance(value, str) and value.strip().lower() in TRUE_WORDS | FALSE_WORDS:
             return value.strip().lower() in TRUE_WORDS
-        raise InvalidAttribute(where, f"expected true or false, got {value!r}")
+        raise InvalidAttribute(where, f"expected true or false, got {shown(value)}")
     if kind == "timestamp":
         if not isinstance(value, (str, datetime)):  # a bare number would silently mean 1970
-            raise InvalidAttribute(where, f"expected an ISO 8601 time, got {value!r}")
+            raise InvalidAttribute(where, f"expected an ISO 8601 time, got {shown(value)}")
         try:
             stamp = pd.Timestamp(value)
         except (TypeError, ValueError):
-            raise InvalidAttribute(where, f"expected an ISO 8601 time, got {value!r}") from None
+            raise InvalidAttribute(where, f"expected an ISO 8601 time, got {shown(value)}") from None
         if stamp is pd.NaT:
             return None
         return utc_timestamp(stamp)
     raise InvalidAttribute(where, "cannot be overridden")
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """The value as the message shows it: its repr, cut short (a message must not echo a megabyte)."""
+    try:
+        text = repr(value)
+    except ValueError:  # int beyond str()'s digit limit
+        return "an integer too long to show"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def override_targets(defs: Definitions, kinds: Mapping[str, str] | None = None) -> dict[str, tuple[str, str, bool]]:

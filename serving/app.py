@@ -11,13 +11,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse
 
-from features.derive import override_targets
 from samepage.definitions import Definitions, load_definitions
 from samepage.records import RecordStore
 from samepage.settings import Settings
@@ -26,6 +26,7 @@ from serving.errors import install_error_handlers
 from serving.logs import configure_logging
 from serving.metrics import Metrics
 from serving.middleware import RequestMiddleware
+from serving.openapi import add_definitions
 from serving.routes import definitions, feedback, health, leads, model, pages, report, score
 from serving.scorer import Scorer, refreeze
 from serving.writer import ScoreWriter
@@ -114,29 +115,9 @@ def _openapi(app: FastAPI, defs: Definitions) -> dict[str, Any]:
         props["stage"] = {**props["stage"], "enum": [s.key for s in defs.stages]}
         props["stage"].pop("minLength", None)
         props["stage"].pop("maxLength", None)
-    attributes = schemas.get("LeadIn", {}).get("properties", {}).get("attributes")
-    if attributes is not None:  # name the overrides the definitions know, with their types
-        attributes["properties"] = {
-            name: {"anyOf": [{**_JSON_TYPES[kind]}, {"type": "null"}], "description": _describe(defs, name, field)}
-            for name, (field, kind, _) in override_targets(defs).items()
-        }
+    add_definitions(schema, defs, datetime.now(UTC).date())  # attribute names and types, reasons by stage, years
     app.openapi_schema = schema
     return schema
-
-
-_JSON_TYPES = {
-    "category": {"type": "string"},
-    "number": {"type": "number"},
-    "boolean": {"type": "boolean"},
-    "timestamp": {"type": "string", "format": "date-time"},
-}
-
-
-def _describe(defs: Definitions, name: str, field: str) -> str:
-    try:
-        return defs.feature(name).label
-    except KeyError:
-        return f"Lead attribute `{field}`"
 
 
 def serve(settings: Settings, defs: Definitions | None = None) -> None:

@@ -70,14 +70,19 @@ async def require_api_key(
 ) -> None:
     """Dependency for protected routers: 401 in the contract's shape without a known key."""
     keys: list[bytes] = request.app.state.api_keys
-    candidate = header_key or (bearer.credentials if bearer is not None else None)
+    # Every key presented must be known: a wrong or empty Bearer key beside a right X-API-Key is a 401, not ignored.
+    candidates = []
+    if "x-api-key" in request.headers:
+        candidates.append(header_key or "")
+    if "authorization" in request.headers:
+        candidates.append(bearer.credentials if bearer is not None else "")
     if not keys:
         raise ApiError(401, "No API keys are configured on this service (set SAMEPAGE_API_KEYS or run `samepage up`)")
-    if not candidate:
+    if not any(candidates):
         raise ApiError(
             401,
             "Missing API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    if not key_matches(candidate, keys):
+    if not all(key_matches(c, keys) for c in candidates):
         raise ApiError(401, "Unknown API key", headers={"WWW-Authenticate": "Bearer"})

@@ -6,15 +6,57 @@ Definition-dependent checks (stage keys, reasons) happen in the routes, which kn
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+
+from serving.patterns import date_time_pattern, matcher
 
 MAX_BATCH = 1_000  # the contract's batch limit
 MAX_ATTRIBUTES = 100
 
-LeadId = Annotated[str, Field(min_length=1, max_length=200, description="The lead's id in the CRM / marketing automation")]
+# Ids and names are stored and looked up as text: a control character (PostgreSQL refuses NUL) or an
+# unpaired surrogate (no database encodes it) is a client's mistake, a 422 naming the field, not a 500.
+NO_CONTROL_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"  # what `/openapi.json` says (ECMA regex)
+_NOT_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def plain_text(value: str) -> str:
+    """The value, if it holds no control character and no unpaired surrogate (else a ValueError)."""
+    found = _NOT_TEXT.search(value)
+    if found:
+        char = found.group()
+        kind = "an unpaired surrogate" if "\ud800" <= char <= "\udfff" else "a control character"
+        raise ValueError(f"contains {kind} (U+{ord(char):04X} at position {found.start()})")
+    return value
+
+
+def text_field(min_length: int, max_length: int, description: str) -> Any:
+    """A `str` of that length with no control characters, documented with the pattern it is held to."""
+    return Field(
+        min_length=min_length, max_length=max_length, description=description, json_schema_extra={"pattern": NO_CONTROL_PATTERN}
+    )
+
+
+def date_time_text(value: Any) -> Any:
+    """Only an RFC 3339 date-time string (or one without offset) becomes a time: not 0, not "2026-11-20"."""
+    if isinstance(value, datetime):  # a Python caller (the lead page) passes a time, not text
+        return value
+    if isinstance(value, str) and matcher(date_time_pattern(None, offset_required=False)).fullmatch(value):
+        return value.upper()  # the parser wants "T" and "Z"
+    raise ValueError("expected an RFC 3339 date-time such as 2026-11-20T15:30:00Z (no offset means UTC)")
+
+
+# The years a stage change may have are the definitions' and the clock's (`serving.openapi` says them).
+StageTime = Annotated[
+    datetime,
+    BeforeValidator(date_time_text),
+    WithJsonSchema({"type": "string", "pattern": date_time_pattern(None, offset_required=False)}),
+]
+
+LeadId = Annotated[str, text_field(1, 200, "The lead's id in the CRM / marketing automation"), AfterValidator(plain_text)]
 AttributeValue = str | int | float | bool | None
 Value = str | int | float | bool | None
 
@@ -181,15 +223,19 @@ class FeedbackIn(BaseModel):
 
     lead_id: LeadId
     stage: str = Field(min_length=1, max_length=64, description="A stage key of the definitions")
-    occurred_at: datetime = Field(description="When the lead entered the stage (ISO 8601; no offset means UTC)")
-    reason: str | None = Field(default=None, max_length=64, description="Required for stages with reasons (a reason key)")
-    event_id: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=200,
-        description="Idempotency key; without one, the same lead, stage, time and reason count as the same event",
-    )
-    actor: str | None = Field(default=None, max_length=200, description="Who recorded it (a user or a system)")
+    occurred_at: StageTime
+    reason: (
+        Annotated[str, text_field(0, 64, "Required for stages with reasons (a reason key)"), AfterValidator(plain_text)] | None
+    ) = None
+    event_id: (
+        Annotated[
+            str,
+            text_field(1, 200, "Idempotency key; without one, the same lead, stage, time and reason count as the same event"),
+            AfterValidator(plain_text),
+        ]
+        | None
+    ) = None
+    actor: Annotated[str, text_field(0, 200, "Who recorded it (a user or a system)"), AfterValidator(plain_text)] | None = None
 
 
 class FeedbackOut(_Out):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import pandas as pd
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
+from pydantic import AfterValidator
 
 from samepage.definitions import Definitions
 from samepage.errors import UnknownLead
@@ -15,14 +16,19 @@ from samepage.tables import table_path
 from serving.deps import DefsDep, RecordsDep, ScorerDep, SettingsDep, WriterDep
 from serving.errors import responses
 from serving.explain import json_value
-from serving.schemas import LeadRecordOut
+from serving.schemas import NO_CONTROL_PATTERN, LeadRecordOut, plain_text
+
+# Like the body's `lead_id`: no control characters (a NUL in a PostgreSQL query was a 500).
+LeadPathId = Annotated[
+    str, Path(min_length=1, max_length=200, json_schema_extra={"pattern": NO_CONTROL_PATTERN}), AfterValidator(plain_text)
+]
 
 router = APIRouter(prefix="/v1", tags=["leads"])
 
 
-@router.get("/leads/{lead_id}", response_model=LeadRecordOut, responses=responses(401, 404))
+@router.get("/leads/{lead_id}", response_model=LeadRecordOut, responses=responses(401, 404, 422))
 def lead_record(
-    lead_id: str, settings: SettingsDep, defs: DefsDep, scorer: ScorerDep, records: RecordsDep, writer: WriterDep
+    lead_id: LeadPathId, settings: SettingsDep, defs: DefsDep, scorer: ScorerDep, records: RecordsDep, writer: WriterDep
 ) -> dict:
     """The lead record: attributes, stage history (imported and fed back) and the latest score."""
     return lead_record_dict(lead_id, settings, defs, scorer, records, writer)

@@ -14,7 +14,8 @@ from fastapi.responses import JSONResponse
 from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 
-from serving.deps import ScorerDep, WriterDep
+from serving.attributes import attribute_rules
+from serving.deps import DefsDep, ScorerDep, WriterDep
 from serving.errors import responses
 from serving.schemas import LeadIn, ScoreOut, ScoresIn, ScoresOut
 
@@ -29,8 +30,9 @@ class JSONBytes(JSONResponse):
 
 
 @router.post("/score", response_model=ScoreOut, response_class=JSONBytes, responses=responses(400, 401, 404, 413, 422, 503))
-async def score(lead: LeadIn, scorer: ScorerDep, writer: WriterDep) -> Response:
+async def score(lead: LeadIn, defs: DefsDep, scorer: ScorerDep, writer: WriterDep) -> Response:
     """Score one lead: features from the online store, overridden by the request's attributes."""
+    attribute_rules(defs).check(lead.attributes, "body.")
     result = scorer.score([(lead.lead_id, lead.attributes)], where="body.")[0]
     writer.submit([result])
     return JSONBytes(to_json(result))
@@ -39,8 +41,11 @@ async def score(lead: LeadIn, scorer: ScorerDep, writer: WriterDep) -> Response:
 @router.post(
     "/score/batch", response_model=ScoresOut, response_class=JSONBytes, responses=responses(400, 401, 404, 413, 422, 503)
 )
-async def score_batch(body: ScoresIn, scorer: ScorerDep, writer: WriterDep) -> Response:
+async def score_batch(body: ScoresIn, defs: DefsDep, scorer: ScorerDep, writer: WriterDep) -> Response:
     """Score up to 1,000 leads in one call; results come back in the request's order."""
+    rules = attribute_rules(defs)
+    for i, lead in enumerate(body.leads):
+        rules.check(lead.attributes, f"body.leads[{i}].")
     results = await run_in_threadpool(scorer.score, [(lead.lead_id, lead.attributes) for lead in body.leads], None, "body.")
     writer.submit(results)
     return JSONBytes(to_json({"results": results}))

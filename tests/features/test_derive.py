@@ -8,6 +8,7 @@ import pytest
 
 from features.derive import coerce, derive
 from samepage.definitions import Definitions
+from samepage.errors import InvalidAttribute
 
 AS_OF = pd.Timestamp("2026-02-01T00:00:00Z")
 
@@ -98,3 +99,28 @@ def test_coerce_booleans() -> None:
     assert coerce("flag", 0, "boolean") is False
     with pytest.raises(ValueError, match="attributes.flag"):
         coerce("flag", "maybe", "boolean")
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "words"),
+    [
+        (10**400, "number", "too large for a float"),
+        (-(10**400), "number", "too large for a float"),
+        ("1e400", "number", "finite"),
+        (float("inf"), "number", "finite"),
+    ],
+)
+def test_numbers_no_float_holds_are_invalid_attributes(value: object, kind: str, words: str) -> None:
+    with pytest.raises(InvalidAttribute, match=f"attributes.employees: .*{words}"):
+        coerce("employees", value, kind)
+
+
+def test_an_overflowing_override_names_the_field_through_derive(definitions: Definitions) -> None:
+    with pytest.raises(InvalidAttribute, match="attributes.employees: .*too large for a float"):
+        derive(raw_row(), [AS_OF], definitions, overrides=[{"employees": 10**400}])
+
+
+def test_messages_do_not_echo_long_values() -> None:
+    with pytest.raises(InvalidAttribute) as caught:
+        coerce("employees", "x" * 10_000, "number")
+    assert len(str(caught.value)) < 200
