@@ -13,6 +13,7 @@ import pytest
 from samepage.records import Feedback, RecordStore, stage_history
 from samepage.settings import Settings
 from tests.conftest import IN_CI, make_stage
+from tests.utils.postgres import fresh_schema
 
 
 def make_feedback(**overrides: object) -> Feedback:
@@ -87,20 +88,11 @@ def test_latest_score_upserts(settings: Settings) -> None:
 
 @pytest.mark.services
 def test_postgres_record_store_round_trip() -> None:
-    """Runs against the machine's PostgreSQL when CI=true; elsewhere only if it answers."""
-    import sqlalchemy as sa
-
-    url = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
-    try:
-        sa.create_engine(url).connect().close()
-    except Exception as exc:  # noqa: BLE001
-        if IN_CI:
-            pytest.fail(f"PostgreSQL must be reachable in CI: {exc}")
-        pytest.skip(f"PostgreSQL not reachable: {exc}")
-    store = RecordStore(url)
-    event_id = f"pg-{datetime.now(UTC).timestamp()}"
-    assert store.add_feedback(make_feedback(lead_id="PG-1", event_id=event_id))
-    assert not store.add_feedback(make_feedback(lead_id="PG-1", event_id=event_id))
-    assert event_id in store.feedback("PG-1")["event_id"].tolist()
-    with store.engine.begin() as conn:
-        conn.execute(sa.text("DELETE FROM feedback WHERE lead_id = 'PG-1'"))
+    """Runs against the machine's PostgreSQL (in a schema of its own) when CI=true; elsewhere only if it answers."""
+    with fresh_schema(IN_CI) as url:
+        store = RecordStore(url)
+        event_id = f"pg-{datetime.now(UTC).timestamp()}"
+        assert store.add_feedback(make_feedback(lead_id="PG-1", event_id=event_id))
+        assert not store.add_feedback(make_feedback(lead_id="PG-1", event_id=event_id))
+        assert event_id in store.feedback("PG-1")["event_id"].tolist()
+        store.close()
