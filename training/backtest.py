@@ -104,13 +104,20 @@ class Backtest:
         return self.folds[-1]
 
     @property
-    def last_entry(self) -> np.ndarray:
-        """Frame positions of the last fold's entry rows (the newest slice's leads, one row each)."""
-        return self.pooled[(self.fold_of == self.last.number) & self.judged]
+    def _holdout_mask(self) -> np.ndarray:
+        # On time, the last fold is the newest slice: the leads most like tomorrow's. Without
+        # timestamps no fold is newer than another, so every lead's out-of-fold score is the test.
+        in_holdout = self.fold_of == self.last.number if self.kind == "time" else np.ones(len(self.pooled), dtype=bool)
+        return in_holdout & self.judged
 
-    def on_last_fold(self, name: str) -> np.ndarray:
-        """Out-of-fold scores of the last fold's entry rows, aligned with `last_entry`."""
-        return self.candidates[name].score[(self.fold_of == self.last.number) & self.judged]
+    @property
+    def holdout(self) -> np.ndarray:
+        """Frame positions of the test leads' entry rows: the last fold on time, every fold otherwise."""
+        return self.pooled[self._holdout_mask]
+
+    def on_holdout(self, name: str) -> np.ndarray:
+        """Out-of-fold scores of `holdout`, in the same order."""
+        return self.candidates[name].score[self._holdout_mask]
 
     def difference_interval(self, better: str, other: str) -> tuple[float, float]:
         """95% interval of AUC(better) - AUC(other) over the same lead resamples (paired), on entry rows."""

@@ -17,7 +17,8 @@ from every snapshot, while the headline figures (backtest AUC and interval, the 
 the capacity threshold) judge each lead once, on its entry row. Across snapshots age alone
 predicts the label, so all-snapshot figures would flatter any model; they are reported beside
 (`backtest_roc_auc_all_snapshots`). In `train --json`, `n_train` counts rows (snapshots) the
-registered model learned from and `n_test` counts leads (entry rows) of the newest slice.
+registered model learned from and `n_test` counts the test leads (entry rows): the newest slice
+on time, every lead's out-of-fold score when the data has no timestamps (no fold is newer).
 """
 
 from __future__ import annotations

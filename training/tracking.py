@@ -123,9 +123,9 @@ def trial_params(trial: Trial, n_rows: int) -> dict[str, Any]:
         "n_fit": n_rows,
         "n_calibration": len(bt.y),
         "n_test": len(trial.holdout),  # leads: the newest slice's entry rows
-        "n_test_rows_all_snapshots": int(len(bt.last.test)),
+        "n_test_rows_all_snapshots": int(len(bt.last.test)) if bt.kind == "time" else int(len(bt.pooled)),
         "backtest_judged_on": "entry rows (one per test lead); models learn from every snapshot",
-        "test_from": bt.last.test_from.isoformat() if bt.last.test_from is not None else f"(stratified fold {bt.last.number})",
+        "test_from": bt.last.test_from.isoformat() if bt.last.test_from is not None else "(stratified: every fold)",
         "calibration": _calibration_note(trial),
         "backtest": "rolling origin on time" if bt.kind == "time" else "stratified k-fold",
         "backtest_folds": len(bt.folds),

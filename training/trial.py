@@ -6,7 +6,8 @@ stopping found inside the folds and a Platt calibration cross-fitted on the fold
 margins; logistic regression (`fit_logreg_bundle`, same C and pooling); or the team's points
 rules with their scale fitted to the outcomes (`PointsBundle.fit`). The `test_*` figures are the
 last backtest fold's leads (their entry rows: one per lead, see `training.backtest`), scored by
-models fit before them.
+models fit before them; without timestamps no fold is the newest, so they are every lead's
+out-of-fold score (the pooled figure).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from training.models import LightGBMParams, refit_lightgbm
 from training.registry import Promotion
 
 HOLDOUT_NOTE = (
-    "test_* = the last backtest fold: the newest slice's leads (entry rows, one per lead), "
-    "scored by models fit on the rows before it"
+    "test_* = the last backtest fold: the newest slice's leads (entry rows, one per lead), scored by models "
+    "fit on the rows before it; without timestamps, every lead's out-of-fold score over all folds"
 )
 # How the evaluation charts name each kind's scores (a winner doubles as its own baseline).
 SCORE_NAMES = {"lightgbm": "LightGBM (calibrated)", "logreg": KIND_NAMES["logreg"], "points": KIND_NAMES["points"]}
@@ -45,8 +46,8 @@ class Trial:
 
     @property
     def holdout(self) -> np.ndarray:
-        """Frame positions of the newest slice's leads: the last fold's entry rows, one per lead."""
-        return self.backtest.last_entry
+        """Frame positions of the test leads' entry rows: the newest slice (time), every fold (stratified)."""
+        return self.backtest.holdout
 
     @property
     def registered(self) -> str:
@@ -68,12 +69,12 @@ class Trial:
         return SCORE_NAMES[self.registered_kind]
 
     def holdout_scores(self) -> dict[str, np.ndarray]:
-        """The last fold's out-of-fold scores on `holdout`, named as the evaluation charts name them."""
+        """Out-of-fold scores on `holdout`, named as the evaluation charts name them."""
         bt = self.backtest
         return {
-            self.score_name: bt.on_last_fold(self.registered),
-            "Points rules": bt.on_last_fold("points"),
-            "Logistic regression": bt.on_last_fold("logreg"),
+            self.score_name: bt.on_holdout(self.registered),
+            "Points rules": bt.on_holdout("points"),
+            "Logistic regression": bt.on_holdout("logreg"),
         }
 
 

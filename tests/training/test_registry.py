@@ -164,6 +164,10 @@ def test_registered_model_learned_from_every_labelled_row(first: TrainResult, da
     last_fold = first.as_json()["backtest"]["folds"][-1]
     # n_test: the newest slice's leads (one entry row each), fewer than its snapshot rows.
     assert first.n_test == last_fold["test_leads"] < last_fold["n_test"] and last_fold["n_train"] < first.n_train
+    # test_* and the capacity threshold read the same entry rows: the positive rate is the leads'.
+    assert first.metrics["test_positive_rate"] == pytest.approx(last_fold["test_positives"] / last_fold["test_leads"])
+    chosen = first.threshold.capacity.share_of_leads * first.n_test  # a whole number of the n_test leads
+    assert chosen == pytest.approx(round(chosen)) and chosen >= 1
     calibration = bundle.meta["calibration"]
     assert calibration["method"] == "platt on out-of-fold margins" and calibration["rows"] == len(data.frame)
     assert pd.Timestamp(bundle.meta["data_to"]) == data.frame["as_of"].max()

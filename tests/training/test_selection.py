@@ -146,3 +146,15 @@ def test_backtest_figures_judge_leads_not_snapshots(definitions: Definitions) ->
     summary = bt.summary("lightgbm_1")
     assert summary["roc_auc_all_snapshots"] == run.roc_auc_all_snapshots
     assert sum(f["test_leads"] for f in summary["folds"]) == summary["n_test_leads"]
+
+
+@pytest.mark.parametrize("kind", ["time", "stratified"])
+def test_test_leads_are_the_newest_slice_on_time_and_everyone_without(definitions: Definitions, kind: str) -> None:
+    frame = aging_frame(definitions, 600, seed=6)
+    bt = run_backtest(definitions, frame, kind, search_params({"num_boost_round": 20})[:1], n_boot=20)
+    tested = frame.iloc[bt.holdout]
+    assert (tested["snapshot_day"] == 0).all() and not tested["lead_id"].duplicated().any()
+    assert len(bt.on_holdout("logreg")) == len(tested)
+    newest = set(frame["lead_id"].iloc[bt.last.test])
+    expected = newest if kind == "time" else set(frame["lead_id"])
+    assert set(tested["lead_id"]) == expected
