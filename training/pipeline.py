@@ -137,8 +137,8 @@ def evaluate(
 
 
 def evaluate_trial(data: TrainingData, bundle: Bundle, trial: Trial, charts_dir: Path | None = None) -> Evaluation:
-    """`test_*` and baselines on the newest slice's leads (entry rows), each scored by the model its
-    last fold fit before them; the capacity threshold is read off the same leads."""
+    """`test_*` and baselines on the trial's test leads (entry rows), each scored by the fold model that
+    did not learn from them; the capacity threshold is read off the same leads."""
     rows = data.frame.iloc[trial.holdout]
     X = data.frame[data.defs.feature_keys]
     y = data.frame["label"].to_numpy(dtype=int)
@@ -304,7 +304,7 @@ def register(
         promote, reason = verdict(evidence, champion_gate, winner, enforce_floor=quality_floor, won=won)
         registry.describe_registered_model(client)
         tags = tracking.run_tags(data, bundle, reason)
-        n_train, n_test = (len(data.frame), len(trial.holdout)) if trial is not None else (data.n_train, data.n_test)
+        n_train, n_test = len(data.frame) if trial is not None else data.n_train, len(y_test)  # rows; leads
         if trial is not None:
             tags.update(test_rows=HOLDOUT_NOTE, selected=describe(trial.backtest.candidates[trial.choice.winner]))
             params = {**tracking.trial_params(trial, n_train), **(params or {})}
