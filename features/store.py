@@ -9,9 +9,7 @@ Both read paths finish features with `features.derive.derive`, so they cannot di
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,7 +29,6 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from samepage.definitions import Definitions
 from features.derive import derive, known_rows
 from features.feast_repo import (
     ATTRIBUTES_VIEW,
@@ -42,9 +39,11 @@ from features.feast_repo import (
     open_store,
     sources_dir,
 )
+from features.transform import LEAD_ID, TIMESTAMP, write_sources
+from samepage.definitions import Definitions
+from samepage.progress import step
 from samepage.settings import Settings
 from samepage.tables import read_tables
-from features.transform import LEAD_ID, TIMESTAMP, write_sources
 
 _ROW = "samepage_row_"
 _KIND_OF_FEAST = {"String": "category", "Float64": "number", "Bool": "boolean", "UnixTimestamp": "timestamp"}
@@ -75,24 +74,6 @@ class FeatureBuildSummary:
         )
 
 
-@contextmanager
-def _step(
-    progress: Progress | None, description: str, timings: dict[str, float]
-) -> Iterator[Callable[[int, int], None]]:
-    """Time a step and show it; yields a callback `(done, total)` for steps that can count."""
-    task = progress.add_task(description, total=None) if progress is not None else None
-
-    def advance(done: int, total: int) -> None:
-        if progress is not None and task is not None:
-            progress.update(task, completed=done, total=total)
-
-    start = time.perf_counter()
-    yield advance
-    timings[description] = round(time.perf_counter() - start, 3)
-    if progress is not None and task is not None:
-        progress.update(task, total=1, completed=1)
-
-
 def build_features(
     settings: Settings,
     defs: Definitions,
@@ -112,15 +93,15 @@ def build_features(
     with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
         shown = bar if progress else None
         what = f"Transforming {len(tables.leads):,} leads and {len(tables.events):,} events"
-        with _step(shown, what, timings) as step:
-            written = write_sources(tables, defs, sources_dir(settings), on_progress=step)
-        with _step(shown, "Applying feature definitions (feast apply)", timings):
+        with step(shown, what, timings) as advance:
+            written = write_sources(tables, defs, sources_dir(settings), on_progress=advance)
+        with step(shown, "Applying feature definitions (feast apply)", timings):
             store = open_store(settings)
             entity, views, service = feast_objects(
                 settings, defs, written.attribute_kinds, with_engagement=written.with_engagement
             )
             apply_objects(store, entity, views, service)
-        with _step(shown, f"Materializing to the {settings.online_store} online store", timings):
+        with step(shown, f"Materializing to the {settings.online_store} online store", timings):
             start = written.first_timestamp
             if settings.online_store == "redis":
                 _clear_redis(store)

@@ -6,6 +6,13 @@ everything before its cut and is tested on the next slice. Without timestamps it
 k-fold. Either way a lead's rows (its snapshots) stay on one side of every cut: folds are made of
 leads, not rows. Metrics per fold and pooled (all test slices together), with a cluster-bootstrap
 95% interval on the pooled ROC AUC (leads resampled, so snapshots of one lead count once).
+
+The headline figures judge leads, not snapshots: models learn from every snapshot, but metrics,
+intervals and the paired differences selection uses are computed on each test lead's entry row
+(`snapshot_day == 0`, one per lead). Across snapshots age alone predicts the label (a lead not
+converted by day 90 rarely converts later), so an all-snapshot AUC rewards a model that knows
+only age; with outcomes shuffled between leads it reaches a lower bound of ~0.66. The
+all-snapshot ROC AUC is kept beside it (`roc_auc_all_snapshots`) for comparison.
 """
 
 from __future__ import annotations
@@ -60,8 +67,9 @@ class CandidateRun:
     margin: np.ndarray | None = None
     trees: list[int] = field(default_factory=list)
     folds: list[dict[str, float]] = field(default_factory=list)
-    pooled: dict[str, float] = field(default_factory=dict)
+    pooled: dict[str, float] = field(default_factory=dict)  # on entry rows (one per lead)
     roc_auc_ci: tuple[float, float] = (float("nan"), float("nan"))
+    roc_auc_all_snapshots: float = float("nan")  # every snapshot row: age alone scores here
 
     @property
     def roc_auc(self) -> float:
@@ -79,26 +87,52 @@ class Backtest:
     candidates: dict[str, CandidateRun]
     n_boot: int = N_BOOT
     seed: int = 0
+    entry: np.ndarray | None = None  # per pooled row: is it its lead's entry snapshot (what metrics judge)
+
+    def __post_init__(self) -> None:
+        if self.entry is None:
+            self.entry = np.ones(len(self.pooled), dtype=bool)
+
+    @property
+    def judged(self) -> np.ndarray:
+        """Mask of the pooled rows the headline figures are computed on (entry rows)."""
+        assert self.entry is not None
+        return self.entry
 
     @property
     def last(self) -> Fold:
         return self.folds[-1]
 
-    def on_last_fold(self, name: str) -> np.ndarray:
-        return self.candidates[name].score[self.fold_of == self.last.number]
+    @property
+    def _holdout_mask(self) -> np.ndarray:
+        # On time, the last fold is the newest slice: the leads most like tomorrow's. Without
+        # timestamps no fold is newer than another, so every lead's out-of-fold score is the test.
+        in_holdout = self.fold_of == self.last.number if self.kind == "time" else np.ones(len(self.pooled), dtype=bool)
+        return in_holdout & self.judged
+
+    @property
+    def holdout(self) -> np.ndarray:
+        """Frame positions of the test leads' entry rows: the last fold on time, every fold otherwise."""
+        return self.pooled[self._holdout_mask]
+
+    def on_holdout(self, name: str) -> np.ndarray:
+        """Out-of-fold scores of `holdout`, in the same order."""
+        return self.candidates[name].score[self._holdout_mask]
 
     def difference_interval(self, better: str, other: str) -> tuple[float, float]:
-        """95% interval of AUC(better) - AUC(other) over the same lead resamples (paired)."""
-        a, b = self.candidates[better].score, self.candidates[other].score
-        return paired_auc_difference(self.y, a, b, self.groups, self.n_boot, self.seed)
+        """95% interval of AUC(better) - AUC(other) over the same lead resamples (paired), on entry rows."""
+        keep = self.judged
+        a, b = self.candidates[better].score[keep], self.candidates[other].score[keep]
+        return paired_auc_difference(self.y[keep], a, b, self.groups[keep], self.n_boot, self.seed)
 
     def fold_table(self) -> pd.DataFrame:
         rows = []
         for run in self.candidates.values():
             for fold, metrics in zip(self.folds, run.folds, strict=True):
                 rows.append({"candidate": run.name, "fold": fold.number, **_fold_facts(fold, self), **metrics})
-            rows.append({"candidate": run.name, "fold": "pooled", "n_test": len(self.y), **run.pooled,
-                         "roc_auc_ci_lo": run.roc_auc_ci[0], "roc_auc_ci_hi": run.roc_auc_ci[1]})  # fmt: skip
+            rows.append({"candidate": run.name, "fold": "pooled", "n_test": len(self.y), "n_test_leads": int(self.judged.sum()),
+                         **run.pooled, "roc_auc_ci_lo": run.roc_auc_ci[0], "roc_auc_ci_hi": run.roc_auc_ci[1],
+                         "roc_auc_all_snapshots": run.roc_auc_all_snapshots})  # fmt: skip
         return pd.DataFrame(rows)
 
     def summary(self, name: str) -> dict[str, Any]:
@@ -109,27 +143,43 @@ class Backtest:
             "kind": "rolling origin on time" if self.kind == "time" else f"stratified {len(self.folds)}-fold",
             "model": name,
             "folds": folds,
+            "judged_on": "entry rows: one per test lead (models learn from every snapshot)",
             **run.pooled,
             "roc_auc_ci": list(run.roc_auc_ci),
+            "roc_auc_all_snapshots": run.roc_auc_all_snapshots,
+            "n_test_leads": int(self.judged.sum()),
+            "n_test_rows": int(len(self.y)),
             "candidates": {
-                c.name: {"label": describe(c), "roc_auc": c.roc_auc, "roc_auc_ci": list(c.roc_auc_ci)}
+                c.name: {
+                    "label": describe(c), "kind": c.kind, "roc_auc": c.roc_auc, "roc_auc_ci": list(c.roc_auc_ci),
+                    "roc_auc_all_snapshots": c.roc_auc_all_snapshots,
+                }  # fmt: skip
                 for c in self.candidates.values()
             },
         }
 
 
 def _fold_facts(fold: Fold, bt: Backtest) -> dict[str, Any]:
-    y = bt.y[bt.fold_of == fold.number]
+    """n_train / n_test are rows (snapshots); test_leads / test_positives count the judged entry rows."""
+    judged = (bt.fold_of == fold.number) & bt.judged
     return {
         "test_from": fold.test_from.isoformat() if fold.test_from is not None else None,
         "test_to": fold.test_to.isoformat() if fold.test_to is not None else None,
         "n_train": int(len(fold.train)),
         "n_test": int(len(fold.test)),
-        "test_positives": int(y.sum()),
+        "test_leads": int(judged.sum()),
+        "test_positives": int(bt.y[judged].sum()),
     }
 
 
 # -- folds ----------------------------------------------------------------------------------
+def entry_rows(frame: pd.DataFrame) -> np.ndarray:
+    """Mask of each lead's entry snapshot (`snapshot_day == 0`); every row when there are no snapshots."""
+    if "snapshot_day" not in frame.columns:
+        return np.ones(len(frame), dtype=bool)
+    return (pd.to_numeric(frame["snapshot_day"], errors="coerce") == 0).to_numpy()
+
+
 def lead_codes(frame: pd.DataFrame) -> np.ndarray:
     """One integer per lead (rows of one lead share it); one per row when there is no lead_id."""
     if "lead_id" not in frame.columns:
@@ -148,7 +198,8 @@ def make_folds(frame: pd.DataFrame, kind: str, n_folds: int | None = None, seed:
         folds = _rolling_origin(groups, entry, n_folds or TIME_FOLDS)
     else:
         folds = _stratified(groups, lead_label, n_folds or STRATIFIED_FOLDS, seed)
-    usable = [f for f in folds if _both_classes(y[f.train]) and _both_classes(y[f.test])]
+    entry = entry_rows(frame)
+    usable = [f for f in folds if _both_classes(y[f.train]) and _both_classes(y[f.test[entry[f.test]]])]
     if not usable:
         raise BacktestError(
             f"{len(np.unique(groups)):,} leads, {int(lead_label.sum()):,} positive: "
@@ -219,7 +270,10 @@ def run_backtest(
     seed: int = 42,
     n_boot: int = N_BOOT,
 ) -> Backtest:
-    """Points rules, logistic regression and each LightGBM setting on the same folds."""
+    """Points rules, logistic regression and each LightGBM setting on the same folds.
+
+    Every model learns from all snapshot rows of its fold; metrics judge the test leads' entry rows.
+    """
     folds = make_folds(frame, kind, n_folds, seed)
     pooled = np.concatenate([f.test for f in folds])
     fold_of = np.concatenate([np.full(len(f.test), f.number) for f in folds])
@@ -231,7 +285,7 @@ def run_backtest(
     trees: dict[str, list[int]] = {n: [] for n in margins}
     for fold in folds:
         X_train, y_train, X_test = X_all.iloc[fold.train], y_all[fold.train], X_all.iloc[fold.test]
-        scores["points"].append(bl.points_score(defs, X_test))
+        scores["points"].append(bl.points_proba(defs, X_train, y_train, X_test))
         scores["logreg"].append(bl.logreg_proba(defs, bl.fit_logreg(defs, X_train, y_train), X_test))
         inner = inner_split(frame, fold.train, kind, seed)
         fit_pos, val_pos = inner if inner is not None else (fold.train, None)
@@ -250,19 +304,26 @@ def run_backtest(
             trees[name].append(int(booster.num_trees()))
     y = y_all[pooled]
     groups = lead_codes(frame)[pooled]
+    entry = entry_rows(frame)[pooled]
     runs: dict[str, CandidateRun] = {}
     for name, kind_of in names.items():
         chosen = lightgbm[int(name.split("_")[1]) - 1] if kind_of == "lightgbm" else None
         score = np.concatenate(scores[name])
-        run = CandidateRun(name, kind_of, chosen, score, kind_of != "points", trees=trees.get(name, []))
+        run = CandidateRun(name, kind_of, chosen, score, True, trees=trees.get(name, []))
         if name in margins:
             run.margin = np.concatenate(margins[name])
-        metric = ev_mod.score_metrics if run.is_probability else ev_mod.ranking_metrics
-        run.folds = [metric(y[fold_of == f.number], score[fold_of == f.number]) for f in folds]
-        run.pooled = metric(y, score)
-        run.roc_auc_ci = auc_interval(y, score, groups, n_boot, seed)
+        run.folds = []
+        for f in folds:
+            in_fold = fold_of == f.number
+            judged = in_fold & entry
+            metrics = ev_mod.score_metrics(y[judged], score[judged])
+            metrics["roc_auc_all_snapshots"] = ev_mod.score_metrics(y[in_fold], score[in_fold])["roc_auc"]
+            run.folds.append(metrics)
+        run.pooled = ev_mod.score_metrics(y[entry], score[entry])
+        run.roc_auc_ci = auc_interval(y[entry], score[entry], groups[entry], n_boot, seed)
+        run.roc_auc_all_snapshots = ev_mod.score_metrics(y, score)["roc_auc"]
         runs[name] = run
-    return Backtest(kind, folds, pooled, fold_of, y, groups, runs, n_boot, seed)
+    return Backtest(kind, folds, pooled, fold_of, y, groups, runs, n_boot, seed, entry)
 
 
 def describe(run: CandidateRun) -> str:

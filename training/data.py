@@ -9,9 +9,7 @@ are not leads: `TrainingData.describe_ages` says which ages the rows cover.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +19,7 @@ from rich.progress import Progress
 
 from features.store import training_frame
 from samepage.definitions import Definitions
+from samepage.progress import step
 from samepage.settings import Settings
 from samepage.tables import read_tables
 from training import registry
@@ -212,16 +211,6 @@ def prepare(
         frame[column] = labels[column].to_numpy()
     frame["part"] = split.part.to_numpy()
     return TrainingData(defs, frame, split, label_set, horizon, volume, basis, feature_service, seed, timings)
-
-
-@contextmanager
-def step(progress: Progress | None, description: str, timings: dict[str, float]) -> Iterator[None]:
-    task = progress.add_task(description, total=1) if progress is not None else None
-    started = time.perf_counter()
-    yield
-    timings[description] = time.perf_counter() - started
-    if progress is not None and task is not None:
-        progress.update(task, completed=1, description=f"{description} [green]done[/]")
 
 
 def _bucket_names() -> list[str]:

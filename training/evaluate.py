@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score, roc_curve
 
-from samepage.bundle import ModelBundle
+from samepage.bundle import Bundle, ModelBundle
 from samepage.definitions import Definitions
 
 METRIC_NAMES = ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "top_decile_lift")
@@ -90,7 +90,7 @@ def gains_table(y: np.ndarray, score: np.ndarray, bins: int = 10) -> pd.DataFram
 
 
 def importance_summary(
-    defs: Definitions, bundle: ModelBundle, frame: pd.DataFrame, max_rows: int = 3000, seed: int = 0
+    defs: Definitions, bundle: Bundle, frame: pd.DataFrame, max_rows: int = 3000, seed: int = 0
 ) -> pd.DataFrame:
     """Mean |contribution| in log-odds (the exact explanation serving shows) and split gain.
 
@@ -100,7 +100,11 @@ def importance_summary(
         frame = frame.sample(max_rows, random_state=seed)
     X = bundle.encoder.transform(frame)
     _, contrib = bundle.contributions(X)
-    gain = bundle.booster.feature_importance(importance_type="gain")
+    # Split gain exists for trees only; other kinds report their share of the mean |contribution|.
+    if isinstance(bundle, ModelBundle):
+        gain = bundle.booster.feature_importance(importance_type="gain")
+    else:
+        gain = np.abs(contrib).mean(axis=0)
     labels = defs.feature_labels
     table = pd.DataFrame(
         {

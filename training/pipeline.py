@@ -2,8 +2,8 @@
 
     data = prepare(settings, defs)                       # labels, point-in-time features, split kind
     trial = run_trial(data)                              # backtest of every candidate, choice, drift
-    bundle = fit_final(data, trial)                      # chosen LightGBM on every row, cross-fit Platt
-    ev = evaluate_trial(data, bundle, trial)             # test_* = the last backtest fold, threshold, charts
+    bundle = fit_final(data, trial)                      # the winner (any kind) on every row
+    ev = evaluate_trial(data, bundle, trial)             # test_* = the last backtest fold's leads, threshold, charts
     result = register(settings, data, bundle, ev, trial=trial)  # MLflow run, version, floor + champion gate
 
 `train(settings, defs)` runs them all. The one-split steps (`fit_candidate`, `evaluate`,
@@ -11,6 +11,14 @@
 looks at the test rows instead of the backtest. The training set always comes through the feature store
 (`features.store.training_frame`) and the stage history through `samepage.records`, so sales
 feedback recorded through the API is in the next training set.
+
+Rows are snapshots (a lead at its entry and at later as-of times), leads are leads: models learn
+from every snapshot, while the headline figures (backtest AUC and interval, the floor, `test_*`,
+the capacity threshold) judge each lead once, on its entry row. Across snapshots age alone
+predicts the label, so all-snapshot figures would flatter any model; they are reported beside
+(`backtest_roc_auc_all_snapshots`). In `train --json`, `n_train` counts rows (snapshots) the
+registered model learned from and `n_test` counts the test leads (entry rows): the newest slice
+on time, every lead's out-of-fold score when the data has no timestamps (no fold is newer).
 """
 
 from __future__ import annotations
@@ -27,17 +35,19 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from samepage.bundle import ModelBundle
+from samepage.bundle import Bundle, ModelBundle
 from samepage.definitions import Definitions
+from samepage.locks import workspace_lock
+from samepage.progress import step
 from samepage.settings import Settings
 from training import baselines as bl
 from training import evaluate as ev_mod
 from training import registry, selection, tracking
 from training.backtest import auc_interval, describe, lead_codes
-from training.data import Outcomes, TrainingData, TrainingError, load_labels, prepare, step
+from training.data import Outcomes, TrainingData, TrainingError, load_labels, prepare
 from training.models import LightGBMParams, fit_lightgbm, search_params
 from training.threshold import ThresholdAdvice, capacity_threshold
-from training.trial import HOLDOUT_NOTE, Trial, fit_final, lead_counts, run_trial, verdict, winner_problem
+from training.trial import HOLDOUT_NOTE, Trial, fit_final, lead_counts, run_trial, verdict, winner_problem, won_the_backtest
 
 __all__ = [
     "Baselines", "Evaluation", "Outcomes", "TrainResult", "TrainingData", "TrainingError",
@@ -54,9 +64,10 @@ CONTRACT_METRICS = (
     "baseline_points_roc_auc",
     "baseline_logreg_roc_auc",
 )
-PREPARE_OPTIONS = {"now", "test_fraction", "calibration_fraction", "seed", "weekly_leads", "feature_service"}
-TRIAL_OPTIONS = {"n_folds", "n_boot"}
+PREPARE_OPTIONS = {"now", "test_fraction", "calibration_fraction", "seed", "weekly_leads", "feature_service", "snapshot_days"}
+TRIAL_OPTIONS = {"n_folds", "n_boot", "kind"}
 GATE_OPTIONS = {"quality_floor"}
+LOCK_NAME = "train"  # `<workspace>/.train.lock`: one training at a time per workspace
 
 
 # -- models ---------------------------------------------------------------------------------
@@ -110,11 +121,11 @@ class Evaluation:
 
 
 def evaluate(
-    data: TrainingData, bundle: ModelBundle, baselines: Baselines | None = None, charts_dir: Path | None = None
+    data: TrainingData, bundle: Bundle, baselines: Baselines | None = None, charts_dir: Path | None = None
 ) -> Evaluation:
-    """Candidate and baselines on the one-split test rows; charts are drawn when `charts_dir` is given."""
+    """Candidate and baselines on the one-split test leads (entry rows); charts when `charts_dir` is given."""
     baselines = baselines or fit_baselines(data)
-    X_test, y_test = data.rows("test")
+    X_test, y_test = data.rows("test", entry_only=True)
     scores = {
         "LightGBM (calibrated)": bundle.predict_proba(X_test),
         "Points rules": bl.points_score(data.defs, X_test),
@@ -125,26 +136,29 @@ def evaluate(
     return _evaluation(data, bundle, X_test, y_test, scores, train_auc, charts_dir)
 
 
-def evaluate_trial(data: TrainingData, bundle: ModelBundle, trial: Trial, charts_dir: Path | None = None) -> Evaluation:
-    """`test_*` and baselines on the newest slice, each scored by the model its last fold fit before it."""
+def evaluate_trial(data: TrainingData, bundle: Bundle, trial: Trial, charts_dir: Path | None = None) -> Evaluation:
+    """`test_*` and baselines on the trial's test leads (entry rows), each scored by the fold model that
+    did not learn from them; the capacity threshold is read off the same leads."""
     rows = data.frame.iloc[trial.holdout]
     X = data.frame[data.defs.feature_keys]
     y = data.frame["label"].to_numpy(dtype=int)
     train_auc = ev_mod.score_metrics(y, bundle.predict_proba(X))["roc_auc"]
     scores = trial.holdout_scores()
-    return _evaluation(data, bundle, rows[data.defs.feature_keys], y[trial.holdout], scores, train_auc, charts_dir)
+    X_test, y_test = rows[data.defs.feature_keys], y[trial.holdout]
+    return _evaluation(data, bundle, X_test, y_test, scores, train_auc, charts_dir, trial.score_name)
 
 
 def _evaluation(
     data: TrainingData,
-    bundle: ModelBundle,
+    bundle: Bundle,
     X_test: pd.DataFrame,
     y_test: np.ndarray,
     scores: dict[str, np.ndarray],
     train_auc: float,
     charts_dir: Path | None,
+    model_key: str = "LightGBM (calibrated)",
 ) -> Evaluation:
-    p = scores["LightGBM (calibrated)"]
+    p = scores[model_key]
     metrics = {f"test_{k}": v for k, v in ev_mod.score_metrics(y_test, p).items()}
     metrics.update({f"baseline_points_{k}": v for k, v in ev_mod.ranking_metrics(y_test, scores["Points rules"]).items()})
     metrics.update({f"baseline_logreg_{k}": v for k, v in ev_mod.score_metrics(y_test, scores["Logistic regression"]).items()})
@@ -157,7 +171,7 @@ def _evaluation(
     result = Evaluation(metrics, scores, advice, importance, gains)
     if charts_dir is not None:
         short = data.defs.label.target_stage.upper()
-        probabilities = {k: v for k, v in scores.items() if k != "Points rules"}
+        probabilities = {k: v for k, v in scores.items() if k != "Points rules" or k == model_key}
         result.charts = {
             "reliability": ev_mod.reliability_chart(y_test, probabilities, short, charts_dir / "reliability.png"),
             "lift": ev_mod.lift_chart(y_test, scores, short, charts_dir / "lift.png"),
@@ -168,13 +182,13 @@ def _evaluation(
     return result
 
 
-def compare_with_champion(settings: Settings, data: TrainingData, bundle: ModelBundle) -> pd.DataFrame:
-    """Candidate and current champion scored on the same test rows (what the gate will compare).
+def compare_with_champion(settings: Settings, data: TrainingData, bundle: Bundle) -> pd.DataFrame:
+    """Candidate and current champion scored on the same test leads (entry rows; what the gate compares).
 
     One row per model with the test metrics; no champion → only the candidate's row.
     """
     client = registry.client_for(settings)
-    X_test, y_test = data.rows("test")
+    X_test, y_test = data.rows("test", entry_only=True)
     rows = [{"model": "candidate", **ev_mod.score_metrics(y_test, bundle.predict_proba(X_test))}]
     current = registry.champion_version(client)
     if current is not None:
@@ -204,9 +218,15 @@ class TrainResult:
     drift: dict[str, Any] | None = None
     chosen: str = ""
     ages: dict[str, Any] | None = None
+    training_ages: dict[str, Any] | None = None  # `TrainingData.age_summary()`: rows, leads, ages covered
+    ages_described: str = ""  # `TrainingData.describe_ages()`, for people
 
     def as_json(self) -> dict[str, Any]:
-        """The contract's `samepage train --json` object."""
+        """The contract's `samepage train --json` object, plus `training_ages`.
+
+        `n_train`: rows (snapshots) the registered model learned from; `n_test`: leads of the newest
+        slice (one entry row each) that `metrics.test_*` and the threshold are computed on.
+        """
         return {
             "run_id": self.run_id,
             "model_name": self.model_name,
@@ -225,13 +245,14 @@ class TrainResult:
             },
             "backtest": self.backtest,
             "drift": self.drift,
+            "training_ages": self.training_ages,
         }
 
 
-def holdout_evidence(data: TrainingData, bundle: ModelBundle, evaluation: Evaluation) -> selection.Evidence:
-    """The floor's evidence without a backtest: the one-split test rows, bootstrap over their leads."""
-    X_test, y_test = data.rows("test")
-    test = data.frame.loc[data.frame["part"] == "test"]
+def holdout_evidence(data: TrainingData, bundle: Bundle, evaluation: Evaluation) -> selection.Evidence:
+    """The floor's evidence without a backtest: the one-split test leads (entry rows), bootstrap over leads."""
+    X_test, y_test = data.rows("test", entry_only=True)
+    test = data.frame.loc[(data.frame["part"] == "test") & (data.frame["snapshot_day"] == 0)]
     lo, _ = auc_interval(y_test, bundle.predict_proba(X_test), lead_codes(test), seed=data.seed)
     n_leads, n_positive = lead_counts(data.frame)
     m = evaluation.metrics
@@ -244,7 +265,7 @@ def holdout_evidence(data: TrainingData, bundle: ModelBundle, evaluation: Evalua
 def register(
     settings: Settings,
     data: TrainingData,
-    bundle: ModelBundle,
+    bundle: Bundle,
     evaluation: Evaluation | None = None,
     baselines: Baselines | None = None,
     params: dict[str, Any] | None = None,
@@ -264,7 +285,7 @@ def register(
             baselines = baselines or fit_baselines(data)
             if evaluation is None or not evaluation.charts:
                 evaluation = evaluate(data, bundle, baselines, charts_dir=out / "charts")
-            X_test, y_test = data.rows("test")
+            X_test, y_test = data.rows("test", entry_only=True)
             evidence = holdout_evidence(data, bundle, evaluation)
         else:
             if evaluation is None or not evaluation.charts:
@@ -279,10 +300,11 @@ def register(
             candidate_auc = ev_mod.score_metrics(y_test, bundle.predict_proba(X_test))["roc_auc"]
         champion_gate = registry.decide_promotion(client, defs, candidate_auc, X_test, y_test)
         winner = winner_problem(trial) if trial is not None else None
-        promote, reason = verdict(evidence, champion_gate, winner, enforce_floor=quality_floor)
+        won = won_the_backtest(trial) if trial is not None else ""
+        promote, reason = verdict(evidence, champion_gate, winner, enforce_floor=quality_floor, won=won)
         registry.describe_registered_model(client)
         tags = tracking.run_tags(data, bundle, reason)
-        n_train, n_test = (len(data.frame), len(trial.holdout)) if trial is not None else (data.n_train, data.n_test)
+        n_train, n_test = len(data.frame) if trial is not None else data.n_train, len(y_test)  # rows; leads
         if trial is not None:
             tags.update(test_rows=HOLDOUT_NOTE, selected=describe(trial.backtest.candidates[trial.choice.winner]))
             params = {**tracking.trial_params(trial, n_train), **(params or {})}
@@ -338,6 +360,8 @@ def register(
         drift=trial.drift if trial is not None else None,
         chosen=trial.choice.reason if trial is not None else "",
         ages=training_ages(data),
+        training_ages=data.age_summary(),
+        ages_described=data.describe_ages(),
     )
 
 
@@ -354,14 +378,21 @@ def training_ages(data: TrainingData) -> dict[str, Any] | None:
 
 
 # -- the whole job --------------------------------------------------------------------------
-def train(settings: Settings, defs: Definitions, progress: bool = True, **overrides: Any) -> TrainResult:
-    """prepare → backtest (points, logistic regression, LightGBM settings) → choose → refit on every
-    row → evaluate the newest slice → register (the `samepage train` command).
+def train(
+    settings: Settings, defs: Definitions, progress: bool = True, lock_wait_seconds: float = 600.0, **overrides: Any
+) -> TrainResult:
+    """prepare → backtest (points, logistic regression, LightGBM settings) → choose → refit the winner
+    on every row → evaluate the newest slice → register (the `samepage train` command).
+
+    Runs under the workspace's `train` lock (`samepage.locks.workspace_lock`): two trainings at once
+    would name the same feature service and the later promotion would win. A second one waits up
+    to `lock_wait_seconds`, then raises `samepage.locks.WorkspaceBusy`.
 
     `overrides`: any `prepare` option (now, test_fraction, calibration_fraction, seed, weekly_leads,
-    feature_service), `n_folds`/`n_boot` of the backtest, a LightGBM hyper-parameter (see
-    `LightGBMParams`), which then holds for every setting of the search, or `quality_floor=False`
-    (promote on the champion gate alone; for fixtures that need a champion on tiny data).
+    feature_service, snapshot_days), `n_folds`/`n_boot` of the backtest, a LightGBM hyper-parameter
+    (see `LightGBMParams`), which then holds for every setting of the search, or `quality_floor=False`
+    (promote on the champion gate alone; for fixtures that need a champion on tiny data), with
+    `kind="lightgbm"` (or logreg, points) when a fixture needs that kind registered whatever wins.
     """
     unknown = set(overrides) - PREPARE_OPTIONS - TRIAL_OPTIONS - GATE_OPTIONS - set(LightGBMParams.model_fields)
     if unknown:
@@ -371,18 +402,22 @@ def train(settings: Settings, defs: Definitions, progress: bool = True, **overri
     grid = search_params({k: v for k, v in overrides.items() if k in LightGBMParams.model_fields}, seed=prep.get("seed", 42))
     columns = [SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()]
     started = time.perf_counter()
-    with Progress(*columns, console=Console(stderr=True), disable=not progress, transient=False) as bar:
+    with (
+        workspace_lock(settings, LOCK_NAME, wait_seconds=lock_wait_seconds),
+        Progress(*columns, console=Console(stderr=True), disable=not progress, transient=False) as bar,
+    ):
         shown = bar if progress else None
         data = prepare(settings, defs, progress=shown, **prep)
         timings = dict(data.timings)
-        n_leads, _ = lead_counts(data.frame)
+        n_leads, n_rows = data.n_leads(), len(data.frame)
         candidates = f"points rules, logistic regression, {len(grid)} LightGBM settings"
-        with step(shown, f"Backtest on {n_leads:,} leads: {candidates}", timings):
+        with step(shown, f"Backtest on {n_leads:,} leads ({n_rows:,} snapshot rows): {candidates}", timings):
             trial = run_trial(data, grid, **trial_options)
-        with step(shown, f"Refitting the chosen LightGBM on all {len(data.frame):,} labelled rows", timings):
+        kind = describe(trial.backtest.candidates[trial.registered])
+        with step(shown, f"Refitting the winner, {kind}, on all {n_rows:,} labelled rows of {n_leads:,} leads", timings):
             bundle = fit_final(data, trial, bundle_meta(data))
         with tempfile.TemporaryDirectory(prefix="samepage-charts-") as tmp:
-            with step(shown, f"Evaluating on the newest {len(trial.holdout):,} rows (metrics, charts)", timings):
+            with step(shown, f"Evaluating on the newest {len(trial.holdout):,} leads (metrics, threshold, charts)", timings):
                 evaluation = evaluate_trial(data, bundle, trial, charts_dir=Path(tmp))
             with step(shown, "Logging to MLflow, registering, quality floor and champion gate", timings):
                 floor = bool(overrides.get("quality_floor", True))

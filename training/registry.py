@@ -25,7 +25,7 @@ from mlflow.models import ModelSignature
 from mlflow.types.schema import ColSpec, Schema, TensorSpec
 from sklearn.metrics import roc_auc_score
 
-from samepage.bundle import CHAMPION, MODEL_NAME, ModelBundle
+from samepage.bundle import CHAMPION, MODEL_NAME, Bundle
 from samepage.definitions import Definitions, Feature
 from samepage.settings import Settings
 
@@ -72,7 +72,7 @@ def champion_version(client: MlflowClient, name: str = MODEL_NAME) -> ModelVersi
         return None
 
 
-def load_bundle(uri: str) -> ModelBundle:
+def load_bundle(uri: str) -> Bundle:
     """The bundle inside a logged pyfunc (`models:/sql_likelihood@champion`, `runs:/...`), as serving loads it."""
     return mlflow.pyfunc.load_model(uri).unwrap_python_model().bundle
 

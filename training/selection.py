@@ -21,9 +21,8 @@ SIMPLICITY = {"points": 0, "logreg": 1, "lightgbm": 2}
 # leave single folds with a handful, where one lead swings the AUC by several points.
 MIN_LEADS = 500
 MIN_POSITIVES = 50
-# Kinds the registry can serve as a bundle on this branch (logreg and points bundles come with
-# the bundle work of issue 14; until then only LightGBM can be promoted).
-SERVABLE_KINDS = frozenset({"lightgbm"})
+# Kinds the registry can serve: every kind is a `samepage.bundle.Bundle` that explains itself exactly.
+SERVABLE_KINDS = frozenset({"points", "logreg", "lightgbm"})
 
 
 @dataclass

@@ -2,7 +2,9 @@
 
 Capacity is `sla.capacity.reps × mqls_per_rep_per_week`. The weekly volume is the average
 number of new leads per week over the last `VOLUME_WEEKS` weeks before the data horizon. The
-threshold is the calibrated score of the k-th best test lead, k = capacity / volume × test rows:
+threshold is the calibrated score of the k-th best test lead, k = capacity / volume × test leads
+(each lead once, at its entry row: later snapshots would count a lead several times, and the
+volume is of new leads):
 sending every lead at or above it fills the capacity. For it and for the threshold currently in
 the definitions we report the expected MQLs a week and the SQL rate observed on the test rows
 at or above it (what sales would have seen), plus the mean predicted probability there.
@@ -72,7 +74,7 @@ def _point(threshold: float, y: np.ndarray, p: np.ndarray, weekly_leads: float) 
 def capacity_threshold(
     defs: Definitions, y: np.ndarray, p: np.ndarray, weekly_leads: float, volume_basis: str = ""
 ) -> ThresholdAdvice:
-    """`y`, `p`: outcomes and calibrated scores of the test rows (the newest leads)."""
+    """`y`, `p`: outcomes and calibrated scores of the test leads (the newest leads, one entry row each)."""
     y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
     if len(p) == 0:
         raise ValueError("no test rows to set a threshold on")

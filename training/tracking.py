@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import yaml
 
-from samepage.bundle import ModelBundle
+from samepage.bundle import Bundle
 from samepage.definitions import Definitions, load_definitions
 from samepage.settings import Settings
 from training.threshold import ThresholdAdvice
@@ -36,7 +36,7 @@ def mlflow_run(experiment_id: str, run_name: str, tags: dict[str, str]) -> Itera
         yield run
 
 
-def run_tags(data: TrainingData, bundle: ModelBundle, promotion: str) -> dict[str, str]:
+def run_tags(data: TrainingData, bundle: Bundle, promotion: str) -> dict[str, str]:
     d_from, d_to = data.data_range
     return {
         "definitions_version": data.defs.version_string,
@@ -50,7 +50,7 @@ def run_tags(data: TrainingData, bundle: ModelBundle, promotion: str) -> dict[st
     }
 
 
-def run_params(data: TrainingData, bundle: ModelBundle, extra: dict[str, Any] | None) -> dict[str, Any]:
+def run_params(data: TrainingData, bundle: Bundle, extra: dict[str, Any] | None) -> dict[str, Any]:
     defs = data.defs
     counts = data.split.counts
     params: dict[str, Any] = {f"lgbm_{k}": v for k, v in bundle.meta.get("params", {}).items()}
@@ -62,6 +62,7 @@ def run_params(data: TrainingData, bundle: ModelBundle, extra: dict[str, Any] | 
             "label_as_of_stage": defs.label.as_of_stage,
             "label_horizon": data.labels.summary["label_horizon"],
             "split": data.split.kind,
+            "model_kind": bundle.kind,
             "test_from": data.split.test_from.isoformat() if data.split.test_from is not None else "(stratified)",
             "n_fit": counts["train"],
             "n_calibration": counts["calibration"],
@@ -121,9 +122,11 @@ def trial_params(trial: Trial, n_rows: int) -> dict[str, Any]:
     return {
         "n_fit": n_rows,
         "n_calibration": len(bt.y),
-        "n_test": len(trial.holdout),
-        "test_from": bt.last.test_from.isoformat() if bt.last.test_from is not None else f"(stratified fold {bt.last.number})",
-        "calibration": f"platt on out-of-fold margins of the backtest (cross-fitting): {trial.calibration.note}",
+        "n_test": len(trial.holdout),  # leads: the newest slice's entry rows
+        "n_test_rows_all_snapshots": int(len(bt.last.test)) if bt.kind == "time" else int(len(bt.pooled)),
+        "backtest_judged_on": "entry rows (one per test lead); models learn from every snapshot",
+        "test_from": bt.last.test_from.isoformat() if bt.last.test_from is not None else "(stratified: every fold)",
+        "calibration": _calibration_note(trial),
         "backtest": "rolling origin on time" if bt.kind == "time" else "stratified k-fold",
         "backtest_folds": len(bt.folds),
         "backtest_bootstrap": bt.n_boot,
@@ -146,12 +149,14 @@ def log_trial(trial: Trial, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     metrics: dict[str, float] = {}
     registered = bt.candidates[trial.registered]
-    for key, value in registered.pooled.items():
+    for key, value in registered.pooled.items():  # lead-level: entry rows
         metrics[f"backtest_{key}"] = value
     metrics["backtest_roc_auc_ci_lo"], metrics["backtest_roc_auc_ci_hi"] = registered.roc_auc_ci
+    metrics["backtest_roc_auc_all_snapshots"] = registered.roc_auc_all_snapshots
     for run in bt.candidates.values():
         metrics[f"backtest_{run.name}_roc_auc"] = run.roc_auc
         metrics[f"backtest_{run.name}_roc_auc_ci_lo"] = run.roc_auc_ci[0]
+        metrics[f"backtest_{run.name}_roc_auc_all_snapshots"] = run.roc_auc_all_snapshots
     drift = trial.drift
     metrics["drift_base_rate_train"] = drift["base_rate"]["train"]
     metrics["drift_base_rate_recent"] = drift["base_rate"]["recent"]
@@ -175,3 +180,12 @@ def log_trial(trial: Trial, directory: Path) -> None:
             "drift_warnings": ("; ".join(drift["warnings"]) or "none")[:5000],
         }
     )
+
+
+def _calibration_note(trial: Trial) -> str:
+    kind = trial.choice.kind
+    if kind == "lightgbm":
+        return f"platt on out-of-fold margins of the backtest (cross-fitting): {trial.calibration.note}"
+    if kind == "logreg":
+        return "none needed: logistic regression fits probabilities directly (on every labelled row)"
+    return "platt on the points total, fitted on every labelled row (the rules themselves are the team's)"

@@ -141,6 +141,13 @@ def train(
         sys.stdout.write(json.dumps(payload, default=str) + "\n")
         return
     _print_training(payload, result.chosen, result.ages)
+    # Rows are snapshots (a lead at entry and later), leads are leads: say which ages the rows cover.
+    console.print(f"training rows: {result.ages_described}", highlight=False)
+    console.print(
+        f"n_train = {payload['n_train']:,} rows (snapshots) learned from; n_test = {payload['n_test']:,} leads "
+        "(one entry row each) that the test figures and the threshold judge",
+        highlight=False,
+    )
 
 
 def _print_training(payload: dict[str, Any], chosen: str, ages: dict[str, Any] | None) -> None:

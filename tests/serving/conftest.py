@@ -49,7 +49,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, definitions: Definitions
     build_features(settings, definitions, progress=False)
     # 2,000 demo leads are too few for LightGBM to beat the points rules beyond chance, so the
     # quality floor would (rightly) promote nothing; these tests need a LightGBM champion to serve.
-    train(settings, definitions, progress=False, num_boost_round=80, quality_floor=False)
+    train(settings, definitions, progress=False, num_boost_round=80, quality_floor=False, kind="lightgbm")
     return settings
 
 

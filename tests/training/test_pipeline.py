@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 
 from samepage.definitions import Definitions
+from samepage.records import Feedback, RecordStore
 from samepage.settings import Settings
 from samepage.tables import CanonicalTables, empty_events, write_tables
 from tests.conftest import make_lead, make_stage
-from samepage.records import Feedback, RecordStore
 from training.pipeline import TrainingError, load_labels, prepare, train
 
 
@@ -24,7 +24,8 @@ def test_no_data_says_what_to_run(settings: Settings, definitions: Definitions) 
 
 
 def test_no_features_says_what_to_run(settings: Settings, definitions: Definitions) -> None:
-    leads = pd.DataFrame([make_lead(lead_id=f"L-{i}", created_at=pd.Timestamp("2025-01-01T00:00:00Z") + pd.Timedelta(days=i)) for i in range(40)])
+    start = pd.Timestamp("2025-01-01T00:00:00Z")
+    leads = pd.DataFrame([make_lead(lead_id=f"L-{i}", created_at=start + pd.Timedelta(days=i)) for i in range(40)])
     stages = pd.DataFrame([make_stage(lead_id=f"L-{i}", occurred_at=pd.Timestamp("2026-06-01T00:00:00Z")) for i in range(40)])
     write_tables(settings.data_dir, CanonicalTables(leads=leads, events=empty_events(), stages=stages))
     with pytest.raises(TrainingError, match="samepage features"):

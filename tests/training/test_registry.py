@@ -12,13 +12,13 @@ import yaml
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from features.store import build_features
 from samepage.definitions import Definitions, parse_definitions
 from samepage.demo import write_demo
 from samepage.settings import Settings
-from features.store import build_features
 from tests.conftest import DEFINITIONS_FILE
 from training import registry
-from training.pipeline import TrainResult, TrainingData, compare_with_champion, fit_candidate, prepare, register, train
+from training.pipeline import TrainingData, TrainResult, compare_with_champion, fit_candidate, prepare, register, train
 
 pytestmark = pytest.mark.slow
 FEW_TREES = {"num_boost_round": 40, "num_leaves": 7, "min_data_in_leaf": 20}
@@ -36,8 +36,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, definitions: Definitions
 @pytest.fixture(scope="module")
 def first(workspace: Settings, definitions: Definitions) -> TrainResult:
     # 3,000 demo leads: logistic regression wins the backtest, so the floor alone would promote
-    # nothing (tests/training/test_trust.py checks that); these tests need a champion.
-    return train(workspace, definitions, progress=False, quality_floor=False, **FEW_TREES)
+    # nothing (tests/training/test_trust.py checks that); these tests need a LightGBM champion.
+    return train(workspace, definitions, progress=False, quality_floor=False, kind="lightgbm", **FEW_TREES)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,12 @@ def test_json_has_the_contract_keys(first: TrainResult, definitions: Definitions
     assert set(out) == {
         "run_id", "model_name", "model_version", "promoted", "definitions_version",
         "n_train", "n_test", "metrics", "threshold", "split", "promotion_reason", "backtest", "drift",
+        "training_ages",
     }  # fmt: skip
+    # Rows vs leads: n_train counts snapshot rows, n_test the newest slice's leads (one entry row each).
+    ages = out["training_ages"]
+    assert ages["rows"] == out["n_train"] and ages["leads"] < ages["rows"]
+    assert out["n_test"] == out["backtest"]["folds"][-1]["test_leads"] < out["backtest"]["folds"][-1]["n_test"]
     assert out["split"] == "time" and "quality floor was switched off" in out["promotion_reason"]
     assert {"folds", "roc_auc", "roc_auc_ci"} <= set(out["backtest"]) and len(out["backtest"]["folds"]) == 4
     lo, hi = out["backtest"]["roc_auc_ci"]
@@ -69,7 +74,9 @@ def test_json_has_the_contract_keys(first: TrainResult, definitions: Definitions
     assert 0.5 < out["metrics"]["test_roc_auc"] <= 1.0
 
 
-def test_run_carries_definitions_version_and_artifacts(client: MlflowClient, first: TrainResult, definitions: Definitions) -> None:
+def test_run_carries_definitions_version_and_artifacts(
+    client: MlflowClient, first: TrainResult, definitions: Definitions
+) -> None:
     run = client.get_run(first.run_id)
     assert run.data.tags["definitions_version"] == definitions.version_string
     assert run.data.tags["fingerprint"] == definitions.fingerprint
@@ -155,7 +162,12 @@ def test_registered_model_learned_from_every_labelled_row(first: TrainResult, da
     bundle = registry.load_bundle(f"models:/sql_likelihood/{first.model_version}")
     assert first.n_train == len(data.frame)  # the newest window included: no slice held back
     last_fold = first.as_json()["backtest"]["folds"][-1]
-    assert first.n_test == last_fold["n_test"] and last_fold["n_train"] < first.n_train
+    # n_test: the newest slice's leads (one entry row each), fewer than its snapshot rows.
+    assert first.n_test == last_fold["test_leads"] < last_fold["n_test"] and last_fold["n_train"] < first.n_train
+    # test_* and the capacity threshold read the same entry rows: the positive rate is the leads'.
+    assert first.metrics["test_positive_rate"] == pytest.approx(last_fold["test_positives"] / last_fold["test_leads"])
+    chosen = first.threshold.capacity.share_of_leads * first.n_test  # a whole number of the n_test leads
+    assert chosen == pytest.approx(round(chosen)) and chosen >= 1
     calibration = bundle.meta["calibration"]
     assert calibration["method"] == "platt on out-of-fold margins" and calibration["rows"] == len(data.frame)
     assert pd.Timestamp(bundle.meta["data_to"]) == data.frame["as_of"].max()

@@ -110,3 +110,51 @@ def test_backtest_winner_also_wins_on_a_later_hold_out(definitions: Definitions)
         "points": roc_auc_score(y_later, bl.points_score(definitions, X_later)),
     }
     assert max(later_auc, key=later_auc.__getitem__) == choice.kind
+
+
+def aging_frame(defs: Definitions, n_leads: int, seed: int) -> pd.DataFrame:
+    """Snapshots at entry, +7, +30, +90 days; a lead's outcome is random, but across snapshots its
+    age predicts the label (a lead not converted by day 90 rarely converts later)."""
+    rng = np.random.default_rng(seed)
+    entry = pd.Timestamp("2025-01-01T00:00:00Z") + pd.to_timedelta(np.sort(rng.uniform(0, 365, n_leads)), unit="D")
+    converts = rng.random(n_leads) < 0.3
+    conv_day = np.where(converts, rng.uniform(1, 60, n_leads), np.inf)
+    rows = []
+    for i in range(n_leads):
+        for day in (0, 7, 30, 90):
+            if conv_day[i] <= day:
+                break  # already converted: no later snapshot
+            rows.append({"lead_id": f"L-{i}", "as_of": entry[i] + pd.Timedelta(days=day), "snapshot_day": day,
+                         "label": int(converts[i])})  # fmt: skip
+    labels = pd.DataFrame(rows)
+    frame, _ = synthetic_features(defs, len(labels), seed)
+    frame["days_since_created"] = labels["snapshot_day"].astype(float).to_numpy()
+    return pd.concat([labels, frame], axis=1)
+
+
+@pytest.mark.slow
+def test_backtest_figures_judge_leads_not_snapshots(definitions: Definitions) -> None:
+    frame = aging_frame(definitions, 2000, seed=5)
+    bt = run_backtest(definitions, frame, "time", search_params({"num_boost_round": 60})[:1], n_boot=100)
+    run = bt.candidates["lightgbm_1"]
+    # Across snapshots age alone separates the labels; on one entry row per lead nothing does.
+    assert run.roc_auc_all_snapshots > 0.6
+    assert abs(run.roc_auc - 0.5) < 0.06 and run.roc_auc_ci[0] < 0.5
+    assert bt.judged.sum() == frame.iloc[bt.pooled]["lead_id"].nunique() < len(bt.pooled)
+    entry = frame.iloc[bt.pooled]["snapshot_day"].to_numpy() == 0
+    assert run.roc_auc == pytest.approx(roc_auc_score(bt.y[entry], run.score[entry]))
+    summary = bt.summary("lightgbm_1")
+    assert summary["roc_auc_all_snapshots"] == run.roc_auc_all_snapshots
+    assert sum(f["test_leads"] for f in summary["folds"]) == summary["n_test_leads"]
+
+
+@pytest.mark.parametrize("kind", ["time", "stratified"])
+def test_test_leads_are_the_newest_slice_on_time_and_everyone_without(definitions: Definitions, kind: str) -> None:
+    frame = aging_frame(definitions, 600, seed=6)
+    bt = run_backtest(definitions, frame, kind, search_params({"num_boost_round": 20})[:1], n_boot=20)
+    tested = frame.iloc[bt.holdout]
+    assert (tested["snapshot_day"] == 0).all() and not tested["lead_id"].duplicated().any()
+    assert len(bt.on_holdout("logreg")) == len(tested)
+    newest = set(frame["lead_id"].iloc[bt.last.test])
+    expected = newest if kind == "time" else set(frame["lead_id"])
+    assert set(tested["lead_id"]) == expected

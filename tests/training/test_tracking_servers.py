@@ -40,7 +40,10 @@ def test_runs_are_tracked_in_postgresql(scheme: str, database: str, tmp_path) ->
     import mlflow
 
     settings = Settings(
-        home=tmp_path / "workspace", definitions=DEFINITIONS_FILE, mlflow_tracking_uri=f"{scheme}://{SERVER}/{database}", _env_file=None
+        home=tmp_path / "workspace",
+        definitions=DEFINITIONS_FILE,
+        mlflow_tracking_uri=f"{scheme}://{SERVER}/{database}",
+        _env_file=None,
     )
     client = registry.client_for(settings)
     experiment = client.get_experiment_by_name(registry.EXPERIMENT)
