@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from serving.auth import require_key_off_loopback
 from serving.deps import DefsDep, MetricsDep, ScorerDep
 from serving.schemas import HealthOut, ReadyOut
 
@@ -48,7 +49,10 @@ PROMETHEUS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/metrics", response_class=Response, responses=PROMETHEUS)
+@router.get("/metrics", response_class=Response, responses=PROMETHEUS, dependencies=[Depends(require_key_off_loopback)])
 def metrics(m: MetricsDep) -> Response:
-    """Prometheus metrics: requests, latency, scores, MQL verdicts, feedback, the model served."""
+    """Prometheus metrics: requests, latency, scores, MQL verdicts, feedback, the model served.
+
+    Open on loopback; off loopback it needs the API key unless `SAMEPAGE_PUBLIC_METRICS` is set.
+    """
     return Response(m.render(), media_type=CONTENT_TYPE_LATEST)
