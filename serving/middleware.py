@@ -35,7 +35,9 @@ SECURITY_HEADERS = [
     (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
     (b"x-frame-options", b"DENY"),
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),  # lead ids are in page URLs
+    # Lead ids are in page URLs: no referrer leaves the site. Not "no-referrer": with it browsers send
+    # `Origin: null` on our own form posts, which the pages refuse as cross-site.
+    (b"referrer-policy", b"same-origin"),
 ]
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import math
@@ -150,10 +151,8 @@ class Scorer:
 
     def _failed(self, exc: Exception, reason: str) -> bool:
         """A load that failed: the driver's words go to the log only; /readyz gets the generic `reason`."""
-        log.error(
-            "champion load failed",
-            extra={"event": "model_load_failed", "error": type(exc).__name__, "detail": str(exc)[:2000]},
-        )
+        detail = str(exc)[:2000]
+        log.error("champion load failed: %s", detail, extra={"event": "model_load_failed", "error": type(exc).__name__})
         self.metrics.reloads.labels("failed").inc()
         if self.champion is None or not self.champion.registered:
             return self._refuse(None, reason)
@@ -352,14 +351,13 @@ async def in_daemon_thread(fn: Callable[[], T]) -> T:
             outcome()
 
     def run() -> None:
+        outcome: Callable[[], None]
         try:
-            result = fn()
+            outcome = functools.partial(future.set_result, fn())
         except BaseException as exc:
-            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
-                loop.call_soon_threadsafe(settle, lambda: future.set_exception(exc))
-            return
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(settle, lambda: future.set_result(result))
+            outcome = functools.partial(future.set_exception, exc)
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, outcome)
 
     threading.Thread(target=run, name="samepage-champion", daemon=True).start()
     return await future

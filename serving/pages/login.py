@@ -64,8 +64,8 @@ async def login(request: Request) -> Response:
             throttle(request).failed(address)
         error = "That API key is not valid for this service." if keys else "No API keys are configured on this service."
         return render(request, "login.html", status=401, next=target, error=error, active="")
-    response = RedirectResponse(target, status_code=303)
-    response.set_cookie(
+    redirect = RedirectResponse(target, status_code=303)
+    redirect.set_cookie(
         COOKIE,
         new_session_cookie(request),
         max_age=COOKIE_MAX_AGE,
@@ -74,7 +74,7 @@ async def login(request: Request) -> Response:
         secure=secure_cookie(request),
         path="/",
     )
-    return response
+    return redirect
 
 
 @router.post("/logout")

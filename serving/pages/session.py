@@ -72,6 +72,8 @@ def current_session(request: Request) -> Session | None:
         session = Session(str(data["sid"]), float(data["iat"]))
     except (BadSignature, KeyError, TypeError, ValueError):  # SignatureExpired is a BadSignature
         return None
+    if session.issued_at + COOKIE_MAX_AGE < time.time():  # the issue time it carries agrees with the signature's
+        return None
     if is_revoked(request.app.state.records.engine, session.session_id):
         return None
     return session
