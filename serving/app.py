@@ -24,9 +24,9 @@ from features.derive import override_targets
 from samepage.definitions import Definitions, load_definitions
 from samepage.records import RecordStore
 from samepage.settings import Settings
-from serving.auth import configured_keys, require_api_key
+from serving.auth import configured_keys, metrics_need_key, require_api_key
 from serving.docs import install_docs
-from serving.errors import install_error_handlers
+from serving.errors import install_error_handlers, responses
 from serving.logs import configure_logging
 from serving.metrics import Metrics
 from serving.middleware import RequestMiddleware
@@ -99,6 +99,11 @@ def create_app(settings: Settings, defs: Definitions | None = None, access_log: 
     app.include_router(model.router, dependencies=protected)
     app.include_router(definitions.router)
     app.include_router(health.router)
+    # Off loopback /metrics takes the key; the schema says so exactly when it does.
+    if metrics_need_key(settings):
+        app.include_router(health.metrics_router, dependencies=protected, responses=responses(401))
+    else:
+        app.include_router(health.metrics_router)
     app.include_router(report.router, dependencies=protected)
     app.include_router(pages.router)
     install_docs(app)

@@ -96,13 +96,6 @@ async def require_api_key(
         raise ApiError(401, "Unknown API key", headers={"WWW-Authenticate": "Bearer"})
 
 
-async def require_key_off_loopback(
-    request: Request,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
-    header_key: Annotated[str | None, Security(header_scheme)],
-) -> None:
-    """For /metrics: open on loopback (or with `SAMEPAGE_PUBLIC_METRICS`), else the API key as on /v1."""
-    settings: Settings = request.app.state.settings
-    if is_loopback(settings.host) or settings.public_metrics:
-        return
-    await require_api_key(request, bearer, header_key)
+def metrics_need_key(settings: Settings) -> bool:
+    """/metrics is open on loopback (or with `SAMEPAGE_PUBLIC_METRICS`); anywhere else it takes the API key."""
+    return not (is_loopback(settings.host) or settings.public_metrics)

@@ -4,7 +4,9 @@
 fingerprint differs from the current definitions. Without a champion that fits (cold start), it
 scores with the team's points rules from the definitions (`points_rules`, kind "rules", not
 calibrated) and says why on /readyz; only when even those cannot score (no feature store yet) does
-it answer 503. It scores leads: online features, request overrides, the one `explain`, the MQL
+it answer 503. The first load runs in a background thread (`watch`), so a registry that does not
+answer never keeps the service from listening; /readyz then gives a generic reason and the
+driver's error text goes to the log only. It scores leads: online features, request overrides, the one `explain`, the MQL
 verdict. A reload loads the new version completely before swapping one reference, so requests in
 flight finish on the object they started with.
 """

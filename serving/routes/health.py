@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from serving.auth import require_key_off_loopback
 from serving.deps import DefsDep, MetricsDep, ScorerDep
 from serving.schemas import HealthOut, ReadyOut
 
@@ -49,7 +48,10 @@ PROMETHEUS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/metrics", response_class=Response, responses=PROMETHEUS, dependencies=[Depends(require_key_off_loopback)])
+metrics_router = APIRouter(tags=["operations"])  # included with the key check off loopback (serving.app)
+
+
+@metrics_router.get("/metrics", response_class=Response, responses=PROMETHEUS)
 def metrics(m: MetricsDep) -> Response:
     """Prometheus metrics: requests, latency, scores, MQL verdicts, feedback, the model served.
 
