@@ -1,8 +1,9 @@
 """GET /docs: Swagger UI from files on this machine, so the API reference works with no internet.
 
-The assets come from the `swagger-ui-bundle` package when it is installed (its `swagger_ui_path`
-folder). Without it /docs says where the schema is instead of loading anything from a CDN; no page
-of the service ever names a third-party host. The page's one script is `static/docs.js` (no
+The assets come from the `swagger-ui-bundle-v2` package (import name `swagger_ui_bundle`, its
+`swagger_ui_path` folder; 5.31.0 ships Swagger UI 5.31.0, which reads OpenAPI 3.1) when installed.
+Without it /docs says where the schema is instead of loading anything from a CDN; no page of the
+service ever names a third-party host. The page's one script is `static/docs.js` (no
 inline code, so the Content-Security-Policy can stay `script-src 'self'`).
 """
 
@@ -18,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from serving.errors import ApiError
 
 STATIC = Path(__file__).resolve().parent / "static"
-ASSETS = ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png")  # all /docs loads
+ASSETS = ("swagger-ui-bundle.js", "swagger-ui.css")  # all /docs loads
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title} · API</title>
@@ -27,7 +28,7 @@ PAGE = """<!doctype html>
 
 
 def swagger_assets() -> Path | None:
-    """The folder holding Swagger UI's files, from the `swagger-ui-bundle` package; None without it."""
+    """The folder holding Swagger UI's files, from the `swagger-ui-bundle-v2` package; None without it."""
     try:
         module = importlib.import_module("swagger_ui_bundle")
     except ImportError:
@@ -41,7 +42,7 @@ def swagger_assets() -> Path | None:
 def docs_page(title: str, assets: Path | None) -> str:
     if assets is None:
         body = (
-            "<main><h1>API reference</h1><p>The interactive reference needs the <code>swagger-ui-bundle</code> "
+            "<main><h1>API reference</h1><p>The interactive reference needs the <code>swagger-ui-bundle-v2</code> "
             'package on this machine. The OpenAPI schema is at <a href="/openapi.json">/openapi.json</a>.</p></main>'
         )
         return PAGE.format(title=title, head="", body=body)

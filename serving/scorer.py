@@ -119,8 +119,8 @@ class Scorer:
                 from mlflow.exceptions import MlflowException
                 from mlflow.tracking import MlflowClient
 
-                client = MlflowClient(tracking_uri=self.settings.tracking_uri, registry_uri=self.settings.tracking_uri)
                 try:
+                    client = MlflowClient(tracking_uri=self.settings.tracking_uri, registry_uri=self.settings.tracking_uri)
                     mv = client.get_model_version_by_alias(self.model_name, CHAMPION)
                 except MlflowException as exc:
                     if exc.error_code not in NOT_FOUND:  # the registry did not answer: not the same as "no champion"

@@ -223,7 +223,7 @@ def test_docs_load_nothing_from_other_hosts(client: TestClient) -> None:
     page = client.get("/docs")
     assert page.status_code == 200 and "://" not in page.text  # no CDN: every asset is on this service
     if docs.swagger_assets() is None:
-        assert "swagger-ui-bundle" in page.text and 'href="/openapi.json"' in page.text
+        assert "swagger-ui-bundle-v2" in page.text and 'href="/openapi.json"' in page.text
     assert client.get("/openapi.json").status_code == 200
 
 
