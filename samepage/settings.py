@@ -36,6 +36,14 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     reload_seconds: float = Field(30.0, description="How often serving checks the champion alias")
+    startup_wait_seconds: float = Field(
+        0.0, ge=0, description="How long startup waits for the champion before listening (0: listen at once, load it meanwhile)"
+    )
+    allowed_hosts: str = Field(
+        "", description="Comma-separated Host names the service answers (`*`: any); empty: the bind host and loopback names"
+    )
+    public_metrics: bool = Field(False, description="Serve /metrics without an API key off loopback (e.g. behind a firewall)")
+    session_secret: str = Field("", description="Signs page sessions; empty: derived from the API keys")
 
     @property
     def home_dir(self) -> Path:
@@ -70,6 +78,22 @@ class Settings(BaseSettings):
     @property
     def records_database_url(self) -> str:
         return self.records_url or f"sqlite:///{self.home_dir / 'records.db'}"
+
+    @property
+    def hosts(self) -> list[str]:
+        """The Host names the service answers; by default the bind host and the loopback names.
+
+        Bound to every interface (0.0.0.0, ::) with no list set, any name is answered: the machine's
+        names are not known here, and off loopback the pages need a login and the API a key anyway.
+        """
+        given = [h.strip() for h in self.allowed_hosts.split(",") if h.strip()]
+        if not given:
+            if self.host.strip("[]") in ("0.0.0.0", "::", ""):
+                return ["*"]
+            given = [self.host, "localhost", "127.0.0.1", "::1"]
+        # A Host header brackets an IPv6 literal ("[::1]:8000"), so the list does too.
+        names = [f"[{h}]" if ":" in h and not h.startswith("[") else h for h in given]
+        return list(dict.fromkeys(n.lower() for n in names))
 
     @property
     def keys(self) -> list[str]:

@@ -1,8 +1,10 @@
 """The scoring service: `create_app(settings, defs)` builds it, `serve(settings)` runs it with uvicorn.
 
-The lifespan loads the definitions, the champion (with its online features) and the record store
-once, then freezes what it loaded out of the garbage collector's sight (full collections were the
-tail latency), and keeps following the champion alias in the background.
+The lifespan opens the record store, starts loading the champion (with its online features) in the
+background so that the service listens at once, freezes what it loaded out of the garbage
+collector's sight (full collections were the tail latency), and keeps following the champion alias.
+Every answer carries the security headers (serving.middleware); only the configured Host names
+are answered (`Settings.hosts`).
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from samepage.definitions import Definitions, load_definitions
 from samepage.records import RecordStore
 from samepage.settings import Settings
-from serving.auth import configured_keys, require_api_key
-from serving.errors import install_error_handlers
+from serving.auth import configured_keys, metrics_need_key, require_api_key
+from serving.docs import install_docs
+from serving.errors import install_error_handlers, responses
 from serving.logs import configure_logging
 from serving.metrics import Metrics
 from serving.middleware import RequestMiddleware
@@ -54,14 +58,18 @@ def create_app(settings: Settings, defs: Definitions | None = None, access_log: 
         configure_logging()
         records = RecordStore.from_settings(settings)
         scorer = Scorer(settings, defs, metrics)
-        await asyncio.to_thread(scorer.refresh)
-        if scorer.champion is None:
-            log.warning("starting without a champion", extra={"event": "not_ready"})
         app.state.records = records
         app.state.scorer = scorer
         app.state.writer = writer = ScoreWriter(records)
         app.state.api_keys = [k.encode("utf-8") for k in configured_keys(settings)]
+        # The champion loads in the background: a registry that does not answer must not keep the
+        # service from listening. Until it is in, scores come from the points rules (cold start).
         watcher = asyncio.create_task(scorer.watch())
+        await _wait_for_first_load(scorer, settings.startup_wait_seconds)
+        if not scorer.loaded.is_set():
+            log.warning("listening before the champion is loaded", extra={"event": "model_loading"})
+        elif scorer.champion is None:
+            log.warning("starting without a champion", extra={"event": "not_ready"})
         refreeze()
         try:
             yield
@@ -78,6 +86,8 @@ def create_app(settings: Settings, defs: Definitions | None = None, access_log: 
         summary="Lead scoring on one signed-off vocabulary",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by serving.docs from files on this machine, never from a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.defs = defs
@@ -90,16 +100,33 @@ def create_app(settings: Settings, defs: Definitions | None = None, access_log: 
     app.include_router(model.router, dependencies=protected)
     app.include_router(definitions.router)
     app.include_router(health.router)
+    # Off loopback /metrics takes the key; the schema says so exactly when it does.
+    if metrics_need_key(settings):
+        app.include_router(health.metrics_router, dependencies=protected, responses=responses(401))
+    else:
+        app.include_router(health.metrics_router)
     app.include_router(report.router, dependencies=protected)
     app.include_router(pages.router)
+    install_docs(app)
 
     @app.get("/", include_in_schema=False)
     def _root() -> RedirectResponse:
         return RedirectResponse("/docs")
 
     app.openapi = lambda: _openapi(app, defs)  # type: ignore[method-assign]
+    # Starlette runs the middleware added last first: the request middleware sees (and counts) every
+    # answer, also the 400 for a Host that is not ours (a DNS-rebinding page names its own host).
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.hosts, www_redirect=False)
     app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=MAX_BODY_BYTES, access_log=access_log)
     return app
+
+
+async def _wait_for_first_load(scorer: Scorer, seconds: float) -> None:
+    """Wait up to `seconds` for the first champion look-up (0: not at all; listen at once)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not scorer.loaded.is_set() and loop.time() < deadline:
+        await asyncio.sleep(0.02)
 
 
 def _openapi(app: FastAPI, defs: Definitions) -> dict[str, Any]:

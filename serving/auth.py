@@ -7,6 +7,7 @@ The check compares against every key in constant time, and keys never reach a lo
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -19,9 +20,21 @@ from samepage.settings import Settings
 from serving.errors import ApiError
 
 KEY_FILE = "api_key"
+LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
 bearer_scheme = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
 header_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: <API key>")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address only accepts connections from this machine."""
+    name = host.strip().strip("[]").lower()
+    if name in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def key_file(settings: Settings) -> Path:
@@ -86,3 +99,8 @@ async def require_api_key(
         )
     if not all(key_matches(c, keys) for c in candidates):
         raise ApiError(401, "Unknown API key", headers={"WWW-Authenticate": "Bearer"})
+
+
+def metrics_need_key(settings: Settings) -> bool:
+    """/metrics is open on loopback (or with `SAMEPAGE_PUBLIC_METRICS`); anywhere else it takes the API key."""
+    return not (is_loopback(settings.host) or settings.public_metrics)

@@ -1,4 +1,4 @@
-"""One plain ASGI middleware for every request: request id, body-size limit, metrics, access log.
+"""One plain ASGI middleware for every request: request id, security headers, body-size limit, metrics, access log.
 
 Plain ASGI (not BaseHTTPMiddleware) because it sits on the scoring hot path. An oversized body is
 refused with 413 from its Content-Length header before anything reads it, or while it streams in
@@ -22,6 +22,23 @@ from serving.metrics import Metrics
 log = logging.getLogger("samepage.serving")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 Scope = dict[str, Any]
+
+# The pages are server-rendered with no inline script (Swagger UI's starter is static/docs.js), so
+# scripts come from this origin only. Styles may be inline: the templates size bars and colour
+# cells with style attributes, which nonces cannot cover; CSS runs no code, and autoescaping keeps
+# injected markup out. Nothing may frame a page (clickjacking on the stage-change buttons).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+SECURITY_HEADERS = [
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    # Lead ids are in page URLs: no referrer leaves the site. Not "no-referrer": with it browsers send
+    # `Origin: null` on our own form posts, which the pages refuse as cross-site.
+    (b"referrer-policy", b"same-origin"),
+]
 
 
 class RequestMiddleware:
@@ -64,7 +81,7 @@ class RequestMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), rid_header]
+                message["headers"] = [*message.get("headers", []), rid_header, *SECURITY_HEADERS]
             await send(message)
 
         try:
@@ -112,6 +129,11 @@ def _content_length(scope: Scope) -> int | None:
 
 async def _send_error(send: Any, status: int, message: str, extra_header: tuple[bytes, bytes]) -> None:
     body = json.dumps({"error": {"code": "payload_too_large", "message": message}}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), extra_header]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        extra_header,
+        *SECURITY_HEADERS,
+    ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

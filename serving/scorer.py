@@ -4,7 +4,9 @@
 fingerprint differs from the current definitions. Without a champion that fits (cold start), it
 scores with the team's points rules from the definitions (`points_rules`, kind "rules", not
 calibrated) and says why on /readyz; only when even those cannot score (no feature store yet) does
-it answer 503. It scores leads: online features, request overrides, the one `explain`, the MQL
+it answer 503. The first load runs in a background thread (`watch`), so a registry that does not
+answer never keeps the service from listening; /readyz then gives a generic reason and the
+driver's error text goes to the log only. It scores leads: online features, request overrides, the one `explain`, the MQL
 verdict. A reload loads the new version completely before swapping one reference, so requests in
 flight finish on the object they started with.
 """
@@ -12,14 +14,17 @@ flight finish on the object they started with.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import gc
 import logging
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -34,9 +39,15 @@ from serving.mql import verdict
 
 log = logging.getLogger("samepage.serving")
 
+T = TypeVar("T")
 _mlflow_lock = threading.Lock()  # mlflow's tracking/registry URIs are process-global
 
 RULES_NAME = "points_rules"  # the cold-start scorer's name in every answer
+NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}  # the registry answered: no such model or alias
+# What /readyz says; the driver's own error text goes to the log only (it can name hosts, users, paths).
+STILL_LOADING = "the champion is still being loaded from the model registry"
+REGISTRY_UNREACHABLE = "the model registry is unreachable (the service log has the details)"
+LOAD_FAILED = "the champion could not be loaded (the service log has the details)"
 
 
 @dataclass
@@ -90,7 +101,8 @@ class Scorer:
         self.metrics = metrics or Metrics()
         self.model_name = model_name
         self.champion: Champion | None = None  # what scores: the champion, else the points rules
-        self.reason: str = "the champion has not been loaded yet"  # why no registered champion scores ("" when one does)
+        self.reason: str = STILL_LOADING  # why no registered champion scores ("" when one does)
+        self.loaded = threading.Event()  # set once the first look-up of the champion has finished
         self._rules: Champion | None = None  # the points rules with their online features, made once
         self._seen_version: str | None = None  # last version looked at (loaded or refused)
         self._rules_problem = ""
@@ -107,12 +119,16 @@ class Scorer:
                 from mlflow.exceptions import MlflowException
                 from mlflow.tracking import MlflowClient
 
-                client = MlflowClient(tracking_uri=self.settings.tracking_uri, registry_uri=self.settings.tracking_uri)
                 try:
+                    client = MlflowClient(tracking_uri=self.settings.tracking_uri, registry_uri=self.settings.tracking_uri)
                     mv = client.get_model_version_by_alias(self.model_name, CHAMPION)
-                except MlflowException:
+                except MlflowException as exc:
+                    if exc.error_code not in NOT_FOUND:  # the registry did not answer: not the same as "no champion"
+                        return self._failed(exc, REGISTRY_UNREACHABLE)
                     missing = f"no champion: `{self.model_name}@{CHAMPION}` is not in the registry (run `samepage train`)"
                     return self._refuse(None, missing)
+                except Exception as exc:  # a driver's error (a database URL that does not answer, a missing module)
+                    return self._failed(exc, REGISTRY_UNREACHABLE)
                 version = str(mv.version)
                 if version == self._seen_version and not force:
                     return False
@@ -122,12 +138,7 @@ class Scorer:
                     return self._refuse(version, problem)
                 champion = self._load(client, version, tags, mv.run_id)
             except Exception as exc:  # a broken registry or artifact must not take the service down
-                log.error("champion load failed", extra={"event": "model_load_failed", "error": type(exc).__name__})
-                self.metrics.reloads.labels("failed").inc()
-                if self.champion is None or not self.champion.registered:
-                    reason = f"the champion could not be loaded ({type(exc).__name__}: {exc})"
-                    return self._refuse(None, reason)
-                return False
+                return self._failed(exc, LOAD_FAILED)
             if champion.bundle.feature_keys != self.defs.feature_keys:
                 keys = f"champion v{version} has features {champion.bundle.feature_keys}, definitions {self.defs.feature_keys}"
                 return self._refuse(version, keys)
@@ -139,6 +150,31 @@ class Scorer:
             log.info("champion loaded", extra={"event": "model_loaded", "model_version": version})
             refreeze()
             return True
+
+    def _failed(self, exc: Exception, reason: str) -> bool:
+        """A load that failed: the driver's words go to the log only; /readyz gets the generic `reason`."""
+        detail = str(exc)[:2000]
+        log.error("champion load failed: %s", detail, extra={"event": "model_load_failed", "error": type(exc).__name__})
+        self.metrics.reloads.labels("failed").inc()
+        if self.champion is None or not self.champion.registered:
+            return self._refuse(None, reason)
+        return False  # the champion already loaded keeps serving
+
+    def first_load(self) -> None:
+        """Startup, off the event loop: the points rules score at once, then the champion is looked up.
+
+        A registry that does not answer can take minutes; meanwhile the service listens and answers
+        as in cold start. `loaded` is set when the first look-up has finished either way.
+        """
+        try:
+            if self.champion is None:
+                rules = self._rules_champion()
+                if rules is not None:
+                    self.champion = rules
+                    self.metrics.set_model(rules.name, rules.version, self.defs.version_string, ready=False)
+            self.refresh()
+        finally:
+            self.loaded.set()
 
     def _fit_problem(self, version: str, tags: dict[str, str]) -> str | None:
         fp = tags.get("fingerprint")
@@ -209,10 +245,11 @@ class Scorer:
         return Champion(self.model_name, version, bundle, online, tags, run_id, metrics)
 
     async def watch(self) -> None:
-        """Poll the alias every `settings.reload_seconds` (a background task of the app)."""
+        """Load the champion, then poll the alias every `settings.reload_seconds` (a background task of the app)."""
+        await in_daemon_thread(self.first_load)
         while True:
             await asyncio.sleep(self.settings.reload_seconds)
-            await asyncio.to_thread(self.refresh)
+            await in_daemon_thread(self.refresh)
 
     # -- scoring ------------------------------------------------------------------------------
     def current(self) -> Champion:
@@ -304,6 +341,28 @@ class Scorer:
             stored = champ.online.attributes(lead_id) or {}
             out.update({f: stored.get(f) for f in fields if f not in out})
         return out
+
+
+async def in_daemon_thread(fn: Callable[[], T]) -> T:
+    """`fn()` in a daemon thread: unlike `asyncio.to_thread`, a hung registry call never holds up shutdown."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not future.done():  # cancelled meanwhile: nobody waits any more
+            outcome()
+
+    def run() -> None:
+        outcome: Callable[[], None]
+        try:
+            outcome = functools.partial(future.set_result, fn())
+        except BaseException as exc:
+            outcome = functools.partial(future.set_exception, exc)
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, outcome)
+
+    threading.Thread(target=run, name="samepage-champion", daemon=True).start()
+    return await future
 
 
 def refreeze() -> None:

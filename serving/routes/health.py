@@ -48,7 +48,13 @@ PROMETHEUS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/metrics", response_class=Response, responses=PROMETHEUS)
+metrics_router = APIRouter(tags=["operations"])  # included with the key check off loopback (serving.app)
+
+
+@metrics_router.get("/metrics", response_class=Response, responses=PROMETHEUS)
 def metrics(m: MetricsDep) -> Response:
-    """Prometheus metrics: requests, latency, scores, MQL verdicts, feedback, the model served."""
+    """Prometheus metrics: requests, latency, scores, MQL verdicts, feedback, the model served.
+
+    Open on loopback; off loopback it needs the API key unless `SAMEPAGE_PUBLIC_METRICS` is set.
+    """
     return Response(m.render(), media_type=CONTENT_TYPE_LATEST)

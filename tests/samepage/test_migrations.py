@@ -13,7 +13,7 @@ from samepage.records import Feedback, RecordStore, schema_revision
 from tests.conftest import IN_CI
 from tests.utils.postgres import fresh_schema
 
-HEAD = "0001"
+HEAD = "0002"  # 0002: revoked page sessions
 
 
 def _feedback(lead_id: str) -> Feedback:

@@ -29,6 +29,17 @@ AUTH = {"Authorization": f"Bearer {API_KEYS[0]}"}
 N_DEMO_LEADS = 2_000
 
 
+@pytest.fixture(scope="session", autouse=True)
+def test_client_defaults() -> Iterator[None]:
+    """TestClient's Host is `testserver`, and most tests need the champion loaded before their first
+    request: every app these tests build answers that name and waits for its champion at startup.
+    Tests of the defaults (tests/serving/test_security.py) pass their own values."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SAMEPAGE_ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
+        mp.setenv("SAMEPAGE_STARTUP_WAIT_SECONDS", "300")
+        yield
+
+
 @pytest.fixture(scope="session")
 def workspace(tmp_path_factory: pytest.TempPathFactory, definitions: Definitions) -> Settings:
     """Demo data, materialized features and a champion trained by the real pipeline."""

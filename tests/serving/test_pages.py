@@ -57,7 +57,8 @@ def page_path(lead_id: str) -> str:
 def remote_client(workspace: Settings, definitions: Definitions) -> Iterator[TestClient]:
     """The same workspace served as if bound to every interface: pages need a login."""
     app = create_app(workspace.model_copy(update={"host": "0.0.0.0"}), definitions, access_log=False)
-    with TestClient(app, raise_server_exceptions=False, follow_redirects=False) as c:
+    # https: off loopback the session cookie is Secure, and a client sends it back over https only.
+    with TestClient(app, base_url="https://testserver", raise_server_exceptions=False, follow_redirects=False) as c:
         yield c
 
 
