@@ -27,7 +27,7 @@ install-test: $(TEST_STAMP)
 run: $(STAMP)
 	$(BIN)/samepage up
 
-test: $(TEST_STAMP) browser
+test: lint browser
 	$(BIN)/python -m pytest
 
 # The browser tests drive Debian's Chromium (Playwright's own download does not work offline).

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +86,7 @@ def build_features(
     Materializes every row up to `until` (default: now, UTC) into the online store.
     """
     tables = read_tables(settings.data_dir)
-    end = pd.Timestamp(until or datetime.now(timezone.utc))
+    end = pd.Timestamp(until or datetime.now(UTC))
     end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
     timings: dict[str, float] = {}
     columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn()]
@@ -140,7 +140,7 @@ def refresh_online(settings: Settings, until: datetime | None = None) -> datetim
     The engagement source already holds the future rows at which events leave their windows, so
     `materialize_incremental` alone keeps online counts exact as time passes; run it often.
     """
-    end = pd.Timestamp(until or datetime.now(timezone.utc))
+    end = pd.Timestamp(until or datetime.now(UTC))
     end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
     store = open_store(settings)
     views = [v.name for v in store.list_feature_views() if v.name in (ATTRIBUTES_VIEW, ENGAGEMENT_VIEW)]
@@ -325,13 +325,13 @@ def _column(values: Sequence[Any]) -> list[Any] | np.ndarray:
     kinds = set(which)
     kinds.discard(None)
     if kinds <= _FLOAT_KINDS:  # also an all-missing column
-        return np.array([getattr(v, k) if k else None for v, k in zip(values, which)], dtype="float64")
+        return np.array([getattr(v, k) if k else None for v, k in zip(values, which, strict=True)], dtype="float64")
     if kinds == {"unix_timestamp_val"}:
-        seconds = [v.unix_timestamp_val if k else NULL_TIMESTAMP_INT_VALUE for v, k in zip(values, which)]
+        seconds = [v.unix_timestamp_val if k else NULL_TIMESTAMP_INT_VALUE for v, k in zip(values, which, strict=True)]
         stamps = np.array(seconds, dtype="int64")
         missing = stamps == NULL_TIMESTAMP_INT_VALUE
         return np.where(missing, np.datetime64("NaT", "s"), stamps.astype("datetime64[s]"))
     if len(kinds) == 1 and kinds <= _PLAIN_KINDS:  # the same Python values Feast gives, read directly
         kind = kinds.pop()
-        return [getattr(v, kind) if k else None for v, k in zip(values, which)]
+        return [getattr(v, kind) if k else None for v, k in zip(values, which, strict=True)]
     return [feast_value_type_to_python_type(v) for v in values]

@@ -36,7 +36,6 @@ def _quiet_libraries() -> None:
     """Keep the terminal for samepage's own progress: libraries' info chatter and deprecations off."""
     import logging
     import os
-    import warnings
 
     # MLflow sets its own logger level when imported; this is the knob it reads (user's wins).
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
@@ -105,7 +104,9 @@ def import_(
     leads: Annotated[Path, typer.Option("--leads", help="Leads file (CSV or Parquet).")],
     events: Annotated[Path | None, typer.Option("--events", help="Events file (CSV or Parquet).")] = None,
     stages: Annotated[Path | None, typer.Option("--stages", help="Stage history file (CSV or Parquet).")] = None,
-    mapping: Annotated[Path | None, typer.Option("--mapping", help="Mapping YAML that turns a CRM export into canonical tables.")] = None,
+    mapping: Annotated[
+        Path | None, typer.Option("--mapping", help="Mapping YAML that turns a CRM export into canonical tables.")
+    ] = None,
 ) -> None:
     """Load canonical or mapped data; bad input is refused whole, naming file, row and column."""
     from samepage.data.importer import import_files
@@ -261,16 +262,18 @@ def up(
 
             console.print(f"workspace {settings.home_dir} is empty: writing {leads:,} demo leads")
             console.print(f"  {write_demo(settings, defs, n_leads=leads, seed=0, end=demo_end(None))}")
-        if not _has_champion(settings):
+        if not _has_trained(settings):
             from features.store import build_features
             from training.pipeline import train as run_training
 
             _ignore_deprecations()
             console.print("building features (Feast apply + materialize)")
             build_features(settings, defs, progress=True)
-            console.print("training the first champion")
+            console.print("training the first model")
             result = run_training(settings, defs, progress=True).as_json()
-            console.print(f"  model {result['model_name']} v{result['model_version']}: test ROC AUC {result['metrics']['test_roc_auc']:.3f}")
+            auc = result["metrics"]["test_roc_auc"]
+            console.print(f"  model {result['model_name']} v{result['model_version']}: test ROC AUC {auc:.3f}")
+            console.print(f"  {result['promotion_reason']}")
         from serving.auth import ensure_api_key
 
         key, made = ensure_api_key(settings)
@@ -318,19 +321,21 @@ def _example_lead(settings: Settings) -> str:
     return str(ids[0]) if len(ids) else "<lead_id>"
 
 
-def _has_champion(settings: Settings) -> bool:
+def _has_trained(settings: Settings) -> bool:
+    """Whether any model version was registered: `up` trains once, and a first model the quality
+    floor did not promote is not retrained at every start (the points rules score meanwhile)."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from samepage.bundle import CHAMPION, MODEL_NAME
+    from samepage.bundle import MODEL_NAME
 
     if settings.mlflow_tracking_uri is None and not (settings.home_dir / "mlflow.db").exists():
         return False
     try:
-        MlflowClient(tracking_uri=settings.tracking_uri).get_model_version_by_alias(MODEL_NAME, CHAMPION)
+        versions = MlflowClient(tracking_uri=settings.tracking_uri).search_model_versions(f"name='{MODEL_NAME}'", max_results=1)
     except MlflowException:
         return False
-    return True
+    return len(versions) > 0
 
 
 if __name__ == "__main__":  # pragma: no cover
