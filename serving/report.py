@@ -12,6 +12,8 @@ the shapes it fills are in `serving.report_schemas`.
 
 from __future__ import annotations
 
+from typing import Any
+
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
@@ -70,6 +72,7 @@ def build_report(
     start: date | None = None,
     end: date | None = None,
     now: datetime | None = None,
+    drift: dict[str, Any] | None = None,
 ) -> FunnelReport:
     """The report for leads whose as-of time is in [start, end] (whole UTC days).
 
@@ -99,6 +102,7 @@ def build_report(
         sla=_sla(defs, hist, now_ts),
         disqualifications=_disqualifications(defs, tables.leads, hist, cohort),
         calibration=_calibration(defs, hist, cohort, _positions(scores, ids), now_ts),
+        drift=drift,
     )
 
 
@@ -109,11 +113,13 @@ def load_report(
     start: date | None = None,
     end: date | None = None,
     now: datetime | None = None,
+    drift: dict[str, Any] | None = None,
 ) -> FunnelReport:
-    """`build_report` over the workspace: canonical tables, feedback and latest scores."""
+    """`build_report` over the workspace: canonical tables, feedback and latest scores; `drift` is
+    the scoring model's own drift check (from its bundle), shown beside the funnel."""
     tables = read_tables(settings.data_dir)
     history = stage_history(settings, tables.stages, store)
-    return build_report(defs, tables, history, store.latest_scores(), start, end, now)
+    return build_report(defs, tables, history, store.latest_scores(), start, end, now, drift)
 
 
 # -- the parts --------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ computes them. `extra="forbid"` keeps a computed field from slipping out unnamed
 
 from __future__ import annotations
 
+from typing import Any
+
 from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -103,3 +105,8 @@ class FunnelReport(_Out):
     sla: SlaOut
     disqualifications: Disqualifications
     calibration: Calibration
+    drift: dict[str, Any] | None = Field(
+        default=None,
+        description="The scoring model's drift check from its training (newest period against the history it learnt from); "
+        "None when the points rules score",
+    )

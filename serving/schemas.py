@@ -298,6 +298,11 @@ class ModelOut(_Out):
     run_id: str | None
     metrics: dict[str, float]
     loaded_at: datetime
+    drift: dict[str, Any] | None = Field(
+        default=None,
+        description="What training saw of drift (newest period against the history the model learnt from): "
+        "base rate, PSI and out-of-range share per feature, and warnings in words; None for the points rules",
+    )
 
 
 class HealthOut(_Out):

@@ -258,6 +258,14 @@ class Scorer:
             raise NotReady(self.reason)
         return champion
 
+    def drift(self) -> dict[str, Any] | None:
+        """The scoring model's drift check from its training (None: no model, or the points rules)."""
+        champion = self.champion
+        if champion is None or not champion.registered:
+            return None
+        drift = champion.bundle.meta.get("drift")
+        return drift if isinstance(drift, dict) else None
+
     def score(
         self, leads: list[tuple[str, dict[str, Any]]], champion: Champion | None = None, where: str = ""
     ) -> list[dict[str, Any]]:

@@ -32,7 +32,13 @@ async def report_page(request: Request, start: str | None = None, end: str | Non
     state = request.app.state
     try:
         report = await run_in_threadpool(
-            load_report, state.settings, state.defs, state.records, parse_day(start, "start"), parse_day(end, "end")
+            load_report,
+            state.settings,
+            state.defs,
+            state.records,
+            parse_day(start, "start"),
+            parse_day(end, "end"),
+            drift=state.scorer.drift(),
         )
     except PeriodError as exc:
         return render(request, "report.html", status=422, active="report", report=None, error=str(exc), start=start, end=end)

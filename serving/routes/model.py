@@ -26,6 +26,7 @@ def model(scorer: ScorerDep, defs: DefsDep) -> dict:
         "calibrated": c.bundle.calibrated,
         "algorithm": c.bundle.kind,
         "loaded_at": c.loaded_at,
+        "drift": c.bundle.meta.get("drift"),
     }
     if not c.registered:
         return {

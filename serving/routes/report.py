@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BeforeValidator, WithJsonSchema
 
-from serving.deps import DefsDep, RecordsDep, SettingsDep
+from serving.deps import DefsDep, RecordsDep, ScorerDep, SettingsDep
 from serving.errors import ApiError, responses
 from serving.patterns import FIRST_YEAR, LAST_YEAR, day_pattern, matcher
 from serving.report import PeriodError, load_report
@@ -35,6 +35,7 @@ def report(
     settings: SettingsDep,
     defs: DefsDep,
     records: RecordsDep,
+    scorer: ScorerDep,
     start: Annotated[Day | None, Query(description=START)] = None,
     end: Annotated[Day | None, Query(description=END)] = None,
 ) -> FunnelReport:
@@ -45,7 +46,7 @@ def report(
         # not foresee: the two days bound the period either way round (the answer's `period` shows it).
         start, end = end, start
     try:
-        return load_report(settings, defs, records, start, end)
+        return load_report(settings, defs, records, start, end, drift=scorer.drift())
     except PeriodError as exc:
         raise ApiError(422, f"query.{exc}") from None
     except FileNotFoundError as exc:
