@@ -12,9 +12,8 @@ the shapes it fills are in `serving.report_schemas`.
 
 from __future__ import annotations
 
-from typing import Any
-
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd

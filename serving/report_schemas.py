@@ -6,9 +6,8 @@ computes them. `extra="forbid"` keeps a computed field from slipping out unnamed
 
 from __future__ import annotations
 
-from typing import Any
-
 from datetime import date, datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
