@@ -44,6 +44,7 @@ from samepage.definitions import Definitions
 from samepage.progress import step
 from samepage.settings import Settings
 from samepage.tables import read_tables
+from samepage.values import utc_timestamp
 
 _ROW = "samepage_row_"
 _KIND_OF_FEAST = {"String": "category", "Float64": "number", "Bool": "boolean", "UnixTimestamp": "timestamp"}
@@ -86,8 +87,7 @@ def build_features(
     Materializes every row up to `until` (default: now, UTC) into the online store.
     """
     tables = read_tables(settings.data_dir)
-    end = pd.Timestamp(until or datetime.now(UTC))
-    end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
+    end = utc_timestamp(until or datetime.now(UTC))
     timings: dict[str, float] = {}
     columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
@@ -140,8 +140,7 @@ def refresh_online(settings: Settings, until: datetime | None = None) -> datetim
     The engagement source already holds the future rows at which events leave their windows, so
     `materialize_incremental` alone keeps online counts exact as time passes; run it often.
     """
-    end = pd.Timestamp(until or datetime.now(UTC))
-    end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
+    end = utc_timestamp(until or datetime.now(UTC))
     store = open_store(settings)
     views = [v.name for v in store.list_feature_views() if v.name in (ATTRIBUTES_VIEW, ENGAGEMENT_VIEW)]
     if not views:
@@ -297,8 +296,7 @@ class OnlineFeatures:
         """One row per requested id, in order: `defs.feature_keys` plus `known` (the store had it)."""
         if overrides is not None and len(overrides) != len(lead_ids):
             raise ValueError(f"overrides: {len(overrides)} given for {len(lead_ids)} leads")
-        when = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
-        when = when.tz_localize("UTC") if when.tzinfo is None else when
+        when = pd.Timestamp.now(tz="UTC") if now is None else utc_timestamp(now)
         raw = self.raw(lead_ids) if lead_ids else {}
         known = known_rows(raw, len(lead_ids))
         as_of = np.full(len(lead_ids), when.tz_convert("UTC").tz_localize(None).to_datetime64())

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from samepage.definitions import Definitions
 from samepage.tables import CanonicalTables
+from samepage.values import parse_bool
 
 LEAD_ID = "lead_id"
 TIMESTAMP = "event_timestamp"
@@ -160,9 +161,7 @@ def _as_kind(series: pd.Series, kind: str, column: str) -> pd.Series:
             raise ValueError(f"leads: column {column!r}, row {row + 1}: {series.iloc[row]!r} is not a number")
         return out.astype("float64")
     if kind == "boolean":
-        truth = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-        keys = series.astype("string").str.strip().str.lower()
-        out = keys.map(truth).astype("object")
+        out = series.map(parse_bool).astype("object")
         bad = out.isna() & series.notna()
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from samepage.settings import Settings
 from samepage.tables import STAGE_COLUMNS
+from samepage.values import utc_timestamp
 
 _metadata = sa.MetaData()
 
@@ -214,6 +215,4 @@ def _make_engine(url: str) -> Engine:
 
 
 def _utc(value: datetime | pd.Timestamp) -> datetime:
-    ts = pd.Timestamp(value)
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return ts.to_pydatetime()
+    return utc_timestamp(value).to_pydatetime()
