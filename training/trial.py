@@ -100,10 +100,15 @@ def run_trial(
     run = bt.candidates[choice.best_lightgbm]
     assert run.margin is not None
     calibration = fit_calibration(run.margin, bt.y)
-    history = data.frame.drop(index=data.frame.index[bt.last.test])
-    recent = data.frame.iloc[bt.last.test]
+    # Leads at entry on both sides: the newest leads have had fewer later looks (their windows are
+    # still open), so comparing all snapshots would report the snapshot design as drift in age.
+    entry = data.frame["snapshot_day"].to_numpy() == 0 if "snapshot_day" in data.frame else np.ones(len(data.frame), bool)
+    newest = np.zeros(len(data.frame), bool)
+    newest[bt.last.test] = True
+    history, recent = data.frame[entry & ~newest], data.frame[entry & newest]
     basis = (
-        f"the newest slice (leads from {bt.last.test_from:%Y-%m-%d}) against the {len(history):,} rows before it"
+        f"the newest slice's {len(recent):,} leads (from {bt.last.test_from:%Y-%m-%d}) at entry "
+        f"against the {len(history):,} leads before them"
         if bt.kind == "time" and bt.last.test_from is not None
         else "no timestamps: one random fold against the rest (drift over time cannot be seen)"
     )
