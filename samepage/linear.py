@@ -158,6 +158,38 @@ def fit_logreg_bundle(
     X = encoder.transform(frame)
     specs = fit_specs(encoder, X, min_frequency)
     D = design(specs, X)
-    model = LogisticRegression(C=C, max_iter=2000).fit(D, np.asarray(y).astype(int))
+    coef, intercept = fit_with_directions(D, np.asarray(y).astype(int), direction_signs(defs, specs), C)
     meta = {"C": C, "min_frequency": min_frequency, "rows": int(len(D)), "definitions_version": defs.version_string}
-    return LogRegBundle(encoder, specs, model.coef_[0].astype(float), float(model.intercept_[0]), D.mean(axis=0), meta)
+    return LogRegBundle(encoder, specs, coef, intercept, D.mean(axis=0), meta)
+
+
+def direction_signs(defs: Definitions, specs: list[ColumnSpec]) -> np.ndarray:
+    """Per design column: +1 / -1 where the definitions say a feature can only raise / lower the
+    score (`direction`), else 0. A bound number's missing flag takes the opposite sign: an unknown
+    count may not score above a known one, so a known value is never pushed against its direction
+    by the flag's reference."""
+    wanted = {f.key: {"up": 1, "down": -1}.get(f.direction or "", 0) for f in defs.features}
+    signs: list[int] = []
+    for spec in specs:
+        if spec.categorical:
+            signs += [0] * spec.width()
+            continue
+        d = wanted.get(spec.key, 0)
+        signs += [d] + ([-d] if spec.flag else [])
+    return np.asarray(signs, dtype=int)
+
+
+def fit_with_directions(D: np.ndarray, y: np.ndarray, signs: np.ndarray, C: float) -> tuple[np.ndarray, float]:
+    """A logistic regression whose bound columns keep their declared sign, as LightGBM's monotone
+    constraints do: a column fitted against its direction is left out and the rest refitted,
+    until none is (so "a demo request never lowers the score" holds for this kind too)."""
+    active = np.ones(D.shape[1], dtype=bool)
+    for _ in range(D.shape[1] + 1):
+        model = LogisticRegression(C=C, max_iter=2000).fit(D[:, active], y)
+        coef = np.zeros(D.shape[1])
+        coef[active] = model.coef_[0]
+        wrong = (signs * coef) < 0
+        if not wrong.any():
+            return coef, float(model.intercept_[0])
+        active &= ~wrong
+    raise AssertionError("unreachable: each round leaves out at least one column")

@@ -232,3 +232,46 @@ def test_points_bundle_with_no_rules_scores_the_prior(definitions: Definitions, 
     p = bundle.predict_proba(frame)
     assert np.allclose(p, 1 / (1 + 2.0**2))  # 0 points: two doublings below even odds
     assert np.allclose(Bundle.load(bundle.save(tmp_path / "empty")).predict_proba(frame), p)
+
+
+def test_logreg_keeps_the_definitions_directions(definitions: Definitions) -> None:
+    """Page views declared `up` but planted to hurt: the fit leaves them out rather than let a view lower the score."""
+    frame, y = feature_frame(definitions, 3000, seed=11)
+    planted = "page_views_90d"
+    assert definitions.feature(planted).direction == "up"
+    hurt = -1.5 * np.nan_to_num(frame[planted].to_numpy(float))
+    rng = np.random.default_rng(12)
+    y = (
+        rng.random(len(y)) < 1 / (1 + np.exp(-(hurt + 2.0 + 0.8 * np.nan_to_num(frame["demo_requests_90d"].to_numpy(float)))))
+    ).astype(int)
+    free = LogisticRegressionCheck.unconstrained_sign(definitions, frame, y, planted)
+    assert free < 0  # left to itself the regression would say "more page views, lower score"
+    bundle = fit_logreg_bundle(definitions, frame, y)
+    signs = {f.key: f.direction for f in definitions.features}
+    for name, c in zip(bundle.column_names(), bundle.coef, strict=True):
+        if name in signs and signs[name] == "up":
+            assert c >= 0, name
+        if name in signs and signs[name] == "down":
+            assert c <= 0, name
+    X = bundle.encoder.transform(frame)
+    _, contrib = bundle.contributions(X)
+    j = bundle.feature_keys.index(planted)
+    more = np.nan_to_num(frame[planted].to_numpy(float)) > np.nanmean(frame[planted].to_numpy(float))
+    assert (contrib[more, j] >= -1e-12).all()  # a lead with more views than usual is never pushed down by them
+    assert_exact(bundle, frame)
+
+
+class LogisticRegressionCheck:
+    @staticmethod
+    def unconstrained_sign(defs: Definitions, frame: pd.DataFrame, y: np.ndarray, key: str) -> float:
+        from sklearn.linear_model import LogisticRegression
+
+        from samepage.linear import design, fit_specs
+
+        encoder = FeatureEncoder.fit(frame, defs.feature_keys, [f.key for f in defs.features if f.is_categorical])
+        X = encoder.transform(frame)
+        specs = fit_specs(encoder, X)
+        D = design(specs, X)
+        names = [n for s in specs for n in s.names(encoder.categories.get(s.key, []))]
+        coef = LogisticRegression(C=1.0, max_iter=2000).fit(D, y).coef_[0]
+        return float(coef[names.index(key)])
