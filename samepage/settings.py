@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     )
     public_metrics: bool = Field(False, description="Serve /metrics without an API key off loopback (e.g. behind a firewall)")
     session_secret: str = Field("", description="Signs page sessions; empty: derived from the API keys")
+    online_refresh_seconds: float = Field(
+        300.0, ge=0, description="How often serving refreshes the online store (new imports, unpushed API rows); 0: never"
+    )
+    event_future_seconds: float = Field(
+        300.0, ge=0, description="How far in the future an ingested event's time may be (clocks differ); later is refused"
+    )
 
     @property
     def home_dir(self) -> Path:
