@@ -14,8 +14,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource, ValueType
-from feast.types import Bool, FeastType, Float64, Int32, String, UnixTimestamp
+from feast.types import Array, Bool, FeastType, Float64, Int32, Int64, String, UnixTimestamp
 
+from features.activity import ACTIVITY_SOURCE, EARLIER, INBOX_IDS, SECONDS, TYPES
 from features.transform import (
     ATTRIBUTES_SOURCE,
     CREATED_AT,
@@ -33,6 +34,9 @@ from samepage.settings import Settings
 ENTITY = "lead"
 ATTRIBUTES_VIEW = ATTRIBUTES_SOURCE  # a view reads the source of its own name
 ENGAGEMENT_VIEW = ENGAGEMENT_SOURCE
+ACTIVITY_VIEW = ACTIVITY_SOURCE
+OUR_VIEWS = (ATTRIBUTES_VIEW, ENGAGEMENT_VIEW, ACTIVITY_VIEW)
+ONLINE_VIEWS = (ATTRIBUTES_VIEW, ACTIVITY_VIEW)  # counts are served from recent activity, aged at read time
 DEFAULT_SERVICE = "lead_scoring"
 SOURCES_DIR = "sources"
 _FEAST_TYPES: dict[str, FeastType] = {
@@ -136,14 +140,30 @@ def attributes_view(settings: Settings, defs: Definitions, kinds: dict[str, str]
 
 
 def engagement_view(settings: Settings, defs: Definitions) -> FeatureView:
-    """Windowed event counts and the last activity time, one row per change point."""
+    """Windowed event counts and the last activity time, one row per change point (offline only:
+    point-in-time training reads it; serving ages `lead_activity` instead)."""
     labels = defs.feature_labels
     schema = [Field(name=key, dtype=Int32, description=labels[key]) for key in engagement_keys(defs)]
     schema.append(Field(name=LAST_ACTIVITY_AT, dtype=UnixTimestamp, description="Time of the last event"))
-    return _view(settings, defs, ENGAGEMENT_VIEW, schema, "Engagement counts over their windows, exact at every change point")
+    return _view(
+        settings, defs, ENGAGEMENT_VIEW, schema, "Engagement counts over their windows, exact at every change point", online=False
+    )
 
 
-def _view(settings: Settings, defs: Definitions, name: str, schema: list[Field], description: str) -> FeatureView:
+def activity_view(settings: Settings, defs: Definitions) -> FeatureView:
+    """A lead's recent events (the longest window), so online counts age at read time."""
+    schema = [
+        Field(name=TYPES, dtype=Array(String), description="Event types of the recent events, oldest first"),
+        Field(name=SECONDS, dtype=Array(Int64), description="Their times (epoch seconds, rounded up)"),
+        Field(name=EARLIER, dtype=UnixTimestamp, description="Time of the last event before the longest window"),
+        Field(name=INBOX_IDS, dtype=Array(Int64), description="Ids of the API inbox events the lists hold"),
+    ]
+    return _view(settings, defs, ACTIVITY_VIEW, schema, "Recent events per lead, for online counts aged at read time")
+
+
+def _view(
+    settings: Settings, defs: Definitions, name: str, schema: list[Field], description: str, online: bool = True
+) -> FeatureView:
     """A lead-keyed view over its own Parquet source in the workspace, kept forever (no ttl)."""
     return FeatureView(
         name=name,
@@ -151,7 +171,7 @@ def _view(settings: Settings, defs: Definitions, name: str, schema: list[Field],
         ttl=_NO_TTL,
         schema=[Field(name=LEAD_ID, dtype=String), *schema],
         source=FileSource(name=name, path=str(source_path(settings, name)), timestamp_field=TIMESTAMP),
-        online=True,
+        online=online,
         description=description,
         tags={"definitions_version": defs.version_string},
     )
@@ -162,6 +182,7 @@ def service_fields(defs: Definitions, has_engagement_view: bool) -> dict[str, li
     fields = {ATTRIBUTES_VIEW: [CREATED_AT, *needed_columns(defs)]}
     if has_engagement_view:
         fields[ENGAGEMENT_VIEW] = [*engagement_keys(defs), LAST_ACTIVITY_AT]
+        fields[ACTIVITY_VIEW] = [TYPES, SECONDS, EARLIER]
     return fields
 
 
@@ -184,12 +205,13 @@ def feast_objects(
     views = {ATTRIBUTES_VIEW: attributes_view(settings, defs, kinds)}
     if with_engagement:
         views[ENGAGEMENT_VIEW] = engagement_view(settings, defs)
+        views[ACTIVITY_VIEW] = activity_view(settings, defs)
     return lead_entity(), views, feature_service(defs, DEFAULT_SERVICE, views)
 
 
 def apply_objects(store: FeatureStore, entity: Entity, views: dict[str, FeatureView], service: FeatureService) -> None:
     """Apply, removing our views that the definitions no longer have (e.g. no engagement)."""
-    ours = (ATTRIBUTES_VIEW, ENGAGEMENT_VIEW)
+    ours = OUR_VIEWS
     stale: list[FeatureView | FeatureService] = [v for v in store.list_feature_views() if v.name in ours and v.name not in views]
     stale += [
         s
@@ -208,7 +230,7 @@ def apply_feature_service(settings: Settings, defs: Definitions, name: str) -> s
     if not name or not name.replace("_", "").replace("-", "").isalnum():
         raise ValueError(f"feature service name {name!r}: use letters, digits, '_' or '-'")
     store = open_store(settings)
-    views = {v.name: v for v in store.list_feature_views() if v.name in (ATTRIBUTES_VIEW, ENGAGEMENT_VIEW)}
+    views = {v.name: v for v in store.list_feature_views() if v.name in OUR_VIEWS}
     if ATTRIBUTES_VIEW not in views:
         raise RuntimeError(f"no feature views in {settings.feature_repo_dir}: run `samepage features` first")
     wanted = service_fields(defs, has_engagement(defs))

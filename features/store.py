@@ -29,21 +29,27 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from features.activity import ACTIVITY_SOURCE, EARLIER, SECONDS, TYPES, activity_rows, activity_table, engagement_at
 from features.derive import derive, known_rows
 from features.feast_repo import (
+    ACTIVITY_VIEW,
     ATTRIBUTES_VIEW,
     DEFAULT_SERVICE,
-    ENGAGEMENT_VIEW,
+    ONLINE_VIEWS,
     apply_objects,
     feast_objects,
     open_store,
     sources_dir,
 )
-from features.transform import LEAD_ID, TIMESTAMP, write_sources
+from features.freshness import staleness, tables_signature, write_manifest
+from features.live import LiveFeatures
+from features.transform import LEAD_ID, TIMESTAMP, has_engagement, write_sources
+from samepage.data.live import workspace_tables
 from samepage.definitions import Definitions
+from samepage.inbox import Inbox
 from samepage.progress import step
+from samepage.records import RecordStore
 from samepage.settings import Settings
-from samepage.tables import read_tables
 from samepage.values import utc_timestamp
 
 _ROW = "samepage_row_"
@@ -86,29 +92,43 @@ def build_features(
 
     Materializes every row up to `until` (default: now, UTC) into the online store.
     """
-    tables = read_tables(settings.data_dir)
-    end = utc_timestamp(until or datetime.now(UTC))
-    timings: dict[str, float] = {}
-    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn()]
-    with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
-        shown = bar if progress else None
-        what = f"Transforming {len(tables.leads):,} leads and {len(tables.events):,} events"
-        with step(shown, what, timings) as advance:
-            written = write_sources(tables, defs, sources_dir(settings), on_progress=advance)
-        with step(shown, "Applying feature definitions (feast apply)", timings):
-            store = open_store(settings)
-            entity, views, service = feast_objects(
-                settings, defs, written.attribute_kinds, with_engagement=written.with_engagement
-            )
-            apply_objects(store, entity, views, service)
-        with step(shown, f"Materializing to the {settings.online_store} online store", timings):
-            start = written.first_timestamp
-            if settings.online_store == "redis":
-                _clear_redis(store)
-            if start is not None and start <= end:
-                store.materialize(
-                    start_date=start.to_pydatetime(), end_date=end.to_pydatetime(), feature_views=list(views)
+    records = RecordStore.from_settings(settings)
+    try:
+        inbox = Inbox.of(records)
+        started = datetime.now(UTC)
+        signature = tables_signature(settings.data_dir)  # before reading: a concurrent import leaves it stale
+        snapshot = inbox.watermarks()
+        tables = workspace_tables(settings.data_dir, inbox, snapshot)
+        end = utc_timestamp(until or started)
+        timings: dict[str, float] = {}
+        columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn()]
+        with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
+            shown = bar if progress else None
+            what = f"Transforming {len(tables.leads):,} leads and {len(tables.events):,} events"
+            with step(shown, what, timings) as advance:
+                extra = {ACTIVITY_SOURCE: activity_table(activity_rows(tables.events, defs, end))} if has_engagement(defs) else {}
+                written = write_sources(tables, defs, sources_dir(settings), on_progress=advance, extra=extra)
+            with step(shown, "Applying feature definitions (feast apply)", timings):
+                store = open_store(settings)
+                entity, views, service = feast_objects(
+                    settings, defs, written.attribute_kinds, with_engagement=written.with_engagement
                 )
+                apply_objects(store, entity, views, service)
+            with step(shown, f"Materializing to the {settings.online_store} online store", timings):
+                start = written.first_timestamp
+                if settings.online_store == "redis":
+                    _clear_redis(store)
+                online = [v for v in views if v in ONLINE_VIEWS]
+                live = LiveFeatures(settings, defs, inbox)
+                # Ingestion waits while the rows it would update are replaced, then catches up on
+                # what arrived after the snapshot: no event is lost between the two.
+                with live.writing():
+                    if start is not None and start <= end:
+                        store.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime(), feature_views=online)
+                    live.catch_up(since=started)
+        write_manifest(settings, started, snapshot, signature)
+    finally:
+        records.close()
     return FeatureBuildSummary(
         n_leads=len(tables.leads),
         n_events=len(tables.events),
@@ -134,19 +154,25 @@ def _clear_redis(store: FeatureStore) -> None:
     RedisOnlineStore().delete_entity_values(store.config, [LEAD_ID])
 
 
-def refresh_online(settings: Settings, until: datetime | None = None) -> datetime:
-    """Bring the online store up to `until` (default now) without rebuilding the sources.
+def refresh(settings: Settings, defs: Definitions, live: LiveFeatures | None = None, rebuild_for_api: bool = False) -> str:
+    """Bring the online store up to the workspace; what `samepage up` runs on a timer. Returns what it did.
 
-    The engagement source already holds the future rows at which events leave their windows, so
-    `materialize_incremental` alone keeps online counts exact as time passes; run it often.
+    Rebuilds when an import changed the canonical tables (or `rebuild_for_api` and the API added
+    rows: training needs them offline); otherwise pushes inbox rows a crash left unpushed.
+    Windowed counts need nothing: they age at read time.
     """
-    end = utc_timestamp(until or datetime.now(UTC))
-    store = open_store(settings)
-    views = [v.name for v in store.list_feature_views() if v.name in (ATTRIBUTES_VIEW, ENGAGEMENT_VIEW)]
-    if not views:
-        raise RuntimeError(f"no feature views in {settings.feature_repo_dir}: run `samepage features` first")
-    store.materialize_incremental(end_date=end.to_pydatetime(), feature_views=views)
-    return end.to_pydatetime()
+    records = RecordStore.from_settings(settings)
+    try:
+        inbox = Inbox.of(records)
+        stale = staleness(settings, inbox)
+        if stale.tables_changed or (rebuild_for_api and stale.api_rows):
+            build_features(settings, defs, progress=False)
+            return f"rebuilt ({stale})"
+        writer = live or LiveFeatures(settings, defs, inbox)
+        leads, events = writer.catch_up()
+        return f"up to date; pushed {leads} lead rows and {events} activity rows the online store lacked"
+    finally:
+        records.close()
 
 
 # -- offline: point-in-time training frames ---------------------------------------------------
@@ -223,6 +249,8 @@ def training_frame(
         # One retrieval per view: the file store drops an entity row when a view has rows for the
         # lead but none at or before as_of, which would also lose the other view's values.
         for projection in service.feature_view_projections:
+            if projection.name == ACTIVITY_VIEW:  # the online form of the engagement rows
+                continue
             refs = [f"{projection.name_to_use()}:{f.name}" for f in projection.features]
             got = store.get_historical_features(entity_df=unique, features=refs).to_df()
             got = got.drop_duplicates(_ROW).set_index(_ROW).reindex(np.arange(len(unique)))
@@ -252,11 +280,12 @@ def _service(store: FeatureStore, name: str, settings: Settings) -> Any:
 class OnlineFeatures:
     """Online feature vectors for serving; create once and keep (it holds the Feast store).
 
-    `get` reads the feature service's stored fields with `get_online_features`, applies the
+    `get` reads the service's attribute fields and the lead's recent activity with one
+    `get_online_features` call, counts the engagement windows as of `now` (so counts age
+    without any rewrite, and include what `features.live` pushed a moment ago), applies the
     caller's overrides (attribute names like `industry` or feature keys; coerced to the
     feature's type, ValueError naming the field otherwise) and derives the features as of
-    `now` with the same code as `training_frame`. Stored counts are as of the last
-    materialization (`build_features` or `refresh_online`); recency and age are as of `now`.
+    `now` with the same code as `training_frame`.
     """
 
     def __init__(self, settings: Settings, defs: Definitions, feature_service: str | None = None) -> None:
@@ -270,22 +299,39 @@ class OnlineFeatures:
         self._attribute_names = [f.name for f in view.features]
         self._attribute_refs = [f"{ATTRIBUTES_VIEW}:{name}" for name in self._attribute_names]
         self._keys = defs.feature_keys
+        # What serving reads: the service's attribute fields, and recent activity for the counts.
+        self._refs = [
+            f"{p.name_to_use()}:{f.name}"
+            for p in self._service.feature_view_projections
+            if p.name == ATTRIBUTES_VIEW
+            for f in p.features
+        ]
+        if has_engagement(defs):
+            self._refs += [f"{ACTIVITY_VIEW}:{name}" for name in (TYPES, SECONDS, EARLIER)]
 
-    def raw(self, lead_ids: Sequence[str]) -> dict[str, list[Any] | np.ndarray]:
-        """Stored fields of the service for these leads, one column per field, in request order.
+    @property
+    def refs(self) -> list[str]:
+        """The `view:field` references `raw` reads online."""
+        return list(self._refs)
+
+    def raw(self, lead_ids: Sequence[str], now: pd.Timestamp) -> dict[str, list[Any] | np.ndarray]:
+        """The fields `derive` reads for these leads as of `now`, one column per field, in request order.
 
         One `get_online_features` call for the whole batch. Columns come straight from the
         response's values (Feast's `to_dict` converts each value through its generic type
         switch: 35 ms for 1,000 leads, this 10 ms): floats as float64 arrays (NaN where the store
         has nothing), timestamps as datetime64[s] arrays (NaT), anything else as the Python
-        values `to_dict` gives (None where missing).
+        values `to_dict` gives (None where missing). The activity lists become the engagement
+        fields `lead_engagement` would hold at `now` (`features.activity.engagement_at`).
         """
         rows = [{LEAD_ID: str(i)} for i in lead_ids]
-        proto = self._store.get_online_features(features=self._service, entity_rows=rows).proto
-        return {
-            name: _column(vector.values)
-            for name, vector in zip(proto.metadata.feature_names.val, proto.results, strict=True)
-        }
+        proto = self._store.get_online_features(features=self._refs, entity_rows=rows).proto
+        raw = {name: _column(vector.values) for name, vector in zip(proto.metadata.feature_names.val, proto.results, strict=True)}
+        if TYPES in raw:
+            as_of = np.full(len(rows), utc_timestamp(now).value / 1e9)
+            types, seconds, earlier = raw.pop(TYPES), raw.pop(SECONDS), raw.pop(EARLIER)
+            raw.update(engagement_at(types, seconds, earlier, as_of, self.defs))  # type: ignore[arg-type]
+        return raw
 
     def get(
         self,
@@ -297,7 +343,7 @@ class OnlineFeatures:
         if overrides is not None and len(overrides) != len(lead_ids):
             raise ValueError(f"overrides: {len(overrides)} given for {len(lead_ids)} leads")
         when = pd.Timestamp.now(tz="UTC") if now is None else utc_timestamp(now)
-        raw = self.raw(lead_ids) if lead_ids else {}
+        raw = self.raw(lead_ids, when) if lead_ids else {}
         known = known_rows(raw, len(lead_ids))
         as_of = np.full(len(lead_ids), when.tz_convert("UTC").tz_localize(None).to_datetime64())
         values = derive(raw, as_of, self.defs, overrides, self.attribute_kinds)
@@ -315,6 +361,7 @@ class OnlineFeatures:
 
 _FLOAT_KINDS = frozenset({"double_val", "float_val"})
 _PLAIN_KINDS = frozenset({"string_val", "int64_val", "int32_val", "bool_val"})
+_LIST_KINDS = frozenset({"string_list_val", "int64_list_val"})
 
 
 def _column(values: Sequence[Any]) -> list[Any] | np.ndarray:
@@ -332,4 +379,7 @@ def _column(values: Sequence[Any]) -> list[Any] | np.ndarray:
     if len(kinds) == 1 and kinds <= _PLAIN_KINDS:  # the same Python values Feast gives, read directly
         kind = kinds.pop()
         return [getattr(v, kind) if k else None for v, k in zip(values, which, strict=True)]
+    if len(kinds) == 1 and kinds <= _LIST_KINDS:
+        kind = kinds.pop()
+        return [list(getattr(v, kind).val) if k else None for v, k in zip(values, which, strict=True)]
     return [feast_value_type_to_python_type(v) for v in values]

@@ -84,8 +84,9 @@ def write_sources(
     defs: Definitions,
     directory: Path,
     on_progress: Callable[[int, int], None] | None = None,
+    extra: dict[str, pa.Table] | None = None,
 ) -> SourceSummary:
-    """Write both Feast sources into `directory`; the one build path.
+    """Write both Feast sources (and the `extra` ones, by name) into `directory`; the one build path.
 
     `on_progress(leads_done, leads_total)` is called after each chunk of leads with events.
     Both files are written in full under temporary names first and only then renamed into
@@ -125,6 +126,10 @@ def write_sources(
             finally:
                 if writer is not None:
                     writer.close()
+        for name, table in (extra or {}).items():
+            path = directory / f"{name}.parquet"
+            staged.append((path.with_suffix(".parquet.tmp"), path))
+            pq.write_table(table, staged[-1][0])
     except BaseException:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)

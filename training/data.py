@@ -18,10 +18,11 @@ import pandas as pd
 from rich.progress import Progress
 
 from features.store import training_frame
+from samepage.data.live import workspace_tables
 from samepage.definitions import Definitions
+from samepage.inbox import Inbox
 from samepage.progress import step
 from samepage.settings import Settings
-from samepage.tables import read_tables
 from training import registry
 from training.labels import DEFAULT_SNAPSHOT_DAYS, LabelSet, as_of_times, build_labels, data_horizon
 from training.split import Split, has_real_timestamps, split_labels
@@ -55,6 +56,7 @@ class TrainingData:
     feature_service: str
     seed: int = 42
     timings: dict[str, float] = field(default_factory=dict)
+    freshness: str = ""  # what `prepare` did to bring the feature store up to date
 
     def rows(self, *parts: str, entry_only: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
         """Feature columns and labels of the given parts, e.g. `rows("train", "calibration")`.
@@ -147,10 +149,14 @@ def load_labels(
     `now` (default: the data's horizon) decides which windows are closed; without real
     timestamps every recorded outcome is final. `snapshot_days`: see `training.labels`.
     """
-    from samepage.records import stage_history
+    from samepage.records import RecordStore, stage_history
 
-    tables = read_tables(settings.data_dir)
-    stages = stage_history(settings, tables.stages)
+    records = RecordStore.from_settings(settings)
+    try:
+        tables = workspace_tables(settings.data_dir, Inbox.of(records))  # API leads are leads like imported ones
+        stages = stage_history(settings, tables.stages, records)
+    finally:
+        records.close()
     as_of = as_of_times(defs, tables.leads, stages)
     timed = has_real_timestamps(as_of)
     horizon = pd.Timestamp(now) if now is not None else (data_horizon(tables.leads, stages, tables.events) if timed else None)
@@ -181,8 +187,11 @@ def prepare(
     `feature_service` defaults to `sql_likelihood_v<next version>`, applied to the Feast repo.
     """
     from features.feast_repo import apply_feature_service
+    from features.store import refresh
 
     timings: dict[str, float] = {}
+    with step(progress, "Checking the feature store is up to date with imports and the API", timings):
+        freshness = refresh(settings, defs, rebuild_for_api=True)
     with step(progress, "Reading leads and the stage history (with sales feedback)", timings):
         outcomes = load_labels(settings, defs, now, snapshot_days)
         label_set, horizon = outcomes.labels, outcomes.horizon
@@ -210,7 +219,9 @@ def prepare(
     for column in FRAME_LABEL_COLUMNS:
         frame[column] = labels[column].to_numpy()
     frame["part"] = split.part.to_numpy()
-    return TrainingData(defs, frame, split, label_set, horizon, volume, basis, feature_service, seed, timings)
+    data = TrainingData(defs, frame, split, label_set, horizon, volume, basis, feature_service, seed, timings)
+    data.freshness = freshness
+    return data
 
 
 def _bucket_names() -> list[str]:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.activity import EARLIER, SECONDS, TYPES, engagement_at
 from features.derive import derive
 from features.feast_repo import apply_feature_service, open_store
 from features.store import (
@@ -15,7 +16,6 @@ from features.store import (
     build_features,
     describe_features,
     labelled,
-    refresh_online,
     training_frame,
 )
 from samepage.definitions import Definitions, parse_definitions
@@ -157,9 +157,9 @@ def test_online_read_equals_feasts_own_conversion(built: tuple[Settings, Definit
     ]
     ours = online.get(ids, overrides, now=UNTIL)
     store = open_store(settings)
-    stored = store.get_online_features(
-        features=store.get_feature_service(online.feature_service), entity_rows=[{"lead_id": i} for i in ids]
-    ).to_dict()
+    stored = store.get_online_features(features=online.refs, entity_rows=[{"lead_id": i} for i in ids]).to_dict()
+    lists = [stored.pop(f"{name}") for name in (TYPES, SECONDS, EARLIER)]
+    stored.update(engagement_at(*lists, np.full(len(ids), UNTIL.value / 1e9), defs))
     theirs = derive(stored, [UNTIL] * len(ids), defs, overrides, online.attribute_kinds)
     pd.testing.assert_frame_equal(ours[defs.feature_keys], pd.DataFrame({k: theirs[k] for k in defs.feature_keys}))
     assert ours["known"].tolist() == [v is not None for v in stored["created_at"]] == [True, True, True, False, True]
@@ -214,19 +214,26 @@ def test_attribute_only_definitions_build_and_serve(tmp_path: Path, definitions:
     assert OnlineFeatures(settings, defs).attributes("X-1")["total_visits"] == 5.0  # type: ignore[index]
 
 
-def test_refresh_online_ages_windowed_counts(tmp_path: Path, definitions: Definitions) -> None:
+def test_windowed_counts_age_at_read_time(tmp_path: Path, definitions: Definitions) -> None:
+    """Nothing is rewritten after the build: a 7-day count drops when its event turns 8 days old."""
     settings = Settings(home=tmp_path / "ws", definitions=DEFINITIONS_FILE, _env_file=None)
-    events = pd.DataFrame([make_event(occurred_at=UNTIL - pd.Timedelta(days=1), type="demo_request")])
+    events = pd.DataFrame(
+        [
+            make_event(occurred_at=UNTIL - pd.Timedelta(days=1), type="page_view"),
+            make_event(occurred_at=UNTIL - pd.Timedelta(days=1), type="demo_request"),
+        ]
+    )
     write_tables(settings.data_dir, CanonicalTables(pd.DataFrame([make_lead()]), events, empty_stages()))
     build_features(settings, definitions, progress=False, until=UNTIL)
-    later = UNTIL + pd.Timedelta(days=95)
     online = OnlineFeatures(settings, definitions)
-    assert online.get(["L-1"], now=later).loc[0, "demo_requests_90d"] == 1  # as of the last materialization
-    refresh_online(settings, until=later)
-    fresh = OnlineFeatures(settings, definitions).get(["L-1"], now=later)
-    offline = training_frame(settings, definitions, pd.DataFrame({"lead_id": ["L-1"], "as_of": [later]}))
-    assert fresh.loc[0, "demo_requests_90d"] == 0
-    pd.testing.assert_frame_equal(fresh[definitions.feature_keys], offline[definitions.feature_keys])
+    day = pd.Timedelta(days=1)
+    seen = {}
+    for later in (UNTIL, UNTIL + 6 * day - pd.Timedelta(seconds=1), UNTIL + 6 * day, UNTIL + 95 * day):
+        fresh = online.get(["L-1"], now=later)
+        offline = training_frame(settings, definitions, pd.DataFrame({"lead_id": ["L-1"], "as_of": [later]}))
+        pd.testing.assert_frame_equal(fresh[definitions.feature_keys], offline[definitions.feature_keys])
+        seen[later] = (fresh.loc[0, "page_views_7d"], fresh.loc[0, "demo_requests_90d"])
+    assert list(seen.values()) == [(1, 1), (1, 1), (0, 1), (0, 0)]
 
 
 def test_snapshots_of_one_lead_each_see_only_their_past(built: tuple[Settings, Definitions]) -> None:

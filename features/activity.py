@@ -1,0 +1,222 @@
+"""Recent activity: the online form of engagement, so windowed counts age at read time.
+
+The offline `lead_engagement` rows hold counts at every change point (exact for training at any
+as-of time). Online, a lead has one row: its events of the longest window as (type, second)
+lists, the time of its last older event, and the ids of the API inbox events it holds.
+`engagement_at` turns that row into the same counts and last-activity time `lead_engagement`
+holds at any later time, so a 7-day count drops when its event turns 8 days old with nothing
+rewritten; `merged` adds newly ingested events. Times follow `features.transform`: an event counts
+from the first whole second at or after it (ceiling) until that second plus the window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from features.transform import LAST_ACTIVITY_AT, LEAD_ID, TIMESTAMP
+from samepage.definitions import Definitions
+
+ACTIVITY_SOURCE = "lead_activity"
+TYPES = "recent_event_types"
+SECONDS = "recent_event_seconds"
+EARLIER = "earlier_activity_at"
+INBOX_IDS = "inbox_event_ids"
+ACTIVITY_FIELDS = (TYPES, SECONDS, EARLIER, INBOX_IDS)
+_DAY = 86_400
+_NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class Counter:
+    """One stored engagement field: events of `types` within `window` seconds (channels: per channel)."""
+
+    key: str
+    types: frozenset[str]
+    window: int
+    channels: tuple[frozenset[str], ...] = ()
+
+
+def counters(defs: Definitions) -> list[Counter]:
+    """The stored engagement fields (`transform.engagement_keys`) as counters, in the same order."""
+    by_channel: dict[str, set[str]] = {}
+    for e in defs.event_types:
+        by_channel.setdefault(e.channel, set()).add(e.key)
+    out: list[Counter] = []
+    for f in defs.features:
+        window = int(f.window_days or 0) * _DAY
+        if f.kind == "event_count":
+            out.append(Counter(f.key, frozenset([str(f.event_type)]), window))
+        elif f.kind == "distinct_channels":
+            channels = tuple(frozenset(types) for _name, types in sorted(by_channel.items()))
+            out.append(Counter(f.key, frozenset().union(*channels), window, channels))
+    return out
+
+
+def longest_window(defs: Definitions) -> int:
+    """Seconds: events older than this never count again, whatever the feature."""
+    return max((c.window for c in counters(defs)), default=0)
+
+
+def ceil_seconds(times: pd.Series | Sequence[Any]) -> np.ndarray:
+    """UTC epoch seconds, rounded up (an event counts from the first whole second at or after it)."""
+    stamps = pd.to_datetime(pd.Series(times), utc=True).dt.as_unit("ns")
+    ns = stamps.dt.tz_localize(None).to_numpy().astype("int64")
+    return -((-ns) // _NS)
+
+
+# -- building rows ----------------------------------------------------------------------------
+def activity_rows(events: pd.DataFrame, defs: Definitions, now: pd.Timestamp) -> pd.DataFrame:
+    """One row per lead with events, as of `now`: the `ACTIVITY_FIELDS` and `event_timestamp` = now.
+
+    `events` holds lead_id, occurred_at, type and, for events from the API inbox, `inbox_id`.
+    Events that left the longest window by `now` only leave their time in `EARLIER`.
+    """
+    ev = events.loc[events[LEAD_ID].notna() & events["occurred_at"].notna()]
+    stamp = pd.Timestamp(now).tz_convert("UTC")
+    if ev.empty:
+        return _frame([], [], [], [], [], stamp)
+    inbox = ev["inbox_id"] if "inbox_id" in ev.columns else pd.Series(np.nan, index=ev.index)
+    frame = pd.DataFrame(
+        {
+            LEAD_ID: ev[LEAD_ID].astype("string").to_numpy(dtype=object),
+            "second": ceil_seconds(ev["occurred_at"]),
+            "type": ev["type"].astype("string").to_numpy(dtype=object),
+            "inbox_id": pd.to_numeric(inbox).to_numpy(dtype="float64"),
+        }
+    ).sort_values([LEAD_ID, "second"], kind="stable")
+    cutoff = int(stamp.value // _NS) - longest_window(defs)
+    recent = frame["second"].to_numpy() > cutoff
+    older = frame.loc[~recent].groupby(LEAD_ID, sort=False)["second"].max()
+    kept = frame.loc[recent].groupby(LEAD_ID, sort=False)
+    leads = pd.Index(frame[LEAD_ID].unique())
+    types = kept["type"].agg(list).reindex(leads)
+    seconds = kept["second"].agg(list).reindex(leads)
+    ids = kept["inbox_id"].agg(lambda x: [int(i) for i in x if not np.isnan(i)]).reindex(leads)
+    earlier = older.reindex(leads)
+    return _frame(
+        list(leads),
+        [t if isinstance(t, list) else [] for t in types],
+        [[int(x) for x in s] if isinstance(s, list) else [] for s in seconds],
+        [None if pd.isna(e) else int(e) for e in earlier],
+        [i if isinstance(i, list) else [] for i in ids],
+        stamp,
+    )
+
+
+def _frame(
+    leads: list[str],
+    types: list[list[str]],
+    seconds: list[list[int]],
+    earlier: list[int | None],
+    ids: list[list[int]],
+    now: pd.Timestamp,
+) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            LEAD_ID: pd.Series(leads, dtype=object),
+            TIMESTAMP: pd.Series([now] * len(leads), dtype="datetime64[ns, UTC]"),
+            TYPES: pd.Series(types, dtype=object),
+            SECONDS: pd.Series(seconds, dtype=object),
+            EARLIER: pd.to_datetime(
+                pd.Series([np.nan if e is None else e for e in earlier], dtype="float64"), unit="s", utc=True
+            ),
+            INBOX_IDS: pd.Series(ids, dtype=object),
+        }
+    )
+
+
+ARROW_SCHEMA = pa.schema(
+    [
+        (LEAD_ID, pa.string()),
+        (TIMESTAMP, pa.timestamp("ns", "UTC")),
+        (TYPES, pa.list_(pa.string())),
+        (SECONDS, pa.list_(pa.int64())),
+        (EARLIER, pa.timestamp("ns", "UTC")),
+        (INBOX_IDS, pa.list_(pa.int64())),
+    ]
+)
+
+
+def activity_table(frame: pd.DataFrame) -> pa.Table:
+    """`activity_rows` as the Arrow table of the `lead_activity` source (typed even when empty)."""
+    return pa.Table.from_pandas(frame[ARROW_SCHEMA.names], schema=ARROW_SCHEMA, preserve_index=False)
+
+
+def merged(row: dict[str, Any] | None, new: pd.DataFrame, defs: Definitions, now: pd.Timestamp) -> dict[str, Any]:
+    """A lead's TYPES, SECONDS and EARLIER with `new` events (occurred_at, type) added, pruned as of `now`."""
+    types = list(row.get(TYPES) or []) if row else []
+    seconds = [int(s) for s in (row.get(SECONDS) or [])] if row else []
+    earlier = _epoch(row.get(EARLIER)) if row else None
+    if len(new):
+        types += [str(t) for t in new["type"]]
+        seconds += [int(s) for s in ceil_seconds(new["occurred_at"])]
+    order = sorted(range(len(seconds)), key=lambda i: seconds[i])
+    cutoff = int(pd.Timestamp(now).value // _NS) - longest_window(defs)
+    kept_types, kept_seconds = [], []
+    for i in order:
+        if seconds[i] > cutoff:
+            kept_types.append(types[i])
+            kept_seconds.append(seconds[i])
+        elif earlier is None or seconds[i] > earlier:
+            earlier = seconds[i]
+    return {TYPES: kept_types, SECONDS: kept_seconds, EARLIER: earlier}
+
+
+def _epoch(value: Any) -> int | None:
+    """Epoch seconds of a stored time (datetime, numpy datetime64, or None/NaT)."""
+    if value is None:
+        return None
+    stamp = pd.Timestamp(value)
+    if stamp is pd.NaT:
+        return None
+    return int(stamp.tz_localize("UTC").value // _NS) if stamp.tzinfo is None else int(stamp.value // _NS)
+
+
+# -- reading ----------------------------------------------------------------------------------
+def engagement_at(
+    types: Sequence[Sequence[str] | None],
+    seconds: Sequence[Sequence[int] | None],
+    earlier: Sequence[Any] | np.ndarray,
+    as_of: np.ndarray,
+    defs: Definitions,
+) -> dict[str, Any]:
+    """The stored engagement fields as `lead_engagement` would hold them at `as_of` (epoch seconds).
+
+    Per lead: each counter's count (NaN where the lead has no activity row, as offline), and
+    `last_activity_at` as datetime64[s] (NaT when none). Rows are the same leads as the inputs.
+    """
+    n = len(types)
+    types = [t if isinstance(t, (list, tuple, np.ndarray)) else None for t in types]  # an all-missing column is NaNs
+    seconds = [s if isinstance(s, (list, tuple, np.ndarray)) else None for s in seconds]
+    found = np.array([t is not None for t in types], dtype=bool)
+    lengths = np.array([len(t) if t is not None else 0 for t in types], dtype="int64")
+    flat_types = np.array([x for t in types if t is not None for x in t], dtype=object)
+    flat_seconds = np.array([int(x) for s in seconds if s is not None for x in s], dtype="float64")
+    owner = np.repeat(np.arange(n), lengths)
+    now = np.asarray(as_of, dtype="float64")[owner]
+    out: dict[str, Any] = {}
+    for c in counters(defs):
+        live = (flat_seconds <= now) & (now < flat_seconds + c.window)
+        if c.channels:
+            total = np.zeros(n, dtype="float64")
+            for channel in c.channels:
+                hit = live & np.isin(flat_types, list(channel))
+                total += np.bincount(owner[hit], minlength=n) > 0
+        else:
+            hit = live & np.isin(flat_types, list(c.types))
+            total = np.bincount(owner[hit], minlength=n).astype("float64")
+        out[c.key] = np.where(found, total, np.nan)
+    last = np.full(n, np.nan)
+    happened = flat_seconds <= now
+    np.fmax.at(last, owner[happened], flat_seconds[happened])
+    before = np.array([np.nan if (e := _epoch(v)) is None else float(e) for v in earlier], dtype="float64")
+    last = np.fmax(last, before)
+    stamps = np.nan_to_num(last).astype("int64").astype("datetime64[s]")
+    out[LAST_ACTIVITY_AT] = np.where(np.isnan(last), np.datetime64("NaT", "s"), stamps)
+    return out
