@@ -22,6 +22,7 @@ from fastapi.responses import RedirectResponse
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from samepage.definitions import Definitions, load_definitions
+from samepage.inbox import Inbox
 from samepage.records import RecordStore
 from samepage.settings import Settings
 from serving.auth import configured_keys, metrics_need_key, require_api_key
@@ -30,8 +31,9 @@ from serving.errors import install_error_handlers, responses
 from serving.logs import configure_logging
 from serving.metrics import Metrics
 from serving.middleware import RequestMiddleware
+from serving.online import OnlineWriter, refresh_forever
 from serving.openapi import add_definitions
-from serving.routes import definitions, feedback, health, leads, model, pages, report, score
+from serving.routes import definitions, events, feedback, health, leads, model, pages, report, score
 from serving.scorer import Scorer, refreeze
 from serving.writer import ScoreWriter
 
@@ -61,10 +63,14 @@ def create_app(settings: Settings, defs: Definitions | None = None, access_log: 
         app.state.records = records
         app.state.scorer = scorer
         app.state.writer = writer = ScoreWriter(records)
+        app.state.inbox = inbox = Inbox.of(records)
+        app.state.online = online = OnlineWriter(settings, defs, inbox)
         app.state.api_keys = [k.encode("utf-8") for k in configured_keys(settings)]
         # The champion loads in the background: a registry that does not answer must not keep the
         # service from listening. Until it is in, scores come from the points rules (cold start).
         watcher = asyncio.create_task(scorer.watch())
+        # Rows a crash left unpushed go online first; then imports and time are followed.
+        refresher = asyncio.create_task(refresh_forever(online, settings.online_refresh_seconds))
         await _wait_for_first_load(scorer, settings.startup_wait_seconds)
         if not scorer.loaded.is_set():
             log.warning("listening before the champion is loaded", extra={"event": "model_loading"})
@@ -74,9 +80,10 @@ def create_app(settings: Settings, defs: Definitions | None = None, access_log: 
         try:
             yield
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            for task in (watcher, refresher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             writer.close()
             records.close()
 
@@ -97,6 +104,7 @@ def create_app(settings: Settings, defs: Definitions | None = None, access_log: 
     app.include_router(score.router, dependencies=protected)
     app.include_router(feedback.router, dependencies=protected)
     app.include_router(leads.router, dependencies=protected)
+    app.include_router(events.router, dependencies=protected)
     app.include_router(model.router, dependencies=protected)
     app.include_router(definitions.router)
     app.include_router(health.router)

@@ -6,7 +6,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from features.live import LiveFeatures
 from samepage.definitions import Definitions
+from samepage.inbox import Inbox
 from samepage.records import RecordStore
 from samepage.settings import Settings
 from serving.metrics import Metrics
@@ -38,9 +40,20 @@ def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
+def get_inbox(request: Request) -> Inbox:
+    return request.app.state.inbox
+
+
+def get_live(request: Request) -> LiveFeatures | None:
+    """The online writer; None until `samepage features` has built the store (rows wait in the inbox)."""
+    return request.app.state.online.get()
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 DefsDep = Annotated[Definitions, Depends(get_defs)]
 ScorerDep = Annotated[Scorer, Depends(get_scorer)]
 RecordsDep = Annotated[RecordStore, Depends(get_records)]
 WriterDep = Annotated[ScoreWriter, Depends(get_writer)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+InboxDep = Annotated[Inbox, Depends(get_inbox)]
+LiveDep = Annotated[LiveFeatures | None, Depends(get_live)]

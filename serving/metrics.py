@@ -31,6 +31,12 @@ class Metrics:
         )
         self.mql = Counter("samepage_mql_verdicts", "MQL verdicts served", ["model_version", "passed"], registry=r)
         self.feedback = Counter("samepage_feedback", "Feedback events by stage and outcome", ["stage", "outcome"], registry=r)
+        self.ingested = Counter(
+            "samepage_ingested", "Leads and events taken through the API, by kind and outcome", ["kind", "outcome"], registry=r
+        )
+        self.online_push_failures = Counter(
+            "samepage_online_push_failures", "Stored API rows the online store could not take at once (retried)", registry=r
+        )
         self.model_info = Gauge(
             "samepage_model_info",
             "The model scoring (1) by name, version and definitions version (points_rules in a cold start)",

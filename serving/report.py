@@ -20,10 +20,12 @@ import pandas as pd
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from samepage import outcomes
+from samepage.data.live import workspace_tables
 from samepage.definitions import Definitions
+from samepage.inbox import Inbox
 from samepage.records import RecordStore, stage_history
 from samepage.settings import Settings
-from samepage.tables import CanonicalTables, read_tables
+from samepage.tables import CanonicalTables
 from samepage.values import utc_timestamp
 from serving.report_schemas import (
     Band,
@@ -116,7 +118,7 @@ def load_report(
 ) -> FunnelReport:
     """`build_report` over the workspace: canonical tables, feedback and latest scores; `drift` is
     the scoring model's own drift check (from its bundle), shown beside the funnel."""
-    tables = read_tables(settings.data_dir)
+    tables = workspace_tables(settings.data_dir, Inbox.of(store))  # leads from the API count like imported ones
     history = stage_history(settings, tables.stages, store)
     return build_report(defs, tables, history, store.latest_scores(), start, end, now, drift)
 

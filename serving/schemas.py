@@ -256,6 +256,14 @@ class StageOut(_Out):
     source: str = Field(description="`import` (canonical data) or `feedback` (recorded through the API)")
 
 
+class EventOut(_Out):
+    type: str
+    label: str = Field(description="The event type in the plain words of the definitions")
+    occurred_at: datetime
+    value: float | None
+    source: str = Field(description="`import` (canonical data) or `api` (sent through POST /v1/events)")
+
+
 class LatestScoreOut(_Out):
     score: float
     mql_passed: bool
@@ -272,6 +280,7 @@ class LeadRecordOut(_Out):
     known: bool = Field(description="Whether the feature store knows this lead")
     attributes: dict[str, Value]
     stages: list[StageOut]
+    events: list[EventOut] = Field(description="The most recent engagement events (at most 50), newest first")
     latest_score: LatestScoreOut | None
 
 

@@ -72,6 +72,7 @@ def lead_context(defs: Definitions, record: dict[str, Any], result: dict[str, An
         "subtitle": " · ".join(_subtitle(attrs)),
         "sections": _sections(defs, attrs),
         "stages": stages,
+        "events": [{**e, "when": _when(pd.Timestamp(e["occurred_at"]))} for e in record.get("events", [])],
         "current": current,
         "result": result,
         "no_score_reason": no_score,
