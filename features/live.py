@@ -121,7 +121,7 @@ class LiveFeatures:
                     if not pd.isna(created_at):
                         row[CREATED_AT] = created_at
                     elif _missing(row.get(CREATED_AT)):
-                        row[CREATED_AT] = received_at  # a lead the API created without a time: created now
+                        row[CREATED_AT] = received_at.floor("s")  # a lead the API created without a time: created now
                     for name, value in attributes.items():
                         if name in self.attribute_kinds:  # others reach the offline tables only
                             row[name] = coerce(name, value, self.attribute_kinds[name])
@@ -137,15 +137,16 @@ class LiveFeatures:
         return row is not None
 
     # -- recovery ---------------------------------------------------------------------------
-    def catch_up(self, since: datetime | None = None) -> tuple[int, int]:
+    def catch_up(self, since: datetime | None = None, now: pd.Timestamp | None = None) -> tuple[int, int]:
         """Push what the online store may lack: unpushed rows, and rows received after `since`
-        (minus a margin) when a rebuild's materialization may have overwritten them."""
+        (minus a margin) when a rebuild's materialization may have overwritten them. `now`: as in
+        the pushes (what the rows are pruned and stamped at; default the clock)."""
         lead_ids, event_leads = self.inbox.unpushed()
         if since is not None:
             after = pd.Timestamp(since) - CATCH_UP_MARGIN
             lead_ids += self.inbox.lead_ids_received_since(after, events=False)
             event_leads += self.inbox.lead_ids_received_since(after, events=True)
-        return self.push_leads(lead_ids), self.push_events(event_leads)
+        return self.push_leads(lead_ids, now), self.push_events(event_leads, now)
 
     # -- reading ----------------------------------------------------------------------------
     def _read(self, view: str, fields: list[str], leads: list[str]) -> dict[str, dict[str, Any] | None]:

@@ -125,7 +125,7 @@ def build_features(
                 with live.writing():
                     if start is not None and start <= end:
                         store.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime(), feature_views=online)
-                    live.catch_up(since=started)
+                    live.catch_up(since=started, now=end)
         write_manifest(settings, started, snapshot, signature)
     finally:
         records.close()

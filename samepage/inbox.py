@@ -94,7 +94,10 @@ class Inbox:
         if not events:
             return []
         now = datetime.now(UTC)
-        unique = list({e.event_id: e for e in reversed(events)}.values())[::-1]  # first copy wins
+        first: dict[str, InboxEvent] = {}
+        for e in events:
+            first.setdefault(e.event_id, e)  # the first copy wins, in call order
+        unique = list(first.values())
         rows = [
             {
                 "event_id": e.event_id,

@@ -8,7 +8,6 @@ itself, so a retried webhook counts once.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,8 +17,10 @@ from features.transform import RESERVED, engagement_keys, needed_columns
 from samepage.definitions import Definitions
 from samepage.errors import InvalidAttribute
 from samepage.inbox import InboxEvent
+from serving.attributes import JSON_TYPES, value_problem
 from serving.errors import ApiError
 from serving.live_schemas import EventIn
+from serving.schemas import MAX_ATTRIBUTES, NO_CONTROL_PATTERN
 
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # older stamps are typos (and beyond what pandas can hold)
 
@@ -71,7 +72,7 @@ def reserved_names(defs: Definitions) -> set[str]:
 
 
 def check_attributes(attributes: Mapping[str, Any], defs: Definitions, kinds: Mapping[str, str]) -> dict[str, Any]:
-    """Attributes as stored: known columns coerced to their kind, new ones kept as JSON scalars."""
+    """Attributes as stored: known columns in their kind (as `/openapi.json` says), new ones as JSON scalars."""
     reserved = reserved_names(defs)
     known = {**needed_columns(defs), **kinds}
     out: dict[str, Any] = {}
@@ -80,14 +81,44 @@ def check_attributes(attributes: Mapping[str, Any], defs: Definitions, kinds: Ma
         if name in reserved:
             raise ApiError(422, f"{where}: {name!r} is a feature or a field of the store, not an attribute a lead can set")
         kind = known.get(name)
+        problem = value_problem(value, kind) if kind is not None else _scalar_problem(value)
+        if problem:
+            raise ApiError(422, f"{where}: {problem}")
         if kind is not None:
             try:
                 coerced = coerce(name, value, kind)
             except InvalidAttribute as exc:
                 raise exc.at("body.") from None
             out[name] = coerced.isoformat() if isinstance(coerced, datetime) else coerced
-        elif isinstance(value, float) and not math.isfinite(value):
-            raise ApiError(422, f"{where}: expected a finite number, got {value!r}")
         else:
             out[name] = value
     return out
+
+
+def _scalar_problem(value: Any) -> str | None:
+    """A new attribute takes any JSON scalar the schema allows: text, a number within ±1e15, true/false, null."""
+    if isinstance(value, (str, bool)) or value is None:
+        return value_problem(value, "category") if isinstance(value, str) else None
+    return value_problem(value, "number")
+
+
+def put_attributes_schema(defs: Definitions) -> dict[str, Any]:
+    """`attributes` of `PUT /v1/leads/{id}` in `/openapi.json`: the definitions' columns typed, any
+    other name a JSON scalar, no name of a feature or of the store's own fields."""
+    scalar = {"anyOf": [dict(JSON_TYPES["category"]), dict(JSON_TYPES["number"]), {"type": "boolean"}, {"type": "null"}]}
+    return {
+        "type": "object",
+        "title": "Attributes",
+        "description": "Lead columns to set (null clears one); columns not named keep their values",
+        "maxProperties": MAX_ATTRIBUTES,
+        "properties": {
+            name: {"anyOf": [dict(JSON_TYPES[kind]), {"type": "null"}]} for name, kind in needed_columns(defs).items()
+        },
+        "propertyNames": {
+            "minLength": 1,
+            "maxLength": 64,
+            "pattern": NO_CONTROL_PATTERN,
+            "not": {"enum": sorted(reserved_names(defs))},
+        },
+        "additionalProperties": scalar,
+    }

@@ -12,6 +12,7 @@ from typing import Any
 
 from samepage.definitions import Definitions
 from serving.attributes import attribute_rules
+from serving.ingest import put_attributes_schema
 from serving.patterns import FEEDBACK_FIRST_YEAR, date_time_pattern
 
 
@@ -20,6 +21,7 @@ def add_definitions(schema: dict[str, Any], defs: Definitions, today: date) -> N
     schemas = schema.get("components", {}).get("schemas", {})
     if "attributes" in schemas.get("LeadIn", {}).get("properties", {}):
         schemas["LeadIn"]["properties"]["attributes"] = attribute_rules(defs).json_schema()
+    _add_ingestion(schemas, defs, today)
     feedback = schemas.get("FeedbackIn")
     if feedback is None:
         return
@@ -46,3 +48,22 @@ def add_definitions(schema: dict[str, Any], defs: Definitions, today: date) -> N
                 }
             )
     feedback["anyOf"] = variants
+
+
+def _add_ingestion(schemas: dict[str, Any], defs: Definitions, today: date) -> None:
+    """Event types from the definitions, times from 1970 to this year, typed lead attributes."""
+    years = date_time_pattern(range(FEEDBACK_FIRST_YEAR, today.year + 1), offset_required=False)
+    when = " (RFC 3339; no offset means UTC); not before 1970, at most SAMEPAGE_EVENT_FUTURE_SECONDS ahead of the server's clock"
+    event = schemas.get("EventIn", {}).get("properties", {})
+    if "type" in event:
+        types = [e.key for e in defs.event_types]
+        event["type"] = {"enum": types, "title": "Type", "description": "An event type key of the definitions"}
+        event["occurred_at"] = {"type": "string", "pattern": years, "title": "Occurred At", "description": "When" + when}
+    put = schemas.get("LeadPutIn", {}).get("properties", {})
+    if "attributes" in put:
+        put["attributes"] = put_attributes_schema(defs)
+        put["created_at"] = {
+            "anyOf": [{"type": "string", "pattern": years}, {"type": "null"}],
+            "title": "Created At",
+            "description": "When the lead was created" + when + "; default: now for a new lead",
+        }

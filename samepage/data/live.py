@@ -90,7 +90,7 @@ def fold_lead_updates(leads: pd.DataFrame, updates: pd.DataFrame) -> pd.DataFram
         updates["lead_id"], updates["created_at"], updates["attributes"], updates["received_at"], strict=True
     ):
         row = folded.setdefault(str(lead_id), {})
-        first_heard.setdefault(str(lead_id), received_at)
+        first_heard.setdefault(str(lead_id), received_at.floor("s"))  # to the second, as online
         if not pd.isna(created_at):
             row["created_at"] = created_at
         row.update(attributes)

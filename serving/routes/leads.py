@@ -65,7 +65,8 @@ def put_lead(
     created_at = None
     if body.created_at is not None:
         future = timedelta(seconds=settings.event_future_seconds)
-        created_at = check_time(body.created_at, "body.created_at", datetime.now(UTC), future)
+        # Kept to the second, as the online store keeps times: online and offline then agree.
+        created_at = check_time(body.created_at, "body.created_at", datetime.now(UTC), future).replace(microsecond=0)
     known = inbox.knows(lead_id) or (live is not None and live.known(lead_id))
     inbox.add_lead(LeadUpdate(lead_id=lead_id, attributes=attributes, created_at=created_at))
     metrics.ingested.labels("lead", "updated" if known else "created").inc()

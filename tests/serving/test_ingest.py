@@ -159,3 +159,31 @@ def test_events_before_their_lead_count_once_it_arrives(live: TestClient) -> Non
     assert live.put("/v1/leads/mka-later", json={"attributes": NEW_LEAD}, headers=AUTH).status_code == 201
     known = live.post("/v1/score", json=score_body("mka-later"), headers=AUTH).json()
     assert contribution(known, "pricing_views_30d")["value"] == 2
+
+
+def test_after_training_the_training_frame_holds_the_api_lead_and_its_event(
+    live: TestClient, own_workspace_module: Settings, definitions: Definitions
+) -> None:
+    """Runs last in this module: it trains (and may promote) in the module's workspace copy."""
+    from features.freshness import staleness
+    from training.data import prepare
+    from training.pipeline import train
+
+    created = (datetime.now(UTC) - timedelta(days=200)).replace(microsecond=0)
+    put = live.put("/v1/leads/mka-old", json={"created_at": iso(created), "attributes": NEW_LEAD}, headers=AUTH)
+    assert put.status_code == 201
+    demo = event("mka-old", "demo_request", created + timedelta(days=3), event_id="old-demo")
+    assert live.post("/v1/events", json={"events": [demo]}, headers=AUTH).json()["accepted"] == 1
+    sql = {"lead_id": "mka-old", "stage": "sql", "occurred_at": iso(created + timedelta(days=10))}
+    assert live.post("/v1/feedback", json=sql, headers=AUTH).status_code == 201
+    records = RecordStore.from_settings(own_workspace_module)
+    try:
+        assert staleness(own_workspace_module, Inbox.of(records)).api_rows  # the sources lack the API rows
+        train(own_workspace_module, definitions, progress=False, num_boost_round=20, quality_floor=False, kind="lightgbm")
+        assert not staleness(own_workspace_module, Inbox.of(records))  # train rebuilt them first
+    finally:
+        records.close()
+    frame = prepare(own_workspace_module, definitions).frame
+    rows = frame.loc[frame["lead_id"] == "mka-old"].set_index("snapshot_day")
+    assert rows.loc[0, "label"] == 1 and rows.loc[0, "industry"] == "Software"
+    assert rows.loc[0, "demo_requests_90d"] == 0 and rows.loc[7, "demo_requests_90d"] == 1  # point in time

@@ -23,13 +23,26 @@ def test_no_data_says_what_to_run(settings: Settings, definitions: Definitions) 
         prepare(settings, definitions)
 
 
-def test_no_features_says_what_to_run(settings: Settings, definitions: Definitions) -> None:
+def test_training_builds_the_features_it_lacks(settings: Settings, definitions: Definitions) -> None:
+    """An import without `samepage features` after it: training brings the feature store up to date first."""
+    from features.freshness import staleness
+    from samepage.inbox import Inbox
+
     start = pd.Timestamp("2025-01-01T00:00:00Z")
     leads = pd.DataFrame([make_lead(lead_id=f"L-{i}", created_at=start + pd.Timedelta(days=i)) for i in range(40)])
-    stages = pd.DataFrame([make_stage(lead_id=f"L-{i}", occurred_at=pd.Timestamp("2026-06-01T00:00:00Z")) for i in range(40)])
+    stages = pd.DataFrame(
+        [make_stage(lead_id=f"L-{i}", stage="sql", occurred_at=start + pd.Timedelta(days=i + 5)) for i in range(0, 40, 3)]
+        + [make_stage(lead_id="L-1", stage="recycled", occurred_at=pd.Timestamp("2026-06-01T00:00:00Z"))]  # windows closed
+    )
     write_tables(settings.data_dir, CanonicalTables(leads=leads, events=empty_events(), stages=stages))
-    with pytest.raises(TrainingError, match="samepage features"):
-        prepare(settings, definitions, feature_service="probe")
+    records = RecordStore.from_settings(settings)
+    try:
+        assert staleness(settings, Inbox.of(records)).tables_changed  # never built
+        data = prepare(settings, definitions, feature_service="probe")
+        assert not staleness(settings, Inbox.of(records))
+    finally:
+        records.close()
+    assert data.n_leads() == 40 and "rebuilt" in data.freshness and data.frame["industry"].eq("Software").all()
 
 
 def test_only_open_windows_is_refused(settings: Settings, definitions: Definitions) -> None:

@@ -45,3 +45,18 @@ def make_stage(**overrides: Any) -> dict[str, Any]:
     }
     stage.update(overrides)
     return stage
+
+
+def make_inbox_event(**overrides: Any) -> Any:
+    """One event as the API inbox stores it; override any field."""
+    from samepage.inbox import InboxEvent
+
+    fields: dict[str, Any] = {
+        "event_id": "evt-1",
+        "lead_id": "L-1",
+        "type": "page_view",
+        "occurred_at": pd.Timestamp("2026-01-06T09:00:00Z").to_pydatetime(),
+        "value": None,
+    }
+    fields.update(overrides)
+    return InboxEvent(**fields)
