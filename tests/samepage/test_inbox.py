@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from samepage.data.live import INBOX_ID, fold_lead_updates, workspace_tables
+from samepage.definitions import Definitions
 from samepage.inbox import Inbox, LeadUpdate
 from samepage.records import RecordStore
 from samepage.tables import CanonicalTables, empty_stages, write_tables
@@ -65,3 +66,31 @@ def test_workspace_tables_append_api_events_up_to_the_snapshot(inbox: Inbox, tmp
     assert list(tables.events["type"]) == ["page_view", "demo_request"]
     assert pd.isna(tables.events[INBOX_ID].iloc[0]) and tables.events[INBOX_ID].iloc[1] == 1
     assert len(workspace_tables(data, inbox).events) == 3
+
+
+def test_an_import_and_api_writes_at_the_same_time_lose_nothing(tmp_path: Path, definitions: Definitions) -> None:
+    import threading
+
+    from samepage.data.importer import import_files
+    from samepage.settings import Settings
+
+    settings = Settings(home=tmp_path / "ws", _env_file=None)
+    write_tables(settings.data_dir, CanonicalTables(pd.DataFrame([make_lead()]), pd.DataFrame([make_event()]), empty_stages()))
+    leads_file, events_file = tmp_path / "leads.csv", tmp_path / "events.csv"
+    pd.DataFrame([make_lead(lead_id=f"I-{i}") for i in range(200)]).to_csv(leads_file, index=False)
+    stamps = [pd.Timestamp("2026-01-07T00:00:00Z") + pd.Timedelta(minutes=i) for i in range(200)]
+    pd.DataFrame([make_event(lead_id=f"I-{i}", occurred_at=stamps[i]) for i in range(200)]).to_csv(events_file, index=False)
+    inbox = Inbox.of(RecordStore.from_settings(settings))
+
+    def api() -> None:
+        for i in range(100):
+            inbox.add_events([make_inbox_event(event_id=f"api-{i}", lead_id=f"A-{i % 7}")])
+            inbox.add_lead(LeadUpdate(f"A-{i % 7}", {"industry": "Retail"}))
+
+    writer = threading.Thread(target=api)
+    writer.start()
+    import_files(settings, definitions, leads_file, events=events_file)
+    writer.join()
+    tables = workspace_tables(settings.data_dir, inbox)
+    assert set(tables.leads["lead_id"]) == {"L-1"} | {f"I-{i}" for i in range(200)} | {f"A-{i}" for i in range(7)}
+    assert len(tables.events) == 1 + 200 + 100 and tables.events[INBOX_ID].notna().sum() == 100
