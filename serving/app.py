@@ -57,10 +57,11 @@ def create_app(settings: Settings, defs: Definitions | None = None, access_log: 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging()
         records = RecordStore.from_settings(settings)
-        scorer = Scorer(settings, defs, metrics)
+        writer = ScoreWriter(records)
+        scorer = Scorer(settings, defs, metrics, history=writer)  # trend: the queued score if not yet written
         app.state.records = records
         app.state.scorer = scorer
-        app.state.writer = writer = ScoreWriter(records)
+        app.state.writer = writer
         app.state.api_keys = [k.encode("utf-8") for k in configured_keys(settings)]
         # The champion loads in the background: a registry that does not answer must not keep the
         # service from listening. Until it is in, scores come from the points rules (cold start).
