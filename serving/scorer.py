@@ -280,9 +280,10 @@ class Scorer:
         return drift if isinstance(drift, dict) else None
 
     def score(
-        self, leads: list[tuple[str, dict[str, Any]]], champion: Champion | None = None, where: str = ""
+        self, leads: list[tuple[str, dict[str, Any]]], champion: Champion | None = None, where: str = "", suggest: bool = True
     ) -> list[dict[str, Any]]:
-        """Contract `ScoreOut` dicts for (lead_id, attributes) pairs, in order.
+        """Contract `ScoreOut` dicts for (lead_id, attributes) pairs, in order (`suggest=False`: no `to_pass`
+        search, every `to_pass` null; only bench/to_pass.py times that).
 
         `UnknownLead` names leads unknown to the store that came without attributes; `InvalidAttribute`
         an attribute whose value does not fit its feature (`where` prefixes its location); `NotReady`.
@@ -313,7 +314,7 @@ class Scorer:
                 values.update(self._extra_values(champ, lead_id, attrs, extra_fields))
             values_all.append(values)
             verdicts.append(verdict(self.defs, exp.score, values))
-        X = champ.bundle.encoder.transform(frame) if not all(v.passed for v in verdicts) else None
+        X = champ.bundle.encoder.transform(frame) if suggest and not all(v.passed for v in verdicts) else None
         steps = to_pass(champ.bundle, self.defs, X, verdicts, values_all) if X is not None else [None] * len(ids)
         previous = self.history.previous_scores(ids) if self.history is not None else {}
         results: list[dict[str, Any]] = []

@@ -24,6 +24,7 @@ from samepage.values import sigmoid
 from serving.mql import Verdict, check, shown_score
 
 BUDGET = 3  # events at most: "a demo request and two pricing page views" is a next step, ten webinars are not
+SMALL_SEARCH = 2_000  # candidate rows; below this one LightGBM thread beats waking a pool (a lead alone has 119)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +107,8 @@ def to_pass(
     add = np.tile(delta, (len(search), 1))
     touched = add > 0
     candidates[touched] = np.nan_to_num(candidates[touched]) + add[touched]  # a missing count is none yet
-    scores = sigmoid(bundle.logit(candidates)).reshape(len(search), m)
+    threads = {"num_threads": 1} if len(candidates) < SMALL_SEARCH else {}
+    scores = sigmoid(bundle.logit(candidates, **threads)).reshape(len(search), m)
     ok = scores >= defs.mql.threshold
     for criterion in defs.mql.criteria:  # criteria on a count a step changes are checked on the new count
         if criterion.field in changeable:
