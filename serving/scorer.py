@@ -7,8 +7,9 @@ calibrated) and says why on /readyz; only when even those cannot score (no featu
 it answer 503. The first load runs in a background thread (`watch`), so a registry that does not
 answer never keeps the service from listening; /readyz then gives a generic reason and the
 driver's error text goes to the log only. It scores leads: online features, request overrides, the one `explain`, the MQL
-verdict. A reload loads the new version completely before swapping one reference, so requests in
-flight finish on the object they started with.
+verdict with `to_pass` (serving.topass), the grade, and the trend from `history` (the lead's previous score).
+A reload loads the new version completely before swapping one reference, so requests in flight finish on
+the object they started with.
 """
 
 from __future__ import annotations

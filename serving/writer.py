@@ -46,7 +46,14 @@ class ScoreWriter:
             held = {lid: self._pending[lid] for lid in lead_ids if lid in self._pending}
         queued = {lid: (score, utc_timestamp(at).to_pydatetime()) for lid, (score, at) in held.items()}
         rest = [lid for lid in lead_ids if lid not in queued]
-        return {**(self.store.previous_scores(rest) if rest else {}), **queued}
+        stored: dict[str, tuple[float, datetime]] = {}
+        if rest:
+            try:
+                stored = self.store.previous_scores(rest)
+            except Exception as exc:  # a store that does not answer costs the trend, never the score
+                error = type(exc).__name__
+                log.error("reading previous scores failed", extra={"event": "previous_scores_failed", "error": error})
+        return {**stored, **queued}
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until everything queued before this call is written."""

@@ -58,3 +58,17 @@ def test_previous_scores_see_queued_scores_before_they_are_written(tmp_path) -> 
     finally:
         writer.close()
         store.close()
+
+
+def test_a_store_that_cannot_answer_costs_the_trend_not_the_score(tmp_path) -> None:
+    class Down(RecordStore):
+        def previous_scores(self, lead_ids: list[str]) -> dict[str, tuple[float, datetime]]:
+            raise ConnectionError("the database went away")
+
+    store = Down(f"sqlite:///{tmp_path / 'records.db'}")
+    writer = ScoreWriter(store)
+    try:
+        assert writer.previous_scores(["a"]) == {}
+    finally:
+        writer.close()
+        store.close()
