@@ -7,7 +7,8 @@ then scores the 1,000 newest leads with `Scorer.score` (online features, explana
 grade, trend) R times with the search and R times without (`suggest=False`), interleaved, and
 prints the medians and their ratio (the issue's bound: within 2x). It also times the worst case,
 where every lead is searched (each lead's features kept, the threshold raised to 0.99 so that
-no lead is an MQL), and says how many leads and candidate rows each call rescored.
+no lead is an MQL), says how many leads and candidate rows each call rescored, and times one
+searched lead at a time (as `POST /v1/score` scores it) with and without the search.
 Not a test: figures depend on the machine and its load.
 """
 
@@ -66,6 +67,16 @@ def main() -> None:
             f"{found:,} with a next step; batch of {len(pairs):,}: {b * 1000:.0f} ms without to_pass, "
             f"{a * 1000:.0f} ms with it: {a / b:.2f}x (median of {args.reps})"
         )
+        if d is defs:  # one lead at a time, as POST /v1/score: the leads that were searched
+            one = [(r["lead_id"], {}) for r in results if r["mql"]["to_pass"] or "No small change" in r["mql"]["summary"]][:100]
+            alone, bare = [], []
+            for pair in one * 3:
+                bare.append(timed(lambda sc=scorer, p=pair: sc.score([p], suggest=False)))
+                alone.append(timed(lambda sc=scorer, p=pair: sc.score([p])))
+            print(
+                f"one searched lead at a time ({len(one)} leads x 3): p50 {statistics.median(bare) * 1000:.2f} ms without "
+                f"to_pass, {statistics.median(alone) * 1000:.2f} ms with it"
+            )
 
 
 def worst(defs: Any) -> Any:
