@@ -149,8 +149,9 @@ class Bundle(ABC):
     def contributions(self, X: np.ndarray, **predict_params: Any) -> tuple[np.ndarray, np.ndarray]:
         """(base per row, contributions (n, k)) in calibrated log-odds; exact by construction."""
 
-    def logit(self, X: np.ndarray) -> np.ndarray:
-        base, contrib = self.contributions(X)
+    def logit(self, X: np.ndarray, **predict_params: Any) -> np.ndarray:
+        """Calibrated log-odds per row; `predict_params` as for `contributions` (LightGBM's `num_threads`)."""
+        base, contrib = self.contributions(X, **predict_params)
         return np.asarray(base + contrib.sum(axis=1))
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
@@ -207,8 +208,8 @@ class ModelBundle(Bundle):
     def calibrated(self) -> bool:
         return self.is_calibrated
 
-    def logit(self, X: np.ndarray) -> np.ndarray:
-        return self.calib_a * np.asarray(self.booster.predict(X, raw_score=True)) + self.calib_b
+    def logit(self, X: np.ndarray, **predict_params: Any) -> np.ndarray:
+        return self.calib_a * np.asarray(self.booster.predict(X, raw_score=True, **predict_params)) + self.calib_b
 
     def contributions(self, X: np.ndarray, **predict_params: Any) -> tuple[np.ndarray, np.ndarray]:
         """TreeSHAP (`pred_contrib`) times `a`; `predict_params` go to LightGBM (serving passes `num_threads=1`)."""

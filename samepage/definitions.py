@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Key = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 
@@ -150,6 +150,9 @@ class Feature(_Strict):
     window_days: int | None = Field(default=None, gt=0, le=3650)
     match: Literal["industry", "employees", "country", "persona"] | None = None
     direction: Literal["up", "down"] | None = None
+    actionable: bool = Field(
+        default=False, description="Marketing can change it (one more of an event): only these appear in `mql.to_pass`"
+    )
 
     @model_validator(mode="after")
     def _kind_fields(self) -> Feature:
@@ -162,6 +165,12 @@ class Feature(_Strict):
         for name in needs.get(self.kind, ()):
             if getattr(self, name) is None:
                 raise ValueError(f"kind {self.kind!r} needs {name!r}")
+        if self.actionable and (self.kind != "event_count" or self.direction != "up"):
+            # a next step is one more event; it must be one that never lowers the score
+            raise ValueError(
+                f"actionable: only an event count with direction up can be (one more event is the next step); "
+                f"{self.key!r} is kind {self.kind!r}, direction {self.direction}"
+            )
         return self
 
     @property
@@ -172,6 +181,44 @@ class Feature(_Strict):
     @property
     def is_categorical(self) -> bool:
         return self.kind == "attribute" and self.type == "category"
+
+
+GradeLetter = Literal["A", "B", "C", "D"]
+GRADE_LETTERS: tuple[GradeLetter, ...] = ("A", "B", "C", "D")
+
+
+class Grade(_Strict):
+    """One score band: scores in [min, max) get the grade (the top band includes its max, 1.0)."""
+
+    grade: GradeLetter
+    min: float = Field(ge=0.0, le=1.0)
+    max: float = Field(ge=0.0, le=1.0)
+    description: str = Field(min_length=1, description="What the grade means, in words both teams read")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Grade:
+        if self.min >= self.max:
+            raise ValueError(f"grade {self.grade}: min {self.min} must be below max {self.max}")
+        return self
+
+
+def _check_grades(grades: list[Grade]) -> None:
+    """A to D once each, A the highest band, together covering [0, 1] without a gap or an overlap."""
+    letters = [g.grade for g in grades]
+    if sorted(letters) != list(GRADE_LETTERS):
+        raise ValueError(f"give each of the grades {list(GRADE_LETTERS)} exactly once (got {letters})")
+    bands = sorted(grades, key=lambda g: g.min)
+    if [g.grade for g in reversed(bands)] != list(GRADE_LETTERS):
+        raise ValueError("A must be the highest band, then B, C and D the lowest")
+    if bands[0].min != 0.0:
+        raise ValueError(f"grade {bands[0].grade} starts at {bands[0].min}: the bands must start at 0")
+    if bands[-1].max != 1.0:
+        raise ValueError(f"grade {bands[-1].grade} ends at {bands[-1].max}: the bands must end at 1")
+    for low, high in zip(bands, bands[1:], strict=False):
+        if low.max < high.min:
+            raise ValueError(f"gap between grade {low.grade} (up to {low.max}) and grade {high.grade} (from {high.min})")
+        if low.max > high.min:
+            raise ValueError(f"grade {low.grade} (up to {low.max}) overlaps grade {high.grade} (from {high.min})")
 
 
 @dataclass(frozen=True)
@@ -274,9 +321,17 @@ class Definitions(_Strict):
     event_types: list[EventType] = []
     features: list[Feature] = Field(min_length=1)
     points: Points | None = None
+    grades: list[Grade] | None = Field(default=None, description="Score bands A-D (None: bands around the MQL threshold)")
 
     # Set by the loader: the canonical content's digest (see `version_string`).
     digest: str = Field(default="", exclude=True)
+
+    @field_validator("grades")
+    @classmethod
+    def _grade_bands(cls, grades: list[Grade] | None) -> list[Grade] | None:
+        if grades is not None:
+            _check_grades(grades)
+        return grades
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Definitions:
@@ -355,6 +410,30 @@ class Definitions(_Strict):
         raise KeyError(key)
 
     @property
+    def grade_bands(self) -> list[Grade]:
+        """The file's grades, A first; without any, bands around the MQL threshold (B starts at it)."""
+        if self.grades is not None:
+            return sorted(self.grades, key=lambda g: -g.min)
+        t = self.mql.threshold
+        return [  # constructed, not validated: a threshold of 0 or 1 leaves a band empty, which is fine here
+            Grade.model_construct(grade="A", min=(1 + t) / 2, max=1.0, description="Well above the MQL threshold"),
+            Grade.model_construct(grade="B", min=t, max=(1 + t) / 2, description="At or above the MQL threshold"),
+            Grade.model_construct(grade="C", min=t / 2, max=t, description="Below the MQL threshold, at least half of it"),
+            Grade.model_construct(grade="D", min=0.0, max=t / 2, description="Under half the MQL threshold"),
+        ]
+
+    def grade(self, score: float) -> GradeLetter:
+        """The grade whose band holds `score` (bands are [min, max); 1.0 is in the top band)."""
+        for g in self.grade_bands:
+            if score >= g.min:
+                return g.grade
+        return GRADE_LETTERS[-1]
+
+    @property
+    def actionable_features(self) -> list[Feature]:
+        return [f for f in self.features if f.actionable]
+
+    @property
     def feature_keys(self) -> list[str]:
         return [f.key for f in self.features]
 
@@ -372,15 +451,15 @@ class Definitions(_Strict):
     def fingerprint(self) -> str:
         """Digest of what shapes a model's label and features; a model is bound to it.
 
-        The MQL threshold, criteria, SLA, owners and changelog are left out on purpose: they can
-        change without retraining.
+        The MQL threshold, criteria, SLA, grades, owners and changelog, and which features are
+        actionable, are left out on purpose: they can change without retraining.
         """
         bound = {
             "funnel": [s.key for s in self.funnel],
             "label": self.label.model_dump(mode="json"),
             "icp": self.icp.model_dump(mode="json"),
             "event_types": [e.model_dump(mode="json") for e in self.event_types],
-            "features": [f.model_dump(mode="json", exclude={"label", "group"}) for f in self.features],
+            "features": [f.model_dump(mode="json", exclude={"label", "group", "actionable"}) for f in self.features],
         }
         return _sha256(canonical_json(bound))[:16]
 

@@ -116,7 +116,7 @@ class LogRegBundle(Bundle):
         owner[np.arange(sum(widths)), np.repeat(np.arange(len(widths)), widths)] = 1.0
         return owner
 
-    def logit(self, X: np.ndarray) -> np.ndarray:
+    def logit(self, X: np.ndarray, **predict_params: Any) -> np.ndarray:
         return np.asarray(self.intercept + design(self.specs, X) @ self.coef)
 
     def contributions(self, X: np.ndarray, **predict_params: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -24,6 +24,8 @@ from samepage.settings import Settings
 from samepage.tables import STAGE_COLUMNS
 from samepage.values import utc_timestamp
 
+ID_CHUNK = 500  # lead ids per IN (...) query: well inside every driver's limit on bound parameters
+
 _metadata = sa.MetaData()
 
 feedback_table = sa.Table(
@@ -142,6 +144,18 @@ class RecordStore:
         if row is None:
             return None
         return {**row, "payload": json.loads(row["payload"]), "scored_at": _utc(row["scored_at"])}
+
+    def previous_scores(self, lead_ids: list[str]) -> dict[str, tuple[float, datetime]]:
+        """(score, scored_at) of the latest score kept for each of these leads that has one (for `trend`)."""
+        out: dict[str, tuple[float, datetime]] = {}
+        unique = list(dict.fromkeys(lead_ids))
+        with self.engine.connect() as conn:
+            for start in range(0, len(unique), ID_CHUNK):
+                chunk = unique[start : start + ID_CHUNK]
+                query = sa.select(scores_table.c.lead_id, scores_table.c.score, scores_table.c.scored_at)
+                for row in conn.execute(query.where(scores_table.c.lead_id.in_(chunk))):
+                    out[row.lead_id] = (float(row.score), _utc(row.scored_at))
+        return out
 
     def latest_scores(self) -> pd.DataFrame:
         """Every lead's latest score (no payload), for reports."""

@@ -59,10 +59,11 @@ def create_app(settings: Settings, defs: Definitions | None = None, access_log: 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging()
         records = RecordStore.from_settings(settings)
-        scorer = Scorer(settings, defs, metrics)
+        writer = ScoreWriter(records)
+        scorer = Scorer(settings, defs, metrics, history=writer)  # trend: the queued score if not yet written
         app.state.records = records
         app.state.scorer = scorer
-        app.state.writer = writer = ScoreWriter(records)
+        app.state.writer = writer
         app.state.inbox = inbox = Inbox.of(records)
         app.state.online = online = OnlineWriter(settings, defs, inbox)
         app.state.api_keys = [k.encode("utf-8") for k in configured_keys(settings)]

@@ -56,7 +56,24 @@ def score_file(settings: Settings, defs: Definitions, input: Path, output: Path,
     if output.suffix.lower() not in FORMATS:
         raise BatchError(f"{output}: unsupported output format {output.suffix or '(none)'}; use .csv or .parquet")
     leads = _read(input)
-    scorer = Scorer(settings, defs)
+    store = RecordStore.from_settings(settings)
+    try:
+        return _score_leads(settings, defs, leads, input, output, store, progress, started)
+    finally:
+        store.close()
+
+
+def _score_leads(
+    settings: Settings,
+    defs: Definitions,
+    leads: pd.DataFrame,
+    input: Path,
+    output: Path,
+    store: RecordStore,
+    progress: bool,
+    started: float,
+) -> BatchSummary:
+    scorer = Scorer(settings, defs, history=store)  # trend: each lead's latest score before this run
     scorer.refresh()
     champion = scorer.champion
     if champion is None:
@@ -76,11 +93,7 @@ def score_file(settings: Settings, defs: Definitions, input: Path, output: Path,
             results_all += results
             bar.advance(task, len(chunk))
     _write(pd.DataFrame(rows, columns=OUTPUT_COLUMNS), output)
-    store = RecordStore.from_settings(settings)
-    try:
-        store.save_scores([score_row(r) for r in {r["lead_id"]: r for r in results_all}.values()])
-    finally:
-        store.close()
+    store.save_scores([score_row(r) for r in {r["lead_id"]: r for r in results_all}.values()])
     return BatchSummary(
         n_leads=len(rows),
         n_mql=sum(1 for r in rows if r["mql_passed"]),
@@ -92,19 +105,29 @@ def score_file(settings: Settings, defs: Definitions, input: Path, output: Path,
 
 
 OUTPUT_COLUMNS = [
-    "lead_id", "score", "mql_passed", "mql_summary", "criteria_failed", "reasons_up", "reasons_down",
-    "base_value", "contributions", "model_name", "model_version", "definitions_version", "scored_at",
+    "lead_id", "score", "grade", "previous_score", "previous_at", "delta", "mql_passed", "mql_summary", "criteria_failed",
+    "to_pass", "score_if", "reasons_up", "reasons_down", "base_value", "contributions", "model_name", "model_version",
+    "definitions_version", "scored_at",
 ]
 
 
 def _flat(r: dict[str, Any]) -> dict[str, Any]:
     exp = r["explanation"]
+    trend = r["trend"] or {}
+    steps = r["mql"].get("to_pass")
     return {
         "lead_id": r["lead_id"],
         "score": r["score"],
+        "grade": r["grade"],
+        "previous_score": trend.get("previous_score"),
+        "previous_at": trend.get("previous_at"),
+        "delta": trend.get("delta"),
         "mql_passed": r["mql"]["passed"],
         "mql_summary": r["mql"]["summary"],
         "criteria_failed": ",".join(c["key"] for c in r["mql"]["criteria"] if not c["met"]),
+        # JSON, like `contributions`: [{"feature", "label", "from", "to"}] for a lead that is not an MQL, else empty
+        "to_pass": json.dumps(steps) if steps is not None else "",
+        "score_if": r["mql"].get("score_if"),
         "reasons_up": "; ".join(exp["reasons_up"]),
         "reasons_down": "; ".join(exp["reasons_down"]),
         "base_value": exp["base_value"],

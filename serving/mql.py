@@ -86,6 +86,11 @@ def _digits(score: float, threshold: float) -> int:
     return 6
 
 
+def shown_score(score: float, threshold: float) -> str:
+    """The score as the summary shows it: rounded, but never onto the other side of the threshold."""
+    return f"{score:.{_digits(score, threshold)}f}"
+
+
 def _summary(score: float, threshold: float, above: bool, results: list[CriterionResult], failed: list[CriterionResult]) -> str:
     d = _digits(score, threshold)
     where = (

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
+from samepage.definitions import GradeLetter
 from serving.patterns import date_time_pattern, matcher
 
 MAX_BATCH = 1_000  # the contract's batch limit
@@ -106,11 +107,35 @@ class CriterionOut(_Out):
     met: bool
 
 
+class ChangeOut(_Out):
+    """One change of an actionable feature that `mql.to_pass` suggests (one more event of a type)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    feature: str
+    label: str = Field(description="The feature in the plain words of the definitions")
+    from_: Value = Field(alias="from", description="The value it was scored with")
+    to: Value = Field(description="The value that, with the other changes, makes it an MQL")
+
+
 class MqlOut(_Out):
     passed: bool
     threshold: float
     criteria: list[CriterionOut]
-    summary: str = Field(description="One sentence in the shared vocabulary")
+    summary: str = Field(description="One sentence in the shared vocabulary (for a non-MQL: also what would make it one)")
+    to_pass: list[ChangeOut] | None = Field(
+        default=None,
+        description="Not an MQL: the fewest changes of actionable features that make it one, checked with the model "
+        "([] when none within a few events does, or a criterion no such change fixes fails: the summary says which); "
+        "null for an MQL",
+    )
+    score_if: float | None = Field(default=None, ge=0.0, le=1.0, description="The score with the `to_pass` changes")
+
+
+class TrendOut(_Out):
+    previous_score: float = Field(ge=0.0, le=1.0, description="The lead's latest score before this one")
+    previous_at: datetime = Field(description="When that score was given")
+    delta: float = Field(description="score - previous_score")
 
 
 class ContributionOut(_Out):
@@ -161,6 +186,8 @@ _SCORE_EXAMPLE: dict[str, Any] = {
             },
         ],
         "summary": "MQL: the score 0.41 is at or above the threshold 0.35 and all 3 criteria are met.",
+        "to_pass": None,
+        "score_if": None,
     },
     "explanation": {
         "base_value": -1.52,
@@ -173,16 +200,14 @@ _SCORE_EXAMPLE: dict[str, Any] = {
         "reasons_down": ["Days since the last activity: 41 (lowers the score)"],
     },
     "model": {"name": "sql_likelihood", "version": "3", "kind": "learned", "calibrated": True},
+    "grade": "B",
+    "trend": {"previous_score": 0.2874, "previous_at": "2026-11-16T09:12:00Z", "delta": 0.1258},
     "definitions_version": "1.0.0+3f9a0c12ab45",
     "scored_at": "2026-11-23T14:05:00Z",
 }
 
 
-class ScoreOut(_Out):
-    """A score, the MQL verdict and the exact explanation, with the versions that produced them."""
-
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_SCORE_EXAMPLE]})
-
+class _Scored(_Out):
     lead_id: str
     score: float = Field(ge=0.0, le=1.0, description="P(reaches the label stage within the window)")
     mql: MqlOut
@@ -190,6 +215,22 @@ class ScoreOut(_Out):
     model: ModelRef
     definitions_version: str
     scored_at: datetime
+
+
+class ScoreOut(_Scored):
+    """A score, the MQL verdict and the exact explanation, with the versions that produced them."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_SCORE_EXAMPLE]})
+
+    grade: GradeLetter = Field(description="The definitions' score band (`grades`) the score falls in")
+    trend: TrendOut | None = Field(description="The change since this lead's previous score; null when never scored before")
+
+
+class StoredScoreOut(_Scored):
+    """A kept score; those kept before grades and trends have neither."""
+
+    grade: GradeLetter | None = None
+    trend: TrendOut | None = None
 
 
 class ScoresOut(_Out):
@@ -270,7 +311,7 @@ class LatestScoreOut(_Out):
     model: StoredModelRef
     definitions_version: str
     scored_at: datetime
-    result: ScoreOut
+    result: StoredScoreOut
 
 
 class LeadRecordOut(_Out):

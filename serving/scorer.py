@@ -7,8 +7,9 @@ calibrated) and says why on /readyz; only when even those cannot score (no featu
 it answer 503. The first load runs in a background thread (`watch`), so a registry that does not
 answer never keeps the service from listening; /readyz then gives a generic reason and the
 driver's error text goes to the log only. It scores leads: online features, request overrides, the one `explain`, the MQL
-verdict. A reload loads the new version completely before swapping one reference, so requests in
-flight finish on the object they started with.
+verdict with `to_pass` (serving.topass), the grade, and the trend from `history` (the lead's previous score).
+A reload loads the new version completely before swapping one reference, so requests in flight finish on
+the object they started with.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -36,6 +37,7 @@ from samepage.settings import Settings
 from serving.explain import explain
 from serving.metrics import Metrics
 from serving.mql import verdict
+from serving.topass import to_pass
 
 log = logging.getLogger("samepage.serving")
 
@@ -48,6 +50,12 @@ NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}  # the regist
 STILL_LOADING = "the champion is still being loaded from the model registry"
 REGISTRY_UNREACHABLE = "the model registry is unreachable (the service log has the details)"
 LOAD_FAILED = "the champion could not be loaded (the service log has the details)"
+
+
+class ScoreHistory(Protocol):
+    """Where a lead's previous score comes from (the record store, or the writer that feeds it)."""
+
+    def previous_scores(self, lead_ids: list[str]) -> dict[str, tuple[float, datetime]]: ...
 
 
 @dataclass
@@ -94,9 +102,15 @@ class Scorer:
     """Holds the current champion (or why there is none) and scores leads with it."""
 
     def __init__(
-        self, settings: Settings, defs: Definitions, metrics: Metrics | None = None, model_name: str = MODEL_NAME
+        self,
+        settings: Settings,
+        defs: Definitions,
+        metrics: Metrics | None = None,
+        model_name: str = MODEL_NAME,
+        history: ScoreHistory | None = None,
     ) -> None:
         self.settings = settings
+        self.history = history  # previous scores for `trend` (None: every answer's trend is null)
         self.defs = defs
         self.metrics = metrics or Metrics()
         self.model_name = model_name
@@ -267,9 +281,10 @@ class Scorer:
         return drift if isinstance(drift, dict) else None
 
     def score(
-        self, leads: list[tuple[str, dict[str, Any]]], champion: Champion | None = None, where: str = ""
+        self, leads: list[tuple[str, dict[str, Any]]], champion: Champion | None = None, where: str = "", suggest: bool = True
     ) -> list[dict[str, Any]]:
-        """Contract `ScoreOut` dicts for (lead_id, attributes) pairs, in order.
+        """Contract `ScoreOut` dicts for (lead_id, attributes) pairs, in order (`suggest=False`: no `to_pass`
+        search, every `to_pass` null; only bench/to_pass.py times that).
 
         `UnknownLead` names leads unknown to the store that came without attributes; `InvalidAttribute`
         an attribute whose value does not fit its feature (`where` prefixes its location); `NotReady`.
@@ -292,19 +307,33 @@ class Scorer:
         scored_at = now.isoformat().replace("+00:00", "Z")
         model = champ.ref
         dv = self.defs.version_string
-        results: list[dict[str, Any]] = []
+        values_all: list[dict[str, Any]] = []
+        verdicts = []
         for lead_id, attrs, exp in zip(ids, overrides, explanations, strict=True):
             values = {c["feature"]: c["value"] for c in exp.contributions}
             if extra_fields:
                 values.update(self._extra_values(champ, lead_id, attrs, extra_fields))
-            mql = verdict(self.defs, exp.score, values)
+            values_all.append(values)
+            verdicts.append(verdict(self.defs, exp.score, values))
+        X = champ.bundle.encoder.transform(frame) if suggest and not all(v.passed for v in verdicts) else None
+        steps = to_pass(champ.bundle, self.defs, X, verdicts, values_all) if X is not None else [None] * len(ids)
+        previous = self.history.previous_scores(ids) if self.history is not None else {}
+        results: list[dict[str, Any]] = []
+        for lead_id, exp, mql, step in zip(ids, explanations, verdicts, steps, strict=True):
+            answer = mql.as_dict()
+            if step is not None:
+                answer["summary"] = f"{answer['summary']} {step.note}"
+            answer["to_pass"] = None if step is None else step.changes
+            answer["score_if"] = None if step is None else step.score_if
             results.append(
                 {
                     "lead_id": lead_id,
                     "score": exp.score,
-                    "mql": mql.as_dict(),
+                    "mql": answer,
                     "explanation": exp.as_dict(),
                     "model": model,
+                    "grade": self.defs.grade(exp.score),
+                    "trend": trend(exp.score, previous.get(lead_id)),
                     "definitions_version": dv,
                     "scored_at": scored_at,
                 }
@@ -349,6 +378,18 @@ class Scorer:
             stored = champ.online.attributes(lead_id) or {}
             out.update({f: stored.get(f) for f in fields if f not in out})
         return out
+
+
+def trend(score: float, previous: tuple[float, datetime] | None) -> dict[str, Any] | None:
+    """The contract's `trend`: the change since the lead's previous score (None: never scored before)."""
+    if previous is None:
+        return None
+    before, at = previous
+    return {"previous_score": before, "previous_at": _iso(at), "delta": score - before}
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 async def in_daemon_thread(fn: Callable[[], T]) -> T:

@@ -2,7 +2,9 @@
 
 Keeping the record of a score is not what the caller waits for, so a scoring request only queues
 it; the writer drains the queue in one transaction per batch. `flush()` gives read-your-writes to
-the lead record route. (Feedback, which must be durable before the answer, never goes this way.)
+the lead record route; `previous_scores` answers from what is queued but not yet written, then from
+the store, so a lead scored twice in a row sees its first score in the second's `trend`.
+(Feedback, which must be durable before the answer, never goes this way.)
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from datetime import datetime
 from typing import Any
 
 from pydantic_core import to_json
 
 from samepage.records import RecordStore
+from samepage.values import utc_timestamp
 
 log = logging.getLogger("samepage.serving")
 _STOP = object()
@@ -24,12 +28,32 @@ class ScoreWriter:
     def __init__(self, store: RecordStore) -> None:
         self.store = store
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._pending: dict[str, tuple[float, Any]] = {}  # queued, not yet written: lead -> (score, scored_at as given)
+        self._pending_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="samepage-score-writer", daemon=True)
         self._thread.start()
 
     def submit(self, results: list[dict[str, Any]]) -> None:
         """Queue ScoreOut dicts to be kept as each lead's latest score."""
+        with self._pending_lock:
+            for r in results:
+                self._pending[r["lead_id"]] = (r["score"], r["scored_at"])
         self._queue.put(results)
+
+    def previous_scores(self, lead_ids: list[str]) -> dict[str, tuple[float, datetime]]:
+        """Each lead's latest score: a queued one if any (the store has not got it yet), else the store's."""
+        with self._pending_lock:
+            held = {lid: self._pending[lid] for lid in lead_ids if lid in self._pending}
+        queued = {lid: (score, utc_timestamp(at).to_pydatetime()) for lid, (score, at) in held.items()}
+        rest = [lid for lid in lead_ids if lid not in queued]
+        stored: dict[str, tuple[float, datetime]] = {}
+        if rest:
+            try:
+                stored = self.store.previous_scores(rest)
+            except Exception as exc:  # a store that does not answer costs the trend, never the score
+                error = type(exc).__name__
+                log.error("reading previous scores failed", extra={"event": "previous_scores_failed", "error": error})
+        return {**stored, **queued}
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until everything queued before this call is written."""
@@ -62,9 +86,18 @@ class ScoreWriter:
                         rows[r["lead_id"]] = score_row(r)  # the last score of a lead wins
             if rows:
                 self._save(list(rows.values()))
+                self._written(rows)
             for e in events:
                 e.set()
 
+
+    def _written(self, rows: dict[str, dict[str, Any]]) -> None:
+        """Forget queued scores now in the store, unless a newer one of the lead was queued meanwhile."""
+        with self._pending_lock:
+            for lead_id, row in rows.items():
+                held = self._pending.get(lead_id)
+                if held is not None and held == (row["score"], row["scored_at"]):
+                    del self._pending[lead_id]
 
     def _save(self, rows: list[dict[str, Any]]) -> None:
         """One transaction for the batch; if the store refuses it, each row alone, so one row it

@@ -18,7 +18,9 @@ from samepage.points import describe_rules, team_points
 from samepage.values import utc_timestamp
 from serving import charts
 from serving.explain import format_value
+from serving.mql import shown_score
 from serving.report_schemas import FunnelReport
+from serving.topass import after_words, nothing_note, stuck_note
 
 # The verbs sales clicks on; any other stage of the definitions is under "Other stages".
 VERBS = {"sal": "Accept (SAL)", "sql": "Qualify (SQL)", "recycled": "Recycle"}
@@ -87,7 +89,53 @@ def lead_context(defs: Definitions, record: dict[str, Any], result: dict[str, An
         "event_id": "page-" + uuid.uuid4().hex,
         "can_rescore": bool(record["known"]),
         "points_rules": [r["text"] for r in describe_rules(team_points(defs), defs)] if _by_rules(result) else [],
+        "score_text": shown_score(result["score"], result["mql"]["threshold"]) if result else "",
+        "grade": _grade(defs, result),
+        "trend": _trend(result),
+        "next_step": _next_step(defs, result),
     }
+
+
+def _grade(defs: Definitions, result: dict[str, Any] | None) -> dict[str, str] | None:
+    """The score's grade and what the definitions say it means (a score kept before grades has none)."""
+    letter = (result or {}).get("grade")
+    bands = {g.grade: g for g in defs.grade_bands}
+    if letter not in bands:
+        return None
+    band = bands[letter]
+    top = " to 100%" if band.max >= 1.0 else f" to {band.max:.0%}"
+    return {"letter": str(letter), "description": band.description, "band": f"{band.min:.0%}{top}"}
+
+
+def _trend(result: dict[str, Any] | None) -> dict[str, str] | None:
+    """An arrow and the previous score: "▲ +12 points since 31% on 02 Dec 2026, 09:12 UTC"."""
+    trend = (result or {}).get("trend")
+    if not trend:
+        return None
+    delta = float(trend["delta"])
+    points = delta * 100
+    arrow, kind = ("▲", "up") if points >= 0.5 else ("▼", "down") if points <= -0.5 else ("▶", "flat")
+    change = "no change" if kind == "flat" else f"{points:+.0f} points"
+    since = f"since {float(trend['previous_score']):.0%} on {_when(pd.Timestamp(trend['previous_at']))}"
+    return {"arrow": arrow, "kind": kind, "text": f"{change} {since}"}
+
+
+def _next_step(defs: Definitions, result: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What would make it an MQL (`mql.to_pass`), in words; None for an MQL or a score kept before to_pass."""
+    mql = (result or {}).get("mql") or {}
+    changes = mql.get("to_pass")
+    if mql.get("passed") or changes is None:
+        return None
+    if changes:
+        return {
+            "headline": f"Would be an MQL after {after_words(defs, changes)}",
+            "changes": [f"{c['label']}: {format_value(c['from'])} → {format_value(c['to'])}" for c in changes],
+            "score_if": mql.get("score_if"),
+        }
+    fields = {c.key: c.field for c in defs.mql.criteria}
+    actionable = {f.key for f in defs.actionable_features}
+    stuck = [c["description"] for c in mql.get("criteria", []) if not c["met"] and fields.get(c["key"]) not in actionable]
+    return {"headline": stuck_note(stuck) if stuck else nothing_note(defs), "changes": [], "score_if": None}
 
 
 def _by_rules(result: dict[str, Any] | None) -> bool:

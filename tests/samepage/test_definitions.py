@@ -190,3 +190,71 @@ def test_points_do_not_bind_a_model(definitions) -> None:
     other["points"]["rules"][0]["points"] = 99
     changed = parse_definitions(other)
     assert changed.fingerprint == definitions.fingerprint and changed.version_string != definitions.version_string
+
+
+# -- grades and actionable features ---------------------------------------------------------------
+def _grades(*bands: tuple[str, float, float]) -> list[dict[str, Any]]:
+    return [{"grade": g, "min": lo, "max": hi, "description": f"grade {g}"} for g, lo, hi in bands]
+
+
+def test_grades_read_the_score_in_bands(definitions) -> None:
+    assert [g.grade for g in definitions.grade_bands] == ["A", "B", "C", "D"]
+    bands = {g.grade: (g.min, g.max) for g in definitions.grade_bands}
+    for letter, (lo, hi) in bands.items():
+        assert definitions.grade(lo) == letter
+        assert definitions.grade((lo + hi) / 2) == letter
+    assert definitions.grade(1.0) == "A" and definitions.grade(0.0) == "D"
+    assert definitions.grade(bands["B"][0] - 1e-9) == "C"  # a band holds its min, not its max
+
+
+@pytest.mark.parametrize(
+    ("bands", "words"),
+    [
+        (
+            _grades(("A", 0.6, 1.0), ("B", 0.35, 0.5), ("C", 0.15, 0.35), ("D", 0.0, 0.15)),
+            "gap between grade B (up to 0.5) and grade A (from 0.6)",
+        ),
+        (
+            _grades(("A", 0.5, 1.0), ("B", 0.35, 0.6), ("C", 0.15, 0.35), ("D", 0.0, 0.15)),
+            "grade B (up to 0.6) overlaps grade A (from 0.5)",
+        ),
+        (_grades(("A", 0.6, 1.0), ("B", 0.35, 0.6), ("C", 0.15, 0.35), ("D", 0.05, 0.15)), "must start at 0"),
+        (_grades(("A", 0.6, 0.9), ("B", 0.35, 0.6), ("C", 0.15, 0.35), ("D", 0.0, 0.15)), "must end at 1"),
+        (_grades(("A", 0.6, 1.0), ("B", 0.35, 0.6), ("B", 0.15, 0.35), ("D", 0.0, 0.15)), "exactly once"),
+        (_grades(("D", 0.6, 1.0), ("B", 0.35, 0.6), ("C", 0.15, 0.35), ("A", 0.0, 0.15)), "A must be the highest band"),
+        (_grades(("A", 0.6, 1.0), ("B", 0.6, 0.6), ("C", 0.15, 0.6), ("D", 0.0, 0.15)), "min 0.6 must be below max 0.6"),
+    ],
+)
+def test_grade_bands_must_cover_zero_to_one_once(bands: list[dict[str, Any]], words: str) -> None:
+    message = refused(variant(grades=bands))
+    assert "grades" in message and words in message, message
+
+
+def test_grades_default_to_bands_around_the_threshold() -> None:
+    data = variant()
+    del data["grades"]
+    defs = parse_definitions(data)
+    threshold = defs.mql.threshold
+    assert defs.grade(threshold) == "B" and defs.grade(threshold - 1e-9) == "C"
+
+
+def test_actionable_only_on_event_counts_that_raise_the_score() -> None:
+    features = copy.deepcopy(RAW["features"])
+    for f in features:
+        if f["key"] in ("unsubscribes_90d", "seniority"):
+            f["actionable"] = True
+    message = refused(variant(features=features))
+    assert "features.seniority: actionable" in message, message
+    assert "only an event count with direction up" in message
+
+
+def test_grades_and_actionable_need_no_retrain(definitions) -> None:
+    """Like the threshold: neither is in the fingerprint a model is bound to (the version string changes)."""
+    features = copy.deepcopy(RAW["features"])
+    for f in features:
+        f.pop("actionable", None)
+    other_bands = _grades(("A", 0.8, 1.0), ("B", 0.5, 0.8), ("C", 0.2, 0.5), ("D", 0.0, 0.2))
+    changed = parse_definitions(variant(features=features, grades=other_bands))
+    assert changed.fingerprint == definitions.fingerprint
+    assert changed.version_string != definitions.version_string
+    assert not changed.actionable_features and definitions.actionable_features

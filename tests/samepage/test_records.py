@@ -96,3 +96,21 @@ def test_postgres_record_store_round_trip() -> None:
         assert not store.add_feedback(make_feedback(lead_id="PG-1", event_id=event_id))
         assert event_id in store.feedback("PG-1")["event_id"].tolist()
         store.close()
+
+
+def test_previous_scores_of_many_leads(settings: Settings) -> None:
+    """More ids than one IN (...) query takes: every lead with a kept score, none without."""
+    from samepage.records import ID_CHUNK
+
+    store = RecordStore.from_settings(settings)
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    rows = [
+        {"lead_id": f"L-{i}", "score": i / 2000, "mql_passed": False, "model_name": "m", "model_version": "1",
+         "definitions_version": "1+abc", "scored_at": at, "payload": "{}"}
+        for i in range(ID_CHUNK + 10)
+    ]
+    store.save_scores(rows)
+    got = store.previous_scores([r["lead_id"] for r in rows] + ["never-scored", "L-3"])
+    store.close()
+    assert len(got) == len(rows) and "never-scored" not in got
+    assert got["L-3"] == (3 / 2000, at) and got[f"L-{ID_CHUNK + 9}"][0] == (ID_CHUNK + 9) / 2000

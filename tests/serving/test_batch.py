@@ -72,3 +72,26 @@ def test_bad_files_are_refused_without_output(
         score_file(own_workspace, definitions, tmp_path / "bad_value.csv", tmp_path / "out.xlsx", progress=False)
     with pytest.raises(BatchError, match="no such file"):
         score_file(own_workspace, definitions, tmp_path / "missing.csv", out, progress=False)
+
+
+def test_the_file_has_grade_trend_and_to_pass(own_workspace: Settings, definitions: Definitions, tmp_path: Path) -> None:
+    """Scored twice: the second file's trend is the first's score; a non-MQL says what would pass it."""
+    src = tmp_path / "in.csv"
+    pd.DataFrame(
+        {"lead_id": ["grade-1", "grade-2"], "seniority": ["VP", "Student"], "industry": ["Software", "Software"]}
+    ).to_csv(src, index=False)
+    first = tmp_path / "first.csv"
+    score_file(own_workspace, definitions, src, first, progress=False)
+    one = pd.read_csv(first)
+    assert one["previous_score"].isna().all() and one["delta"].isna().all()  # never scored before
+    assert one["grade"].tolist() == [definitions.grade(s) for s in one["score"]]
+    assert not one.loc[1, "mql_passed"] and json.loads(one.loc[1, "to_pass"]) == [] and math.isnan(one.loc[1, "score_if"])
+    pd.DataFrame({"lead_id": ["grade-1"], "seniority": ["VP"], "industry": ["Software"], "demo_requests_90d": [1]}).to_csv(
+        src, index=False
+    )
+    second = tmp_path / "second.csv"
+    score_file(own_workspace, definitions, src, second, progress=False)
+    two = pd.read_csv(second)
+    assert two.loc[0, "previous_score"] == pytest.approx(one.loc[0, "score"], abs=1e-12)
+    assert two.loc[0, "delta"] == pytest.approx(two.loc[0, "score"] - one.loc[0, "score"], abs=1e-12)
+    assert pd.Timestamp(two.loc[0, "previous_at"]) == pd.Timestamp(one.loc[0, "scored_at"])

@@ -181,3 +181,22 @@ def test_planted_html_is_shown_as_text_in_the_browser(page: Any, api: httpx.Clie
     assert page.locator("main script, main img, main b").count() == 0
     assert page.dialogs == []  # no planted script ran
     page.screenshot(path=str(screenshots / "lead-planted-html.png"), full_page=True)
+
+
+def test_a_near_miss_shows_its_grade_trend_and_what_would_make_it_an_mql(
+    page: Any, api: httpx.Client, showcase: dict[str, Any], demo_leads: pd.DataFrame, screenshots: Path
+) -> None:
+    """The newest leads scored a second time (the showcase scored them first): a lead a few events short of MQL."""
+    ids = demo_leads.sort_values("created_at")["lead_id"].astype(str).tolist()[-N_SCORED:]
+    results = api.post("/v1/score/batch", json={"leads": [{"lead_id": i} for i in ids]}).json()["results"]
+    near = max((r for r in results if r["mql"]["to_pass"] and r["trend"]), key=lambda r: r["score"])
+    page.goto(f"/leads/{quote(near['lead_id'], safe='')}")
+    assert page.locator("#grade").inner_text() == near["grade"]
+    trend = page.locator("#trend").inner_text()
+    assert f"since {near['trend']['previous_score']:.0%}" in trend and trend[0] in "▲▼▶"
+    to_pass = page.locator("#to-pass").inner_text()
+    assert to_pass.startswith("Would be an MQL after ") and f"{near['mql']['score_if'] * 100:.0f}%" in to_pass
+    for change in near["mql"]["to_pass"]:
+        assert change["label"] in to_pass
+    assert page.locator("#verdict").inner_text().strip().endswith(near["mql"]["summary"])
+    page.screenshot(path=str(screenshots / "lead-to-pass.png"), full_page=True)

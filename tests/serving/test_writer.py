@@ -38,3 +38,37 @@ def test_one_unstorable_id_sets_aside_only_its_own_row() -> None:
         store.close()
     assert sorted(kept["lead_id"]) == ["good-1", "good-2"]
     assert kept.set_index("lead_id").loc["good-1", "score"] == 0.7
+
+
+def test_previous_scores_see_queued_scores_before_they_are_written(tmp_path) -> None:
+    store = RecordStore(f"sqlite:///{tmp_path / 'records.db'}")
+    writer = ScoreWriter(store)
+    try:
+        assert writer.previous_scores(["a"]) == {}
+        writer.submit([_result("a", 0.3)])
+        assert writer.previous_scores(["a", "b"]) == {"a": (0.3, datetime(2026, 11, 1, tzinfo=UTC))}  # queued or written
+        writer.flush()
+        assert store.previous_scores(["a", "b"]) == {"a": (0.3, datetime(2026, 11, 1, tzinfo=UTC))}
+        later = {**_result("a", 0.6), "scored_at": datetime(2026, 11, 2, tzinfo=UTC)}
+        writer.submit([later])
+        assert writer.previous_scores(["a"]) == {"a": (0.6, datetime(2026, 11, 2, tzinfo=UTC))}
+        writer.flush()
+        assert writer.previous_scores(["a"]) == {"a": (0.6, datetime(2026, 11, 2, tzinfo=UTC))}
+        assert writer._pending == {}  # forgotten once written
+    finally:
+        writer.close()
+        store.close()
+
+
+def test_a_store_that_cannot_answer_costs_the_trend_not_the_score(tmp_path) -> None:
+    class Down(RecordStore):
+        def previous_scores(self, lead_ids: list[str]) -> dict[str, tuple[float, datetime]]:
+            raise ConnectionError("the database went away")
+
+    store = Down(f"sqlite:///{tmp_path / 'records.db'}")
+    writer = ScoreWriter(store)
+    try:
+        assert writer.previous_scores(["a"]) == {}
+    finally:
+        writer.close()
+        store.close()

@@ -1,0 +1,179 @@
+"""What would make a lead an MQL: the fewest next steps marketing can take, checked with the model itself.
+
+A step is one more event of a type whose counts the definitions mark `actionable` (a demo request
+raises every actionable count of demo requests by one). Every combination of up to `BUDGET` steps
+is rescored in one batched model call over all candidates of all leads (`Bundle.logit` on the
+encoded rows, exactly what scoring the lead with those counts as overrides gives); the answer is
+the passing combination with the fewest steps, then the highest score. A failed MQL criterion on a
+field no step changes (a student, a competitor) cannot be fixed by marketing: then the answer is
+`[]` and the note names the criterion. The API, batch scoring, the lead page and the notebook call `to_pass`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from samepage.bundle import Bundle
+from samepage.definitions import Definitions
+from samepage.values import sigmoid
+from serving.mql import Verdict, check, shown_score
+
+BUDGET = 3  # events at most: "a demo request and two pricing page views" is a next step, ten webinars are not
+SMALL_SEARCH = 2_000  # candidate rows; below this one LightGBM thread beats waking a pool (a lead alone has 119)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One more event of `event_type`: +1 on each actionable count of that type (feature positions)."""
+
+    event_type: str
+    label: str
+    columns: tuple[int, ...]
+
+
+@dataclass(slots=True)
+class ToPass:
+    """The contract's `mql.to_pass` and `mql.score_if`, and the sentence the summary gains."""
+
+    changes: list[dict[str, Any]]
+    score_if: float | None
+    note: str
+
+
+def steps(defs: Definitions, feature_keys: Sequence[str]) -> list[Step]:
+    """The next steps the definitions allow, in their event-type order, over the model's features."""
+    position = {k: j for j, k in enumerate(feature_keys)}
+    labels = {e.key: e.label for e in defs.event_types}
+    out: list[Step] = []
+    for event_type in labels:
+        columns = tuple(
+            position[f.key] for f in defs.actionable_features if f.event_type == event_type and f.key in position
+        )
+        if columns:
+            out.append(Step(event_type, labels[event_type], columns))
+    return out
+
+
+def combinations(n_steps: int, budget: int = BUDGET) -> np.ndarray:
+    """Every multiset of 1..budget steps as counts per step (rows), fewest steps first."""
+    rows = []
+    for size in range(1, budget + 1):
+        for combo in itertools.combinations_with_replacement(range(n_steps), size):
+            counts = np.zeros(n_steps, dtype=np.int64)
+            for s in combo:
+                counts[s] += 1
+            rows.append(counts)
+    return np.array(rows, dtype=np.int64).reshape(-1, n_steps)
+
+
+def to_pass(
+    bundle: Bundle,
+    defs: Definitions,
+    X: np.ndarray,
+    verdicts: Sequence[Verdict],
+    values: Sequence[Mapping[str, Any]],
+    budget: int = BUDGET,
+) -> list[ToPass | None]:
+    """Per lead (rows of the encoded `X`, their verdicts and criterion/feature values): None for an MQL, else `ToPass`."""
+    keys = bundle.feature_keys
+    plan = steps(defs, keys)
+    changeable = {keys[j] for s in plan for j in s.columns}
+    out: list[ToPass | None] = [None] * len(verdicts)
+    search: list[int] = []
+    for i, v in enumerate(verdicts):
+        if v.passed:
+            continue
+        stuck = [c for c in v.criteria if not c.met and c.field not in changeable]
+        if stuck:
+            out[i] = ToPass([], None, stuck_note([c.description for c in stuck]))
+        elif not plan:
+            out[i] = ToPass([], None, "No feature is marked actionable in the definitions, so no next step is suggested.")
+        else:
+            search.append(i)
+    if not search:
+        return out
+    counts = combinations(len(plan), budget)  # (m, steps)
+    delta = np.zeros((len(counts), len(keys)))  # (m, features): what each candidate adds
+    for s, step in enumerate(plan):
+        delta[:, list(step.columns)] += counts[:, [s]]
+    m = len(counts)
+    base = X[search]
+    candidates = np.repeat(base, m, axis=0)
+    add = np.tile(delta, (len(search), 1))
+    touched = add > 0
+    candidates[touched] = np.nan_to_num(candidates[touched]) + add[touched]  # a missing count is none yet
+    threads = {"num_threads": 1} if len(candidates) < SMALL_SEARCH else {}
+    scores = sigmoid(bundle.logit(candidates, **threads)).reshape(len(search), m)
+    ok = scores >= defs.mql.threshold
+    for criterion in defs.mql.criteria:  # criteria on a count a step changes are checked on the new count
+        if criterion.field in changeable:
+            j = keys.index(criterion.field)
+            met = np.array([check(criterion, None if np.isnan(x) else x) for x in candidates[:, j].tolist()])
+            ok &= met.reshape(len(search), m)
+    sizes = counts.sum(axis=1)
+    rank = np.where(ok, -sizes * 2.0 + scores, -np.inf)  # fewest steps first (scores are below 1), then the highest score
+    best = rank.argmax(axis=1)
+    for row, i in enumerate(search):
+        b = int(best[row])
+        if not ok[row, b]:
+            out[i] = ToPass([], None, nothing_note(defs, budget))
+            continue
+        out[i] = _answer(defs, keys, plan, counts[b], values[i], float(scores[row, b]))
+    return out
+
+
+def _answer(
+    defs: Definitions, keys: Sequence[str], plan: list[Step], counts: np.ndarray, values: Mapping[str, Any], score: float
+) -> ToPass:
+    changes: list[dict[str, Any]] = []
+    for step, n in zip(plan, counts.tolist(), strict=True):
+        for j in step.columns if n else ():
+            key = keys[j]
+            before = values.get(key)
+            now = (0 if before is None else before) + n
+            changes.append({"feature": key, "label": defs.feature(key).label, "from": before, "to": _plain(now)})
+    note = f"It would be an MQL after {after_words(defs, changes)} (score {shown_score(score, defs.mql.threshold)})."
+    return ToPass(changes, score, note)
+
+
+def after_words(defs: Definitions, changes: Sequence[Mapping[str, Any]]) -> str:
+    """The next steps of a `to_pass` in words: "a demo request and 2 more pricing page views"."""
+    events: dict[str, int] = {}
+    for c in changes:
+        feature = defs.feature(str(c["feature"]))
+        n = int((c["to"] or 0) - (c["from"] or 0))
+        key = feature.event_type or feature.key
+        events[key] = max(events.get(key, 0), n)
+    labels = {e.key: e.label for e in defs.event_types}
+    words = [_times(n, labels.get(key, key.replace("_", " "))) for key, n in events.items()]
+    return " and ".join(words) if len(words) < 3 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def stuck_note(descriptions: Sequence[str]) -> str:
+    """Why there is no next step: criteria the lead fails that no actionable feature changes."""
+    named = " and ".join(f"“{d}”" for d in descriptions)
+    return f"No step marketing can take makes it an MQL while it fails {named}."
+
+
+def nothing_note(defs: Definitions, budget: int = BUDGET) -> str:
+    """Why there is no next step: no combination of a few events reaches the threshold."""
+    return (
+        f"No small change of actionable features (up to {budget} more events of the kinds marketing can drive) "
+        f"reaches the threshold {defs.mql.threshold:.2f}."
+    )
+
+
+def _times(n: int, label: str) -> str:
+    """1 → "a demo request", 2 → "2 more demo requests"."""
+    if n == 1:
+        return f"{'an' if label[:1].lower() in 'aeiou' else 'a'} {label}"
+    return f"{n} more {label}s"
+
+
+def _plain(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value

@@ -1,0 +1,173 @@
+"""`mql.to_pass`, `grade` and `trend` through the real app on the demo workspace."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from samepage.definitions import Definitions
+from serving.schemas import ScoresOut
+from tests.serving.conftest import AUTH
+
+
+def _batch(client: TestClient, leads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    resp = client.post("/v1/score/batch", json={"leads": leads}, headers=AUTH)
+    assert resp.status_code == 200, resp.text
+    ScoresOut.model_validate(resp.json())
+    return resp.json()["results"]
+
+
+@pytest.fixture(scope="module")
+def newest(client: TestClient, demo_leads: pd.DataFrame) -> list[dict[str, Any]]:
+    """The 1,000 newest demo leads scored in one batch (the ones with recent engagement)."""
+    ids = demo_leads.sort_values("created_at")["lead_id"].astype(str).tolist()[-1000:]
+    return _batch(client, [{"lead_id": i} for i in ids])
+
+
+def test_every_suggested_change_passes_when_rescored(client: TestClient, newest: list[dict[str, Any]]) -> None:
+    suggested = [r for r in newest if not r["mql"]["passed"] and r["mql"]["to_pass"]]
+    assert len(suggested) >= 10, "the demo data should have leads a few events away from the threshold"
+    again = _batch(
+        client, [{"lead_id": r["lead_id"], "attributes": {c["feature"]: c["to"] for c in r["mql"]["to_pass"]}} for r in suggested]
+    )
+    for before, after in zip(suggested, again, strict=True):
+        assert after["mql"]["passed"], (before["mql"]["to_pass"], after["mql"]["summary"])
+        assert after["score"] == pytest.approx(before["mql"]["score_if"], abs=1e-9)  # exactly the model's score
+        assert before["mql"]["score_if"] >= before["mql"]["threshold"]
+        assert "It would be an MQL after " in before["mql"]["summary"]
+
+
+def test_no_fewer_events_would_pass(client: TestClient, newest: list[dict[str, Any]], definitions: Definitions) -> None:
+    """The smallest set: one event less of any suggested kind (when there is more than one event) does not pass."""
+    variants = []
+    for r in newest:
+        changes = r["mql"]["to_pass"] or []
+        by_type: dict[str, list[dict[str, Any]]] = {}
+        for c in changes:
+            by_type.setdefault(str(definitions.feature(c["feature"]).event_type), []).append(c)
+        if sum(c[0]["to"] - (c[0]["from"] or 0) for c in by_type.values()) < 2:
+            continue  # one event: fewer is no event at all, which is the lead as scored
+        for dropped in by_type:
+            attrs = {c["feature"]: c["to"] - (1 if t == dropped else 0) for t, cs in by_type.items() for c in cs}
+            variants.append({"lead_id": r["lead_id"], "attributes": attrs})
+    assert variants, "some suggestions should take more than one event"
+    assert not any(r["mql"]["passed"] for r in _batch(client, variants[:1000]))
+
+
+def test_mqls_have_no_to_pass_and_the_rest_an_answer(newest: list[dict[str, Any]]) -> None:
+    for r in newest:
+        if r["mql"]["passed"]:
+            assert r["mql"]["to_pass"] is None and r["mql"]["score_if"] is None
+        else:
+            assert isinstance(r["mql"]["to_pass"], list)
+            assert (r["mql"]["score_if"] is None) == (r["mql"]["to_pass"] == [])
+    nothing = [r for r in newest if r["mql"]["to_pass"] == [] and all(c["met"] for c in r["mql"]["criteria"])]
+    assert nothing, "some leads are too far from the threshold for a few events"
+    assert all("No small change of actionable features" in r["mql"]["summary"] for r in nothing)
+
+
+def test_a_student_gets_no_steps_and_the_criterion_named(client: TestClient, demo_leads: pd.DataFrame) -> None:
+    students = demo_leads.loc[demo_leads["seniority"] == "Student", "lead_id"].astype(str).tolist()[:20]
+    assert students
+    for r in _batch(client, [{"lead_id": i} for i in students]):
+        assert not r["mql"]["passed"]
+        assert r["mql"]["to_pass"] == [] and r["mql"]["score_if"] is None
+        assert "No step marketing can take makes it an MQL while it fails “The contact is not a student”" in r["mql"]["summary"]
+
+
+def test_grade_is_the_band_of_the_score(newest: list[dict[str, Any]], definitions: Definitions) -> None:
+    bands = {g.grade: g for g in definitions.grade_bands}
+    for r in newest:
+        band = bands[r["grade"]]
+        assert band.min <= r["score"] and (r["score"] < band.max or band.max == 1.0)
+
+
+def test_trend_between_two_scorings(client: TestClient) -> None:
+    """A second scoring right after the first (its save still queued or not) sees the first; then a third after a flush."""
+    lead = {"lead_id": "trend-new-lead", "attributes": {"seniority": "VP", "industry": "Software", "employees": 300}}
+    first = client.post("/v1/score", json=lead, headers=AUTH).json()
+    assert first["trend"] is None  # never scored before
+    more = {**lead, "attributes": {**lead["attributes"], "demo_requests_90d": 2, "pricing_views_30d": 3}}
+    second = client.post("/v1/score", json=more, headers=AUTH).json()
+    assert second["score"] != first["score"]
+    assert second["trend"]["previous_score"] == first["score"]
+    assert datetime.fromisoformat(second["trend"]["previous_at"]) == datetime.fromisoformat(first["scored_at"])
+    assert second["trend"]["delta"] == pytest.approx(second["score"] - first["score"], abs=1e-12)
+    assert client.get("/v1/leads/trend-new-lead", headers=AUTH).status_code == 200  # flushes the writer
+    third = _batch(client, [lead])[0]
+    assert third["trend"]["previous_score"] == second["score"]
+    assert third["trend"]["delta"] == pytest.approx(first["score"] - second["score"], abs=1e-12)
+
+
+def test_lead_page_shows_grade_trend_and_next_step(client: TestClient, newest: list[dict[str, Any]]) -> None:
+    r = next(r for r in newest if r["mql"]["to_pass"])
+    client.post("/v1/score", json={"lead_id": r["lead_id"]}, headers=AUTH)  # a second score: a trend
+    page = client.get(f"/leads/{r['lead_id']}").text
+    assert 'id="grade"' in page and 'id="to-pass"' in page and "Would be an MQL after " in page
+    assert 'id="trend"' in page and "since " in page
+
+
+# -- the search itself, on the team's points rules (exact and monotone: the expected answers follow) -------
+def _search(defs: Definitions, rows: list[dict[str, Any]]) -> list[Any]:
+    from samepage.bundle import PointsBundle
+    from serving.explain import explain
+    from serving.mql import verdict
+    from serving.topass import to_pass
+
+    bundle = PointsBundle.from_definitions(defs)
+    frame = pd.DataFrame([{k: row.get(k) for k in defs.feature_keys} for row in rows])
+    exps = explain(bundle, defs, frame)
+    values = [{c["feature"]: c["value"] for c in e.contributions} for e in exps]
+    verdicts = [verdict(defs, e.score, v) for e, v in zip(exps, values, strict=True)]
+    return to_pass(bundle, defs, bundle.encoder.transform(frame), verdicts, values)
+
+
+ZERO = {"icp_industry": 0.0, "icp_employees": 0.0, "icp_country": 0.0, "icp_persona": 0.0, "seniority": "VP"}
+ZERO |= dict.fromkeys(
+    ("demo_requests_90d", "trial_requests_90d", "pricing_views_30d", "pricing_views_90d", "unsubscribes_90d"), 0
+)
+
+
+def test_the_fewest_events_then_the_highest_score(definitions: Definitions) -> None:
+    # 40 points; 42.1 reach the threshold 0.35 on the points scale: one demo request (+20) beats a pricing view (+10).
+    near = {**ZERO, "icp_industry": 1.0, "icp_employees": 1.0, "icp_country": 1.0}
+    mql = {**near, "icp_persona": 1.0}  # 55 points
+    found, none = _search(definitions, [near, mql])
+    assert none is None
+    assert found.changes == [
+        {"feature": "demo_requests_90d", "label": "Demo requests in the last 90 days", "from": 0, "to": 1}
+    ]
+    assert found.score_if == pytest.approx(0.5)  # 60 points: even odds
+    assert found.note.startswith("It would be an MQL after a demo request (score 0.50)")
+
+
+def test_too_far_for_a_few_events_and_criteria_no_event_changes(definitions: Definitions) -> None:
+    far = {**ZERO, "days_since_last_activity": 200}  # -20 points; three events add at most 60
+    student = {**ZERO, "seniority": "Student"}
+    unsubscribed = {**ZERO, "icp_industry": 1.0, "icp_employees": 1.0, "icp_country": 1.0, "unsubscribes_90d": 1}
+    a, b, c = _search(definitions, [far, student, unsubscribed])
+    assert a.changes == [] and a.score_if is None and "No small change of actionable features" in a.note
+    assert b.changes == [] and "while it fails “The contact is not a student”" in b.note
+    assert c.changes == [] and "“The contact can be reached" in c.note
+
+
+def test_a_criterion_on_an_actionable_count_is_checked_on_the_new_count(definitions: Definitions) -> None:
+    from samepage.definitions import Criterion
+
+    asked = Criterion(key="asked_for_demo", description="Asked for a demo", field="demo_requests_90d", min=1)
+    defs = definitions.model_copy(update={"mql": definitions.mql.model_copy(update={"criteria": [asked]})})
+    fit = {**ZERO, "icp_industry": 1.0, "icp_employees": 1.0, "icp_country": 1.0, "icp_persona": 1.0}  # above the threshold
+    (found,) = _search(defs, [fit])
+    assert [c["feature"] for c in found.changes] == ["demo_requests_90d"]
+
+
+def test_combinations_come_fewest_first() -> None:
+    from serving.topass import combinations
+
+    counts = combinations(7, 3)
+    assert len(counts) == 7 + 28 + 84 and (counts.sum(axis=1) == sorted(counts.sum(axis=1))).all()
+    assert len({tuple(c) for c in counts.tolist()}) == len(counts)
