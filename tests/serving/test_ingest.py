@@ -70,6 +70,11 @@ def test_a_new_lead_and_its_demo_request_change_the_next_score(live: TestClient)
     assert time.perf_counter() - started < 1.0  # the very next request, no refresh in between
     assert contribution(second, "demo_requests_90d")["value"] == before + 1
     assert second["score"] != first["score"]
+    # Issue 11's trend: the change since this lead's previous score, the event ingested between them.
+    assert first["trend"] is None
+    assert second["trend"]["previous_score"] == first["score"]
+    assert second["trend"]["delta"] == pytest.approx(second["score"] - first["score"], abs=1e-12)
+    assert pd.Timestamp(second["trend"]["previous_at"]) == pd.Timestamp(first["scored_at"])
     exact = second["explanation"]["base_value"] + sum(c["contribution"] for c in second["explanation"]["contributions"])
     assert exact == pytest.approx(math.log(second["score"] / (1 - second["score"])), abs=1e-6)
     record = live.get("/v1/leads/mka-new-1", headers=AUTH).json()
