@@ -282,6 +282,10 @@ def up(
         console.print(f"  API docs     {base}/docs")
         console.print(f"  lead record  {base}/leads/{_example_lead(settings)}")
         console.print(f"  report       {base}/report")
+        console.print(f"  ingest       PUT {base}/v1/leads/<id> · POST {base}/v1/events (counted by the next score)")
+        every = settings.online_refresh_seconds
+        refresh = f"checked every {every:g} s" if every > 0 else "not checked (0)"
+        console.print(f"  online store {refresh} for imports (SAMEPAGE_ONLINE_REFRESH_SECONDS); counts age as they are read")
         console.print(f"  API key      {api_key_line(settings, key, made)}")
         console.print("               send it as `Authorization: Bearer <key>` or `X-API-Key: <key>`")
         console.print(f"  MLflow UI    make mlflow-ui  (tracking store {settings.tracking_uri})")
