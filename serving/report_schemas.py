@@ -7,7 +7,7 @@ computes them. `extra="forbid"` keeps a computed field from slipping out unnamed
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -90,6 +90,12 @@ class Calibration(_Out):
     mean_predicted: float | None
     actual_rate: float | None
     bands: list[Band]
+    source: Literal["live", "out_of_time"] = Field(
+        "live",
+        description="live: the cohort's latest scores against their outcomes; out_of_time: no scored lead of the period "
+        "has an outcome yet, so the champion's out-of-time predictions from training are shown (not limited to the period)",
+    )
+    source_note: str = Field("", description="Which scores the panel shows, in words")
 
 
 class FunnelReport(_Out):
