@@ -5,7 +5,8 @@ falls in the period. For that cohort the report counts how far each lead got *so
 counts at a stage when it reached that stage or any later funnel stage, so the funnel never
 widens), the median time between consecutive stages, MQLs that sales did not follow up within
 the SLA, disqualification reasons by lead source, and how well the latest score separated the
-leads that reached the label stage from the rest (calibration by score band, ROC AUC, Brier).
+leads that reached the label stage within the window after it was made from the rest (calibration
+by score band, ROC AUC, Brier).
 Until a scored lead of the period has an outcome, the calibration shows the champion's out-of-time
 predictions from training instead (`samepage.holdout`), and says so (`Calibration.source`).
 One computation, `build_report`, feeds both `GET /v1/report` (JSON) and the `/report` page;
@@ -167,7 +168,10 @@ def _normalise_history(history: pd.DataFrame, ids: pd.Index) -> pd.DataFrame:
 
 def _positions(scores: pd.DataFrame, ids: pd.Index) -> pd.DataFrame:
     position = ids.get_indexer(scores["lead_id"].astype(str))
-    return pd.DataFrame({"lead_id": position, "score": scores["score"].astype(float).to_numpy()}).loc[position >= 0]
+    frame = pd.DataFrame({"lead_id": position, "score": scores["score"].astype(float).to_numpy()})
+    if "scored_at" in scores.columns:
+        frame["scored_at"] = pd.to_datetime(scores["scored_at"], utc=True).array
+    return frame.loc[position >= 0]
 
 
 def _funnel_steps(defs: Definitions) -> list[str]:
@@ -286,8 +290,8 @@ def _calibration_or_training(
     if live.with_outcome:
         return live.model_copy(
             update={
-                "source_note": f"The latest score of each of the period's {live.with_outcome:,} "
-                "scored leads whose window has closed, against what happened."
+                "source_note": f"Live scores: the latest score of each of the period's {live.with_outcome:,} scored leads "
+                f"whose {defs.label.window_days}-day window after scoring has closed, against what happened in it."
             }
         )
     holdout = out_of_time() if out_of_time is not None else None
@@ -296,7 +300,11 @@ def _calibration_or_training(
     p = holdout.frame["score"].to_numpy(dtype=float)
     y = holdout.frame["label"].to_numpy(dtype=int)
     shown = _bands(defs, p, y, scored=len(p), open_window=0, already=0)
-    why = "No scored lead of this period has an outcome yet" if live.scored else "No lead of this period has been scored yet"
+    why = (
+        f"No live score of this period has an outcome yet (its {defs.label.window_days}-day window after scoring is still open)"
+        if live.scored
+        else "No lead of this period has been scored yet"
+    )
     note = f"{why}: showing {holdout.describe()}. Not limited to this period; live scores replace them once they have outcomes."
     return shown.model_copy(update={"source": "out_of_time", "source_note": note})
 
@@ -304,13 +312,19 @@ def _calibration_or_training(
 def _calibration(
     defs: Definitions, hist: pd.DataFrame, cohort: pd.Series, scores: pd.DataFrame, now: pd.Timestamp
 ) -> Calibration:
-    score = scores.drop_duplicates("lead_id", keep="last").set_index("lead_id")["score"]
-    score = score.reindex(cohort.index).dropna()
-    rule = outcomes.outcomes(defs, cohort.reindex(score.index), hist, now)
+    latest = scores.drop_duplicates("lead_id", keep="last").set_index("lead_id")
+    score = latest["score"].reindex(cohort.index).dropna()
+    # A score predicts the label window that starts when it was made (as a training snapshot does
+    # from its as-of time), not the one from the lead's entry: a lead scored today, long after its
+    # outcome, predicted nothing. Without score times (hand-built scores) the as-of time stands in.
+    judged = cohort.reindex(score.index)
+    if "scored_at" in latest.columns:
+        judged = latest["scored_at"].reindex(score.index).fillna(judged).rename("as_of")
+    rule = outcomes.outcomes(defs, judged, hist, now)
     positive = rule["reached"]
     # As in training: an open window is left out whatever it reached, or recent leads would
     # look better (only their early converters counted) or worse (counted as "no") than they are;
-    # and a lead already at the target before its as-of time has no outcome left to predict.
+    # and a lead already at the target before it was scored has no outcome left to predict.
     already = rule["closed"] & rule["reached_before"] & ~rule["reached"]
     known = rule["closed"] & ~already
     p, y = score[known].to_numpy(), positive[known].to_numpy().astype(int)

@@ -79,10 +79,10 @@ class Calibration(_Out):
     target_stage: str
     window_days: int
     scored: int = Field(description="Cohort leads with a latest score")
-    with_outcome: int = Field(description="Scored leads whose label window has closed (their outcome is known)")
-    open_window: int = Field(description="Scored leads left out: their window is still open")
+    with_outcome: int = Field(description="Scored leads whose label window after scoring has closed (their outcome is known)")
+    open_window: int = Field(description="Scored leads left out: the window after their score is still open")
     already_at_target: int = Field(
-        0, description="Scored leads left out: they had reached the label stage before their as-of time"
+        0, description="Scored leads left out: they had reached the label stage before they were scored"
     )
     positives: int
     roc_auc: float | None = Field(description="How well the score ranks the leads that reached the stage above the rest")
