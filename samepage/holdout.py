@@ -85,7 +85,11 @@ def load_holdout(tracking_uri: str, run_id: str) -> Holdout | None:
 
 
 def champion_holdout(settings: Settings) -> Holdout | None:
-    """The current champion's out-of-time predictions (None: no champion, or it has none)."""
+    """The current champion's out-of-time predictions (None: no champion, or it has none).
+
+    Reads only: a workspace without a tracking database is not given one."""
+    if settings.mlflow_tracking_uri is None and not (settings.home_dir / "mlflow.db").exists():
+        return None
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 

@@ -65,3 +65,19 @@ def test_a_bad_proposed_definitions_file_names_file_and_field(tmp_path: Path) ->
     result = runner.invoke(app, ["definitions", "preview", "--proposed", str(bad)], env=env)
     assert "proposed.yaml" in result.output and "mql.threshold" in result.output
     assert not (tmp_path / "ws").exists()  # nothing was opened or written
+
+
+def test_a_preview_without_a_champion_gives_words_and_verdict_and_writes_nothing(tmp_path: Path) -> None:
+    import json
+
+    from tests.conftest import DEFINITIONS_FILE
+
+    env = {"SAMEPAGE_DEFINITIONS": str(DEFINITIONS_FILE), "SAMEPAGE_HOME": str(tmp_path / "ws")}
+    proposed = tmp_path / "proposed.yaml"
+    proposed.write_text(DEFINITIONS_FILE.read_text().replace("  threshold: 0.35", "  threshold: 0.3"))
+    result = runner.invoke(app, ["definitions", "preview", "--proposed", str(proposed), "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout.strip().splitlines()[-1])
+    assert body["retrain_needed"] is False and body["expected_mql_per_week"] is None
+    assert body["changes"] == ["MQL threshold 0.35 → 0.3 (lower: more leads pass)."]
+    assert not (tmp_path / "ws").exists()
