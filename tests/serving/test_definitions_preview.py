@@ -132,3 +132,16 @@ def test_the_preview_passed_to_the_app_is_a_preview(workspace: Settings, definit
 
     made = proposal(workspace, definitions, proposed_file(tmp_path, "p.yaml", threshold=0.5))
     assert made is not None and isinstance(made(), Preview) and proposal(workspace, definitions, None) is None
+
+
+def test_a_preview_that_fails_leaves_the_page_up_and_says_so(client: TestClient) -> None:
+    def broken() -> Preview:
+        raise OSError("artifact store unreachable at /secret/path")
+
+    client.app.state.proposed = broken  # type: ignore[attr-defined]
+    try:
+        r = client.get("/definitions")
+    finally:
+        client.app.state.proposed = None  # type: ignore[attr-defined]
+    assert r.status_code == 200 and 'id="preview-error"' in r.text and 'id="stages"' in r.text
+    assert "/secret/path" not in r.text
