@@ -454,14 +454,18 @@ class Definitions(_Strict):
         The MQL threshold, criteria, SLA, grades, owners and changelog, and which features are
         actionable, are left out on purpose: they can change without retraining.
         """
-        bound = {
+        return _sha256(canonical_json(self.bound_parts))[:16]
+
+    @property
+    def bound_parts(self) -> dict[str, Any]:
+        """What `fingerprint` digests, part by part (the definitions preview names the part that changed)."""
+        return {
             "funnel": [s.key for s in self.funnel],
             "label": self.label.model_dump(mode="json"),
             "icp": self.icp.model_dump(mode="json"),
             "event_types": [e.model_dump(mode="json") for e in self.event_types],
             "features": [f.model_dump(mode="json", exclude={"label", "group", "actionable"}) for f in self.features],
         }
-        return _sha256(canonical_json(bound))[:16]
 
 
 def _rule_problem(rule: PointsRule, features: dict[str, Feature]) -> str | None:

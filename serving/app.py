@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +21,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from samepage.changes import Preview
 from samepage.definitions import Definitions, load_definitions
 from samepage.inbox import Inbox
 from samepage.records import RecordStore
@@ -50,8 +51,16 @@ GET /v1/definitions). Errors are `{"error": {"code", "message"}}`.
 """
 
 
-def create_app(settings: Settings, defs: Definitions | None = None, access_log: bool = True) -> FastAPI:
-    """A service over one workspace; nothing is loaded until the app starts (its lifespan)."""
+def create_app(
+    settings: Settings,
+    defs: Definitions | None = None,
+    access_log: bool = True,
+    proposed: Callable[[], Preview] | None = None,
+) -> FastAPI:
+    """A service over one workspace; nothing is loaded until the app starts (its lifespan).
+
+    `proposed`: the preview of a proposed definitions file the /definitions page shows (`samepage serve
+    --proposed F` passes it; serving does not import training, which computes it)."""
     defs = defs or load_definitions(settings.definitions)
     metrics = Metrics()
 
@@ -100,6 +109,7 @@ def create_app(settings: Settings, defs: Definitions | None = None, access_log: 
     app.state.settings = settings
     app.state.defs = defs
     app.state.metrics = metrics
+    app.state.proposed = proposed
     install_error_handlers(app)
     protected = [Depends(require_api_key)]
     app.include_router(score.router, dependencies=protected)

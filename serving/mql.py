@@ -1,17 +1,18 @@
 """The MQL verdict: the score against the threshold and each required criterion of the definitions.
 
-A lead is an MQL when its score is at or above `mql.threshold` and every criterion is met; the
+A lead is an MQL when its score is at or above `mql.threshold` and every criterion is met (the rule
+for one criterion is `samepage.criteria.check`, shared with the definitions preview); the
 summary says so in one sentence and names each failed criterion with the value that failed it.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from samepage.definitions import Criterion, Definitions
+from samepage.criteria import check
+from samepage.definitions import Definitions
 from serving.explain import format_value
 
 
@@ -43,25 +44,6 @@ class Verdict:
 
 def criterion_fields(defs: Definitions) -> list[str]:
     return [c.field for c in defs.mql.criteria]
-
-
-def check(criterion: Criterion, value: Any) -> bool:
-    """Whether one criterion is met by a value (None/NaN: `if_missing` decides)."""
-    if _missing(value):
-        return criterion.if_missing == "met"
-    if criterion.in_ is not None and not _member(value, criterion.in_):
-        return False
-    if criterion.not_in is not None and _member(value, criterion.not_in):
-        return False
-    if criterion.min is not None or criterion.max is not None:
-        number = _number(value)
-        if number is None:  # a bound on a value that is not a number cannot be shown to hold
-            return False
-        if criterion.min is not None and number < criterion.min:
-            return False
-        if criterion.max is not None and number > criterion.max:
-            return False
-    return True
 
 
 def verdict(defs: Definitions, score: float, values: Mapping[str, Any]) -> Verdict:
@@ -107,32 +89,6 @@ def _summary(score: float, threshold: float, above: bool, results: list[Criterio
     named = " and ".join(f"“{r.description}” ({r.field} is {format_value(_plain(r.value))})" for r in failed)
     joint = ", and it fails " if not above else ", but it fails "
     return f"Not an MQL: {where}{joint}{named}."
-
-
-def _missing(value: Any) -> bool:
-    if value is None:
-        return True
-    try:
-        return bool(value != value)  # NaN / pd.NA
-    except (TypeError, ValueError):
-        return False
-
-
-def _member(value: Any, options: list[Any]) -> bool:
-    if value in options:
-        return True
-    text = str(value).casefold()  # CRMs disagree on case ("student" vs "Student")
-    return any(isinstance(o, str) and o.casefold() == text for o in options)
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return float(value)
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) else number
 
 
 def _plain(value: Any) -> Any:

@@ -5,15 +5,20 @@ falls in the period. For that cohort the report counts how far each lead got *so
 counts at a stage when it reached that stage or any later funnel stage, so the funnel never
 widens), the median time between consecutive stages, MQLs that sales did not follow up within
 the SLA, disqualification reasons by lead source, and how well the latest score separated the
-leads that reached the label stage from the rest (calibration by score band, ROC AUC, Brier).
+leads that reached the label stage within the window after it was made from the rest (calibration
+by score band, ROC AUC, Brier).
+Until a scored lead of the period has an outcome, the calibration shows the champion's out-of-time
+predictions from training instead (`samepage.holdout`), and says so (`Calibration.source`).
 One computation, `build_report`, feeds both `GET /v1/report` (JSON) and the `/report` page;
 the shapes it fills are in `serving.report_schemas`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +27,7 @@ from sklearn.metrics import brier_score_loss, roc_auc_score
 from samepage import outcomes
 from samepage.data.live import workspace_tables
 from samepage.definitions import Definitions
+from samepage.holdout import Holdout, load_holdout
 from samepage.inbox import Inbox
 from samepage.records import RecordStore, stage_history
 from samepage.settings import Settings
@@ -39,6 +45,9 @@ from serving.report_schemas import (
     SourceDisqualifications,
     StageTime,
 )
+
+if TYPE_CHECKING:
+    from serving.scorer import Champion
 
 DISQUALIFIED = "disqualified"  # the contract's off-funnel stage that carries a reason
 UNKNOWN_SOURCE = "(no source)"
@@ -74,11 +83,14 @@ def build_report(
     end: date | None = None,
     now: datetime | None = None,
     drift: dict[str, Any] | None = None,
+    out_of_time: Callable[[], Holdout | None] | None = None,
 ) -> FunnelReport:
     """The report for leads whose as-of time is in [start, end] (whole UTC days).
 
     `history` is the merged stage history (imported + feedback, STAGE_COLUMNS); `scores` the
     record store's latest scores (lead_id, score, ...). `now` decides open SLAs and label windows.
+    `out_of_time` gives the champion's out-of-time predictions, asked for only when no scored lead
+    of the period has an outcome.
     """
     now_ts = utc_timestamp(now or datetime.now(UTC))
     # Lead ids become positions in the leads table: every join and group below is on integers.
@@ -102,7 +114,7 @@ def build_report(
         stage_times=_stage_times(steps, first_at),
         sla=_sla(defs, hist, now_ts),
         disqualifications=_disqualifications(defs, tables.leads, hist, cohort),
-        calibration=_calibration(defs, hist, cohort, _positions(scores, ids), now_ts),
+        calibration=_calibration_or_training(defs, hist, cohort, _positions(scores, ids), now_ts, out_of_time),
         drift=drift,
     )
 
@@ -115,12 +127,28 @@ def load_report(
     end: date | None = None,
     now: datetime | None = None,
     drift: dict[str, Any] | None = None,
+    out_of_time: Callable[[], Holdout | None] | None = None,
 ) -> FunnelReport:
     """`build_report` over the workspace: canonical tables, feedback and latest scores; `drift` is
-    the scoring model's own drift check (from its bundle), shown beside the funnel."""
+    the scoring model's own drift check (from its bundle), shown beside the funnel; `out_of_time`
+    (see `champion_out_of_time`) fills the calibration until live scores have outcomes."""
     tables = workspace_tables(settings.data_dir, Inbox.of(store))  # leads from the API count like imported ones
     history = stage_history(settings, tables.stages, store)
-    return build_report(defs, tables, history, store.latest_scores(), start, end, now, drift)
+    return build_report(defs, tables, history, store.latest_scores(), start, end, now, drift, out_of_time)
+
+
+def champion_out_of_time(settings: Settings, champion: Champion | None) -> Callable[[], Holdout | None] | None:
+    """A loader of the scoring champion's out-of-time predictions, read through MLflow when first asked
+    (None when the points rules score: they have no training run)."""
+    if champion is None or not champion.registered or not champion.run_id:
+        return None
+    run_id, version = champion.run_id, champion.version
+
+    def load() -> Holdout | None:
+        found = load_holdout(settings.tracking_uri, run_id)
+        return replace(found, model_version=version) if found is not None else None
+
+    return load
 
 
 # -- the parts --------------------------------------------------------------------------------
@@ -142,7 +170,10 @@ def _normalise_history(history: pd.DataFrame, ids: pd.Index) -> pd.DataFrame:
 
 def _positions(scores: pd.DataFrame, ids: pd.Index) -> pd.DataFrame:
     position = ids.get_indexer(scores["lead_id"].astype(str))
-    return pd.DataFrame({"lead_id": position, "score": scores["score"].astype(float).to_numpy()}).loc[position >= 0]
+    frame = pd.DataFrame({"lead_id": position, "score": scores["score"].astype(float).to_numpy()})
+    if "scored_at" in scores.columns:
+        frame["scored_at"] = pd.to_datetime(scores["scored_at"], utc=True).array
+    return frame.loc[position >= 0]
 
 
 def _funnel_steps(defs: Definitions) -> list[str]:
@@ -248,20 +279,63 @@ def _disqualifications(defs: Definitions, leads: pd.DataFrame, hist: pd.DataFram
     return Disqualifications(reasons=reasons, by_source=rows, total=len(reason))
 
 
+def _calibration_or_training(
+    defs: Definitions,
+    hist: pd.DataFrame,
+    cohort: pd.Series,
+    scores: pd.DataFrame,
+    now: pd.Timestamp,
+    out_of_time: Callable[[], Holdout | None] | None,
+) -> Calibration:
+    """Live scores against outcomes; without one such lead, the champion's out-of-time predictions."""
+    live = _calibration(defs, hist, cohort, scores, now)
+    if live.with_outcome:
+        return live.model_copy(
+            update={
+                "source_note": f"Live scores: the latest score of each of the period's {live.with_outcome:,} scored leads "
+                f"whose {defs.label.window_days}-day window after scoring has closed, against what happened in it."
+            }
+        )
+    holdout = out_of_time() if out_of_time is not None else None
+    if holdout is None or holdout.n == 0:
+        return live
+    p = holdout.frame["score"].to_numpy(dtype=float)
+    y = holdout.frame["label"].to_numpy(dtype=int)
+    shown = _bands(defs, p, y, scored=len(p), open_window=0, already=0)
+    why = (
+        f"No live score of this period has an outcome yet (its {defs.label.window_days}-day window after scoring is still open)"
+        if live.scored
+        else "No lead of this period has been scored yet"
+    )
+    note = f"{why}: showing {holdout.describe()}. Not limited to this period; live scores replace them once they have outcomes."
+    return shown.model_copy(update={"source": "out_of_time", "source_note": note})
+
+
 def _calibration(
     defs: Definitions, hist: pd.DataFrame, cohort: pd.Series, scores: pd.DataFrame, now: pd.Timestamp
 ) -> Calibration:
-    label = defs.label
-    score = scores.drop_duplicates("lead_id", keep="last").set_index("lead_id")["score"]
-    score = score.reindex(cohort.index).dropna()
-    rule = outcomes.outcomes(defs, cohort.reindex(score.index), hist, now)
+    latest = scores.drop_duplicates("lead_id", keep="last").set_index("lead_id")
+    score = latest["score"].reindex(cohort.index).dropna()
+    # A score predicts the label window that starts when it was made (as a training snapshot does
+    # from its as-of time), not the one from the lead's entry: a lead scored today, long after its
+    # outcome, predicted nothing. Without score times (hand-built scores) the as-of time stands in.
+    judged = cohort.reindex(score.index)
+    if "scored_at" in latest.columns:
+        judged = latest["scored_at"].reindex(score.index).fillna(judged).rename("as_of")
+    rule = outcomes.outcomes(defs, judged, hist, now)
     positive = rule["reached"]
     # As in training: an open window is left out whatever it reached, or recent leads would
     # look better (only their early converters counted) or worse (counted as "no") than they are;
-    # and a lead already at the target before its as-of time has no outcome left to predict.
+    # and a lead already at the target before it was scored has no outcome left to predict.
     already = rule["closed"] & rule["reached_before"] & ~rule["reached"]
     known = rule["closed"] & ~already
     p, y = score[known].to_numpy(), positive[known].to_numpy().astype(int)
+    return _bands(defs, p, y, len(score), int((~rule["closed"]).sum()), int(already.sum()))
+
+
+def _bands(defs: Definitions, p: np.ndarray, y: np.ndarray, scored: int, open_window: int, already: int) -> Calibration:
+    """Calibration by score band of scores `p` against outcomes `y` (0/1)."""
+    label = defs.label
     both = len(set(y.tolist())) == 2
     edges = np.round(np.linspace(0.0, 1.0, N_BANDS + 1), 6)
     band = np.clip(np.digitize(p, edges[1:-1], right=False), 0, N_BANDS - 1)
@@ -281,10 +355,10 @@ def _calibration(
     return Calibration(
         target_stage=label.target_stage,
         window_days=label.window_days,
-        scored=len(score),
+        scored=scored,
         with_outcome=len(p),
-        open_window=int((~rule["closed"]).sum()),
-        already_at_target=int(already.sum()),
+        open_window=open_window,
+        already_at_target=already,
         positives=int(y.sum()),
         roc_auc=float(roc_auc_score(y, p)) if both else None,
         brier=float(brier_score_loss(y, p)) if len(p) else None,

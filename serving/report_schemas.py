@@ -7,7 +7,7 @@ computes them. `extra="forbid"` keeps a computed field from slipping out unnamed
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -79,10 +79,10 @@ class Calibration(_Out):
     target_stage: str
     window_days: int
     scored: int = Field(description="Cohort leads with a latest score")
-    with_outcome: int = Field(description="Scored leads whose label window has closed (their outcome is known)")
-    open_window: int = Field(description="Scored leads left out: their window is still open")
+    with_outcome: int = Field(description="Scored leads whose label window after scoring has closed (their outcome is known)")
+    open_window: int = Field(description="Scored leads left out: the window after their score is still open")
     already_at_target: int = Field(
-        0, description="Scored leads left out: they had reached the label stage before their as-of time"
+        0, description="Scored leads left out: they had reached the label stage before they were scored"
     )
     positives: int
     roc_auc: float | None = Field(description="How well the score ranks the leads that reached the stage above the rest")
@@ -90,6 +90,12 @@ class Calibration(_Out):
     mean_predicted: float | None
     actual_rate: float | None
     bands: list[Band]
+    source: Literal["live", "out_of_time"] = Field(
+        "live",
+        description="live: the cohort's latest scores against their outcomes; out_of_time: no scored lead of the period "
+        "has an outcome yet, so the champion's out-of-time predictions from training are shown (not limited to the period)",
+    )
+    source_note: str = Field("", description="Which scores the panel shows, in words")
 
 
 class FunnelReport(_Out):

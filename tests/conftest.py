@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFINITIONS_FILE = REPO / "configs" / "definitions.yaml"
 XEDUCATION_CSV = REPO.parent / "shared" / "datasets" / "xeducation" / "leads.csv"
 IN_CI = os.environ.get("CI") == "true"
-TRAINED_FIXTURES = frozenset({"workspace", "fitted"})  # fixtures that train a model
+TRAINED_FIXTURES = frozenset({"workspace", "trained", "fitted"})  # fixtures that train a model
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

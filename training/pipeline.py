@@ -36,7 +36,9 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from samepage.bundle import Bundle, ModelBundle
+from samepage.criteria import criteria_met
 from samepage.definitions import Definitions
+from samepage.holdout import ARTIFACT_DIR, write_holdout
 from samepage.locks import workspace_lock
 from samepage.progress import step
 from samepage.settings import Settings
@@ -118,6 +120,7 @@ class Evaluation:
     importance: pd.DataFrame
     gains: pd.DataFrame
     charts: dict[str, Path] = field(default_factory=dict)
+    out_of_time: pd.DataFrame | None = None  # lead_id, as_of, score, label, features: the run's `out_of_time/` artifact
 
 
 def evaluate(
@@ -126,6 +129,7 @@ def evaluate(
     """Candidate and baselines on the one-split test leads (entry rows); charts when `charts_dir` is given."""
     baselines = baselines or fit_baselines(data)
     X_test, y_test = data.rows("test", entry_only=True)
+    test_rows = data.frame.loc[X_test.index]
     scores = {
         "LightGBM (calibrated)": bundle.predict_proba(X_test),
         "Points rules": bl.points_score(data.defs, X_test),
@@ -133,7 +137,7 @@ def evaluate(
     }
     X_train, y_train = data.rows("train")
     train_auc = ev_mod.score_metrics(y_train, bundle.predict_proba(X_train))["roc_auc"]
-    return _evaluation(data, bundle, X_test, y_test, scores, train_auc, charts_dir)
+    return _evaluation(data, bundle, test_rows, y_test, scores, train_auc, charts_dir)
 
 
 def evaluate_trial(data: TrainingData, bundle: Bundle, trial: Trial, charts_dir: Path | None = None) -> Evaluation:
@@ -144,14 +148,13 @@ def evaluate_trial(data: TrainingData, bundle: Bundle, trial: Trial, charts_dir:
     y = data.frame["label"].to_numpy(dtype=int)
     train_auc = ev_mod.score_metrics(y, bundle.predict_proba(X))["roc_auc"]
     scores = trial.holdout_scores()
-    X_test, y_test = rows[data.defs.feature_keys], y[trial.holdout]
-    return _evaluation(data, bundle, X_test, y_test, scores, train_auc, charts_dir, trial.score_name)
+    return _evaluation(data, bundle, rows, y[trial.holdout], scores, train_auc, charts_dir, trial.score_name)
 
 
 def _evaluation(
     data: TrainingData,
     bundle: Bundle,
-    X_test: pd.DataFrame,
+    test_rows: pd.DataFrame,
     y_test: np.ndarray,
     scores: dict[str, np.ndarray],
     train_auc: float,
@@ -159,16 +162,18 @@ def _evaluation(
     model_key: str = "LightGBM (calibrated)",
 ) -> Evaluation:
     p = scores[model_key]
+    X_test = test_rows[data.defs.feature_keys]
     metrics = {f"test_{k}": v for k, v in ev_mod.score_metrics(y_test, p).items()}
     metrics.update({f"baseline_points_{k}": v for k, v in ev_mod.ranking_metrics(y_test, scores["Points rules"]).items()})
     metrics.update({f"baseline_logreg_{k}": v for k, v in ev_mod.score_metrics(y_test, scores["Logistic regression"]).items()})
     metrics["train_roc_auc"] = train_auc
     metrics["test_positive_rate"] = float(y_test.mean())
-    advice = capacity_threshold(data.defs, y_test, p, data.weekly_leads, data.volume_basis)
+    eligible = criteria_met(data.defs, test_rows)
+    advice = capacity_threshold(data.defs, y_test, p, data.weekly_leads, data.volume_basis, eligible)
     metrics.update(advice.metrics())
     importance = ev_mod.importance_summary(data.defs, bundle, X_test)
     gains = ev_mod.gains_table(y_test, p)
-    result = Evaluation(metrics, scores, advice, importance, gains)
+    result = Evaluation(metrics, scores, advice, importance, gains, out_of_time=out_of_time_frame(data, test_rows, y_test, p))
     if charts_dir is not None:
         short = data.defs.label.target_stage.upper()
         probabilities = {k: v for k, v in scores.items() if k != "Points rules" or k == model_key}
@@ -180,6 +185,21 @@ def _evaluation(
             "importance": ev_mod.importance_chart(importance, charts_dir / "feature_importance.png"),
         }
     return result
+
+
+def out_of_time_frame(data: TrainingData, test_rows: pd.DataFrame, y: np.ndarray, p: np.ndarray) -> pd.DataFrame:
+    """The test leads as the threshold saw them: lead_id, as_of, score, label, then every feature
+    (what MQL criteria read), kept with the run so the definitions preview recomputes the same figures."""
+    head = pd.DataFrame(
+        {
+            "lead_id": test_rows["lead_id"].astype(str).to_numpy(),
+            "as_of": pd.to_datetime(test_rows["as_of"], utc=True).array,
+            "score": np.asarray(p, dtype=float),
+            "label": np.asarray(y, dtype=int),
+        }
+    )
+    features = test_rows[[k for k in data.defs.feature_keys if k not in head.columns]].reset_index(drop=True)
+    return pd.concat([head, features], axis=1)
 
 
 def compare_with_champion(settings: Settings, data: TrainingData, bundle: Bundle) -> pd.DataFrame:
@@ -325,6 +345,10 @@ def register(
             if trial is not None:
                 tracking.log_trial(trial, out / "trial")
             mlflow.log_artifacts(str(out / "tables"), "evaluation")
+            if evaluation.out_of_time is not None:
+                note = _out_of_time_note(trial)
+                folder = write_holdout(out / ARTIFACT_DIR, evaluation.out_of_time, data.weekly_leads, data.volume_basis, note)
+                mlflow.log_artifacts(str(folder), ARTIFACT_DIR)
             for chart in evaluation.charts.values():
                 mlflow.log_artifact(str(chart), "charts")
             mlflow.log_artifact(str(tracking.definitions_artifact(settings, defs, out)), "definitions")
@@ -363,6 +387,16 @@ def register(
         training_ages=data.age_summary(),
         ages_described=data.describe_ages(),
     )
+
+
+def _out_of_time_note(trial: Trial | None) -> str:
+    """How the stored out-of-time scores came about, in a few words."""
+    if trial is None:
+        return "the one-split test leads, scored by the candidate fit on the leads before them"
+    bt = trial.backtest
+    if bt.kind == "time" and bt.last.test_from is not None:
+        return f"leads from {bt.last.test_from:%Y-%m-%d} on, scored by the backtest model fit on the leads before them"
+    return "no timestamps: every lead's out-of-fold score from the backtest"
 
 
 def training_ages(data: TrainingData) -> dict[str, Any] | None:

@@ -8,7 +8,10 @@ volume is of new leads):
 sending every lead at or above it fills the capacity. For it and for the threshold currently in
 the definitions we report the expected MQLs a week and the SQL rate observed on the test rows
 at or above it (what sales would have seen), plus the mean predicted probability there.
-The MQL criteria are not applied here (they live with serving); they can only lower the count.
+A lead counts as an MQL only when it also meets every required criterion (`eligible`, from
+`samepage.criteria.criteria_met` on the test leads' values): the capacity threshold is read off
+the eligible leads, and every figure counts only them. `threshold_point` is THE figure: the
+definitions preview (`training.impact`) calls it on the champion's stored out-of-time predictions.
 """
 
 from __future__ import annotations
@@ -59,8 +62,15 @@ def weekly_volume(as_of: pd.Series, horizon: pd.Timestamp | None, weeks: int = V
     return recent / span_weeks, f"mean new leads a week over the {span_weeks:.1f} weeks before {horizon:%Y-%m-%d}"
 
 
-def _point(threshold: float, y: np.ndarray, p: np.ndarray, weekly_leads: float) -> ThresholdPoint:
+def threshold_point(
+    threshold: float, y: np.ndarray, p: np.ndarray, weekly_leads: float, eligible: np.ndarray | None = None
+) -> ThresholdPoint:
+    """What sales would have seen at `threshold`: the share of test leads that are MQLs (score at or
+    above it and, when `eligible` is given, every criterion met), times the weekly volume, and the
+    SQL rate among them."""
     chosen = p >= threshold
+    if eligible is not None:
+        chosen &= np.asarray(eligible, dtype=bool)
     share = float(chosen.mean())
     return ThresholdPoint(
         value=float(threshold),
@@ -72,23 +82,28 @@ def _point(threshold: float, y: np.ndarray, p: np.ndarray, weekly_leads: float) 
 
 
 def capacity_threshold(
-    defs: Definitions, y: np.ndarray, p: np.ndarray, weekly_leads: float, volume_basis: str = ""
+    defs: Definitions,
+    y: np.ndarray,
+    p: np.ndarray,
+    weekly_leads: float,
+    volume_basis: str = "",
+    eligible: np.ndarray | None = None,
 ) -> ThresholdAdvice:
-    """`y`, `p`: outcomes and calibrated scores of the test leads (the newest leads, one entry row each)."""
+    """`y`, `p`: outcomes and calibrated scores of the test leads (the newest leads, one entry row each);
+    `eligible`: which of them meet every MQL criterion (None: all)."""
     y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
     if len(p) == 0:
         raise ValueError("no test rows to set a threshold on")
     capacity = defs.sla.capacity.mqls_per_week
     share = capacity / weekly_leads if weekly_leads > 0 else 1.0
-    if share >= 1.0:
-        threshold = 0.0  # sales can work every lead: no reason to hold any back
-    else:
-        k = max(1, int(np.floor(share * len(p))))
-        threshold = float(np.sort(p)[::-1][k - 1])
+    ranked = np.sort(p if eligible is None else p[np.asarray(eligible, dtype=bool)])[::-1]
+    k = max(1, int(np.floor(share * len(p)))) if share < 1.0 else len(p)
+    # Sales can work every eligible lead (or more): no reason to hold any back.
+    threshold = 0.0 if k >= len(ranked) else float(ranked[k - 1])
     return ThresholdAdvice(
         capacity_per_week=capacity,
         weekly_leads=float(weekly_leads),
         volume_basis=volume_basis,
-        capacity=_point(threshold, y, p, weekly_leads),
-        current=_point(defs.mql.threshold, y, p, weekly_leads),
+        capacity=threshold_point(threshold, y, p, weekly_leads, eligible),
+        current=threshold_point(defs.mql.threshold, y, p, weekly_leads, eligible),
     )

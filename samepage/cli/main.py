@@ -17,6 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from samepage.changes import Preview
+from samepage.cli.definitions import definitions_app
 from samepage.definitions import Definitions, DefinitionsError, load_definitions
 from samepage.settings import Settings
 
@@ -27,6 +29,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(definitions_app)
 console = Console(stderr=True)
 API_KEY_FILE = "api_key"
 
@@ -225,21 +228,52 @@ def score(
 def serve(
     host: Annotated[str | None, typer.Option("--host", help="Interface to bind (default SAMEPAGE_HOST or 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option("--port", help="Port (default SAMEPAGE_PORT or 8000).")] = None,
+    proposed: Annotated[
+        Path | None,
+        typer.Option(
+            "--proposed",
+            help="A proposed definitions file: the /definitions page previews it against the current one "
+            "(diff, retrain verdict, expected MQLs a week).",
+        ),
+    ] = None,
 ) -> None:
-    """Run the HTTP service (scores, feedback, lead record pages, report)."""
+    """Run the HTTP service (scores, feedback, lead record pages, report, definitions)."""
     with _clean_errors():
         settings = _settings()
         settings = settings.model_copy(update={"host": host or settings.host, "port": port or settings.port})
-        _serve(settings)
+        _serve(settings, proposed)
 
 
-def _serve(settings: Settings) -> None:
+def _serve(settings: Settings, proposed: Path | None = None) -> None:
     import uvicorn
 
     from serving.app import create_app
 
     defs = _load(settings)
-    uvicorn.run(create_app(settings, defs), host=settings.host, port=settings.port, log_level="warning")
+    uvicorn.run(
+        create_app(settings, defs, proposed=proposal(settings, defs, proposed)),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+    )
+
+
+def proposal(settings: Settings, defs: Definitions, path: Path | None) -> Callable[[], Preview] | None:
+    """What the /definitions page calls to preview `path` (read and checked now: a bad file stops the start).
+
+    Serving cannot import training, so the command line hands it the preview as a function; each call
+    reads the champion of that moment.
+    """
+    if path is None:
+        return None
+    candidate = load_definitions(path)
+
+    def _preview() -> Preview:
+        from training.impact import preview
+
+        return preview(settings, defs, candidate, str(path))
+
+    return _preview
 
 
 @app.command()

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from serving.pages.render import render
 from serving.pages.session import login_redirect
 from serving.pages.views import report_context
-from serving.report import PeriodError, load_report
+from serving.report import PeriodError, champion_out_of_time, load_report
 
 router = APIRouter(include_in_schema=False)
 
@@ -39,6 +39,7 @@ async def report_page(request: Request, start: str | None = None, end: str | Non
             parse_day(start, "start"),
             parse_day(end, "end"),
             drift=state.scorer.drift(),
+            out_of_time=champion_out_of_time(state.settings, state.scorer.champion),
         )
     except PeriodError as exc:
         return render(request, "report.html", status=422, active="report", report=None, error=str(exc), start=start, end=end)

@@ -11,7 +11,7 @@ from pydantic import BeforeValidator, WithJsonSchema
 from serving.deps import DefsDep, RecordsDep, ScorerDep, SettingsDep
 from serving.errors import ApiError, responses
 from serving.patterns import FIRST_YEAR, LAST_YEAR, day_pattern, matcher
-from serving.report import PeriodError, load_report
+from serving.report import PeriodError, champion_out_of_time, load_report
 from serving.report_schemas import FunnelReport
 
 
@@ -46,7 +46,8 @@ def report(
         # not foresee: the two days bound the period either way round (the answer's `period` shows it).
         start, end = end, start
     try:
-        return load_report(settings, defs, records, start, end, drift=scorer.drift())
+        out_of_time = champion_out_of_time(settings, scorer.champion)
+        return load_report(settings, defs, records, start, end, drift=scorer.drift(), out_of_time=out_of_time)
     except PeriodError as exc:
         raise ApiError(422, f"query.{exc}") from None
     except FileNotFoundError as exc:

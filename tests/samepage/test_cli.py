@@ -14,7 +14,7 @@ runner = CliRunner()
 def test_help_lists_every_contract_command() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("up", "demo", "import", "features", "train", "score", "serve"):
+    for command in ("up", "demo", "import", "features", "train", "score", "serve", "definitions"):
         assert command in result.output
 
 
@@ -50,3 +50,34 @@ def test_the_demo_ends_today_unless_told_otherwise() -> None:
     assert demo_end("2026-10-01") == pd.Timestamp("2026-10-01T00:00:00Z")
     result = runner.invoke(app, ["demo", "--leads", "5", "--end", "nope"])
     assert result.exit_code == 2 and "--end" in result.output
+
+
+def test_a_bad_proposed_definitions_file_names_file_and_field(tmp_path: Path) -> None:
+    from tests.conftest import DEFINITIONS_FILE
+
+    env = {"SAMEPAGE_DEFINITIONS": str(DEFINITIONS_FILE), "SAMEPAGE_HOME": str(tmp_path / "ws")}
+    bad = tmp_path / "proposed.yaml"
+    bad.write_text(DEFINITIONS_FILE.read_text().replace("  threshold: 0.35", "  threshold: 1.5"))
+    for args in (["--proposed", str(bad)], ["--proposed", str(bad), "--json"], ["--proposed", str(tmp_path / "none.yaml")]):
+        result = runner.invoke(app, ["definitions", "preview", *args], env=env)
+        assert result.exit_code == 2, result.output
+        assert str(tmp_path) in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, ["definitions", "preview", "--proposed", str(bad)], env=env)
+    assert "proposed.yaml" in result.output and "mql.threshold" in result.output
+    assert not (tmp_path / "ws").exists()  # nothing was opened or written
+
+
+def test_a_preview_without_a_champion_gives_words_and_verdict_and_writes_nothing(tmp_path: Path) -> None:
+    import json
+
+    from tests.conftest import DEFINITIONS_FILE
+
+    env = {"SAMEPAGE_DEFINITIONS": str(DEFINITIONS_FILE), "SAMEPAGE_HOME": str(tmp_path / "ws")}
+    proposed = tmp_path / "proposed.yaml"
+    proposed.write_text(DEFINITIONS_FILE.read_text().replace("  threshold: 0.35", "  threshold: 0.3"))
+    result = runner.invoke(app, ["definitions", "preview", "--proposed", str(proposed), "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout.strip().splitlines()[-1])
+    assert body["retrain_needed"] is False and body["expected_mql_per_week"] is None
+    assert body["changes"] == ["MQL threshold 0.35 → 0.3 (lower: more leads pass)."]
+    assert not (tmp_path / "ws").exists()

@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightgbm as lgb
 import numpy as np
@@ -23,6 +23,9 @@ from samepage.definitions import Definitions
 from samepage.settings import Settings
 from serving.app import create_app
 from tests.conftest import DEFINITIONS_FILE
+
+if TYPE_CHECKING:
+    from training.pipeline import TrainResult
 
 API_KEYS = ("test-key-alpha", "test-key-beta")
 AUTH = {"Authorization": f"Bearer {API_KEYS[0]}"}
@@ -41,8 +44,9 @@ def test_client_defaults() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def workspace(tmp_path_factory: pytest.TempPathFactory, definitions: Definitions) -> Settings:
-    """Demo data, materialized features and a champion trained by the real pipeline."""
+def trained(tmp_path_factory: pytest.TempPathFactory, definitions: Definitions) -> tuple[Settings, TrainResult]:
+    """Demo data, materialized features and a champion trained by the real pipeline, with what
+    training reported (`result.as_json()` is what `samepage train --json` prints)."""
     from features.store import build_features
     from samepage.demo import write_demo
     from training.pipeline import train
@@ -60,8 +64,14 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, definitions: Definitions
     build_features(settings, definitions, progress=False)
     # 2,000 demo leads are too few for LightGBM to beat the points rules beyond chance, so the
     # quality floor would (rightly) promote nothing; these tests need a LightGBM champion to serve.
-    train(settings, definitions, progress=False, num_boost_round=80, quality_floor=False, kind="lightgbm")
-    return settings
+    result = train(settings, definitions, progress=False, num_boost_round=80, quality_floor=False, kind="lightgbm")
+    return settings, result
+
+
+@pytest.fixture(scope="session")
+def workspace(trained: tuple[Settings, TrainResult]) -> Settings:
+    """The trained session workspace (see `trained`)."""
+    return trained[0]
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ import pytest
 from samepage.definitions import Definitions
 from samepage.settings import Settings
 from serving.app import create_app
-from tests.conftest import IN_CI
+from tests.conftest import DEFINITIONS_FILE, IN_CI
 from tests.serving.conftest import AUTH
 from tests.serving.test_pages import PLANTED, PLANTED_ID, _expected_counts
 
@@ -60,13 +60,18 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(workspace: Settings, definitions: Definitions) -> Iterator[str]:
-    """The real app under uvicorn on a loopback port, in a thread of this process."""
+def server(workspace: Settings, definitions: Definitions, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The real app under uvicorn on a loopback port, in a thread of this process, started as
+    `samepage serve --proposed F` starts it (F: the definitions with a lower threshold and four reps)."""
     import uvicorn
+
+    from samepage.cli.main import proposal
 
     port = _free_port()
     settings = workspace.model_copy(update={"host": "127.0.0.1", "port": port})
-    config = uvicorn.Config(create_app(settings, definitions, access_log=False), host="127.0.0.1", port=port, log_level="warning")
+    proposed = proposal(settings, definitions, _proposed_file(tmp_path_factory.mktemp("proposed")))
+    app = create_app(settings, definitions, access_log=False, proposed=proposed)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -78,6 +83,18 @@ def server(workspace: Settings, definitions: Definitions) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     srv.should_exit = True
     thread.join(timeout=30)
+
+
+def _proposed_file(folder: Path) -> Path:
+    text = DEFINITIONS_FILE.read_text().replace("  threshold: 0.35", "  threshold: 0.25").replace("    reps: 6", "    reps: 4")
+    text = text.replace('version: "1.0.0"\n', 'version: "1.1.0"\n', 1).replace(
+        "changelog:\n",
+        'changelog:\n  - {version: "1.1.0", date: "2026-12-05", by: [marketing], changes: "Lower threshold, four reps."}\n',
+        1,
+    )
+    path = folder / "definitions-proposed.yaml"
+    path.write_text(text)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +185,7 @@ def test_report_shows_the_funnel_numbers_of_the_data(
     body = api.get("/v1/report").json()
     assert page.locator('[data-kpi="leads"]').inner_text() == f"{body['leads']:,}"
     assert page.locator('[data-sla="missed"]').inner_text() == f"{body['sla']['missed']:,}"
-    assert page.locator("#calibration-chart").count() == 1  # the scored slice has closed windows
+    assert page.locator("#calibration-chart").count() == 1  # never empty: training's out-of-time predictions until live ones
     page.screenshot(path=str(screenshots / "report.png"), full_page=True)
 
 
@@ -200,3 +217,34 @@ def test_a_near_miss_shows_its_grade_trend_and_what_would_make_it_an_mql(
         assert change["label"] in to_pass
     assert page.locator("#verdict").inner_text().strip().endswith(near["mql"]["summary"])
     page.screenshot(path=str(screenshots / "lead-to-pass.png"), full_page=True)
+
+
+def test_definitions_page_shows_the_vocabulary_and_the_proposed_change(
+    page: Any, definitions: Definitions, screenshots: Path
+) -> None:
+    page.goto("/report")
+    with page.expect_navigation():
+        page.click('header nav a[href="/definitions"]')
+    assert page.locator("#defs-version").inner_text() == definitions.version_string
+    assert page.locator("#stages tr[data-stage]").count() == len(definitions.stages)
+    assert page.locator("#mql-threshold").inner_text() == f"{definitions.mql.threshold:.2f}"
+    assert page.locator("#features tr[data-feature]").count() == len(definitions.features)
+    changes = page.locator("#preview-changes li").all_inner_texts()
+    assert "MQL threshold 0.35 → 0.25 (lower: more leads pass)." in changes and "Sales capacity 120 → 80 MQLs a week." in changes
+    assert page.locator("#preview-verdict").inner_text().startswith("No retrain needed")
+    assert float(page.locator('[data-figure="expected_mql_per_week"]').inner_text().replace(",", "")) > 0
+    page.screenshot(path=str(screenshots / "definitions.png"), full_page=True)
+
+
+def test_report_calibration_shows_training_predictions_while_live_ones_have_no_outcome(
+    page: Any, showcase: dict[str, Any], screenshots: Path
+) -> None:
+    # The showcase scored its leads today: the window after each score is still open, so no live score
+    # has an outcome yet and the panel shows the champion's out-of-time predictions, saying so.
+    page.goto("/report")
+    source = page.locator("#calibration-source")
+    assert source.get_attribute("data-source") == "out_of_time"
+    assert "out-of-time predictions from training" in source.inner_text() and "still open" in source.inner_text()
+    assert page.locator("#calibration-chart").count() == 1
+    assert page.locator('[data-cal="auc"]').inner_text() != "–"
+    page.locator("#calibration").screenshot(path=str(screenshots / "report-calibration.png"))

@@ -189,7 +189,7 @@ def test_pages_are_open_on_loopback(client: TestClient) -> None:
 def test_pages_need_a_login_off_loopback(remote_client: TestClient, demo_leads: pd.DataFrame) -> None:
     c = remote_client
     lead = lead_ids(demo_leads, 1, seed=14)[0]
-    for path in ("/report?start=2026-01-01", page_path(lead)):
+    for path in ("/report?start=2026-01-01", page_path(lead), "/definitions"):
         r = c.get(path)
         assert r.status_code == 303 and r.headers["location"] == "/login?" + f"next={quote(path, safe='')}"
     assert c.post(page_path(lead), data={"stage": "sql"}).status_code == 303  # no feedback without a login

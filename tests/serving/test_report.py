@@ -262,3 +262,51 @@ def test_report_invariants_hold_for_any_history(definitions: Definitions, case: 
     assert cal.with_outcome + cal.open_window + cal.already_at_target == cal.scored <= rep.leads
     assert sum(b.leads for b in cal.bands) == cal.with_outcome and cal.positives <= cal.with_outcome
     assert all(t.median_hours is None or t.median_hours >= 0 for t in rep.stage_times)
+
+
+def _report_with_times(defs: Definitions, specs: list, scores: dict[str, tuple[float, pd.Timestamp]], **kw: object):
+    t, _, _ = build(specs)
+    frame = pd.DataFrame(
+        {"lead_id": list(scores), "score": [s for s, _ in scores.values()], "scored_at": [w for _, w in scores.values()]}
+    )
+    return build_report(defs, t, t.stages, frame, now=NOW, **kw)  # type: ignore[arg-type]
+
+
+def test_a_live_score_is_judged_on_the_window_after_it_was_made(definitions: Definitions) -> None:
+    window = definitions.label.window_days * D
+    old = pd.Timestamp(NOW) - window - 100 * D
+    specs = [
+        lead_with("EARLY", [("sql", 30 * D)], created=old),  # scored on day 1: reached SQL within the window after
+        lead_with("AFTER", [("sql", 30 * D)], created=old),  # scored after it reached SQL: predicted nothing
+        lead_with("TODAY", [], created=old),  # scored today: its window after scoring is open
+    ]
+    scores = {"EARLY": (0.7, old + D), "AFTER": (0.9, old + 60 * D), "TODAY": (0.1, pd.Timestamp(NOW))}
+    cal = _report_with_times(definitions, specs, scores).calibration
+    assert (cal.scored, cal.with_outcome, cal.already_at_target, cal.open_window, cal.positives) == (3, 1, 1, 1, 1)
+    assert cal.source == "live" and "window after scoring" in cal.source_note
+
+
+def test_without_a_live_outcome_the_calibration_shows_the_champions_out_of_time_predictions(definitions: Definitions) -> None:
+    from samepage.holdout import Holdout
+
+    p = [0.05, 0.15, 0.25, 0.62, 0.81, 0.33]
+    y = [0, 0, 1, 1, 1, 0]
+    holdout = Holdout(pd.DataFrame({"score": p, "label": y}), 40.0, "given", "synthetic", "run1", model_version="4")
+    asked: list[bool] = []
+
+    def loader() -> Holdout:
+        asked.append(True)
+        return holdout
+
+    specs = [lead_with("NEW", [], created=pd.Timestamp(NOW) - 5 * D)]
+    cal = _report_with_times(definitions, specs, {"NEW": (0.4, pd.Timestamp(NOW))}, out_of_time=loader).calibration
+    assert cal.source == "out_of_time" and cal.with_outcome == 6 and cal.positives == 3
+    assert cal.roc_auc == pytest.approx(roc_auc_score(y, p))
+    assert "champion v4's out-of-time predictions from training" in cal.source_note and "still open" in cal.source_note
+    window = definitions.label.window_days * D
+    old = pd.Timestamp(NOW) - window - 10 * D
+    asked.clear()
+    live = _report_with_times(
+        definitions, [lead_with("OLD", [("sql", 3 * D)], created=old)], {"OLD": (0.6, old)}, out_of_time=loader
+    ).calibration
+    assert live.source == "live" and live.with_outcome == 1 and asked == []  # not even read

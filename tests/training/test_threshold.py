@@ -43,3 +43,14 @@ def test_weekly_volume_from_recent_weeks() -> None:
     one_time = pd.Series([horizon] * 500)
     volume, basis = weekly_volume(one_time, None)
     assert volume == 500 and "no timestamps" in basis
+
+
+def test_leads_failing_a_criterion_are_not_mqls(definitions: Definitions) -> None:
+    p = np.linspace(0.0, 1.0, 1000, endpoint=False)
+    y = (p > 0.5).astype(int)
+    eligible = np.arange(1000) % 2 == 0  # every other lead is a student, say
+    advice = capacity_threshold(definitions, y, p, weekly_leads=1000.0, eligible=eligible)
+    # 120 MQLs a week of 1,000 leads: the 120th best eligible lead sets the threshold.
+    assert advice.capacity.value == np.sort(p[eligible])[::-1][119]
+    assert abs(advice.capacity.expected_mql_per_week - 120) < 1e-9
+    assert advice.current.expected_mql_per_week == ((p >= definitions.mql.threshold) & eligible).mean() * 1000
