@@ -57,6 +57,7 @@ mlflow-ui: $(STAMP)
 
 bench: $(TEST_STAMP)
 	$(BIN)/python bench/serve.py
+	$(BIN)/python bench/ingest.py
 
 clean:
 	rm -rf $(VENV) workspace
