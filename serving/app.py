@@ -41,6 +41,8 @@ from serving.writer import ScoreWriter
 log = logging.getLogger("samepage.serving")
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # 1,000 leads with a few dozen attributes fit well inside
+# 10,000 events with ids at their 200-character limit come to about 5.1 MiB.
+BODY_LIMITS = {"/v1/events": 12 * 1024 * 1024}
 
 DESCRIPTION = """
 Scores leads with the champion model of the shared definitions, says whether each is an MQL and
@@ -81,7 +83,7 @@ def create_app(
         watcher = asyncio.create_task(scorer.watch())
         # Rows a crash left unpushed go online first; then imports and time are followed.
         refresher = asyncio.create_task(refresh_forever(online, settings.online_refresh_seconds))
-        await _wait_for_first_load(scorer, settings.startup_wait_seconds)
+        await _wait_for_first_load(scorer, online, settings.startup_wait_seconds)
         if not scorer.loaded.is_set():
             log.warning("listening before the champion is loaded", extra={"event": "model_loading"})
         elif scorer.champion is None:
@@ -136,15 +138,18 @@ def create_app(
     # Starlette runs the middleware added last first: the request middleware sees (and counts) every
     # answer, also the 400 for a Host that is not ours (a DNS-rebinding page names its own host).
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.hosts, www_redirect=False)
-    app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=MAX_BODY_BYTES, access_log=access_log)
+    app.add_middleware(
+        RequestMiddleware, metrics=metrics, max_body_bytes=MAX_BODY_BYTES, access_log=access_log, path_limits=BODY_LIMITS
+    )
     return app
 
 
-async def _wait_for_first_load(scorer: Scorer, seconds: float) -> None:
-    """Wait up to `seconds` for the first champion look-up (0: not at all; listen at once)."""
+async def _wait_for_first_load(scorer: Scorer, online: OnlineWriter, seconds: float) -> None:
+    """Wait up to `seconds` for the first champion look-up and the start-up catch-up of the online
+    store (0: not at all; listen at once, `/readyz` says what is still loading)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
-    while not scorer.loaded.is_set() and loop.time() < deadline:
+    while not (scorer.loaded.is_set() and online.caught_up.is_set()) and loop.time() < deadline:
         await asyncio.sleep(0.02)
 
 

@@ -12,6 +12,7 @@ from samepage.inbox import Inbox
 from samepage.records import RecordStore
 from samepage.settings import Settings
 from serving.metrics import Metrics
+from serving.online import OnlineWriter
 from serving.scorer import Scorer
 from serving.writer import ScoreWriter
 
@@ -44,6 +45,10 @@ def get_inbox(request: Request) -> Inbox:
     return request.app.state.inbox
 
 
+def get_online(request: Request) -> OnlineWriter:
+    return request.app.state.online
+
+
 def get_live(request: Request) -> LiveFeatures | None:
     """The online writer; None until `samepage features` has built the store (rows wait in the inbox)."""
     return request.app.state.online.get()
@@ -57,3 +62,4 @@ WriterDep = Annotated[ScoreWriter, Depends(get_writer)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 InboxDep = Annotated[Inbox, Depends(get_inbox)]
 LiveDep = Annotated[LiveFeatures | None, Depends(get_live)]
+OnlineDep = Annotated[OnlineWriter, Depends(get_online)]

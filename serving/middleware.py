@@ -42,10 +42,18 @@ SECURITY_HEADERS = [
 
 
 class RequestMiddleware:
-    def __init__(self, app: Any, metrics: Metrics, max_body_bytes: int, access_log: bool = True) -> None:
+    def __init__(
+        self,
+        app: Any,
+        metrics: Metrics,
+        max_body_bytes: int,
+        access_log: bool = True,
+        path_limits: dict[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body = max_body_bytes
+        self.path_limits = path_limits or {}  # routes whose contract allows larger bodies
         self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
@@ -58,10 +66,11 @@ class RequestMiddleware:
         status = 500
         rid_header = (b"x-request-id", rid.encode())
 
+        limit = self.path_limits.get(scope.get("path", ""), self.max_body)
         length = _content_length(scope)
-        if length is not None and length > self.max_body:
+        if length is not None and length > limit:
             status = 413
-            await _send_error(send, 413, body_too_large_message(self.max_body), rid_header)
+            await _send_error(send, 413, body_too_large_message(limit), rid_header)
             self._record(scope, status, started)
             request_id.reset(token)
             return
@@ -73,8 +82,8 @@ class RequestMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_body:
-                    raise BodyTooLarge(self.max_body)
+                if seen > limit:
+                    raise BodyTooLarge(limit)
             return message
 
         async def send_with_id(message: Any) -> None:

@@ -33,6 +33,7 @@ class OnlineWriter:
         self.inbox = inbox
         self._live: LiveFeatures | None = None
         self._lock = threading.Lock()
+        self.caught_up = threading.Event()  # set once the start-up catch-up has run (readiness waits for it)
 
     def get(self) -> LiveFeatures | None:
         if self._live is not None:
@@ -64,15 +65,17 @@ def push(live: LiveFeatures | None, metrics: Metrics, leads: Sequence[str] = (),
 async def refresh_forever(writer: OnlineWriter, interval: float) -> None:
     """At start, push what a crash left unpushed; then every `interval` seconds (0: never) rebuild
     after an import and push again."""
-    live = writer.get()
-    if live is not None:
-        try:
+    try:
+        live = await asyncio.to_thread(writer.get)
+        if live is not None:
             leads, events = await asyncio.to_thread(live.catch_up)
             if leads or events:
                 detail = f"{leads} lead rows, {events} activity rows"
                 log.info("online store caught up", extra={"event": "online_catch_up", "detail": detail})
-        except Exception:  # noqa: BLE001 - the refresher tries again
-            log.warning("online catch-up failed", exc_info=True, extra={"event": "online_refresh_failed"})
+    except Exception:  # noqa: BLE001 - the refresher tries again
+        log.warning("online catch-up failed", exc_info=True, extra={"event": "online_refresh_failed"})
+    finally:
+        writer.caught_up.set()
     while interval > 0:
         await asyncio.sleep(interval)
         try:

@@ -72,6 +72,7 @@ def definitions_context(defs: Definitions, preview: Preview | None, problem: str
             ("Titles containing", ", ".join(icp.personas.titles_contain) or "—"),
         ],
         "criteria": [{"description": c.description, "rule": describe_criterion(c)} for c in defs.mql.criteria],
+        "grades": defs.grade_bands,
         "feature_groups": sorted(groups.items()),
         "event_types": defs.event_types,
         "changelog": [

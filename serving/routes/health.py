@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from serving.deps import DefsDep, MetricsDep, ScorerDep
+from serving.deps import DefsDep, MetricsDep, OnlineDep, ScorerDep
 from serving.schemas import HealthOut, ReadyOut
 
 RULES_NOTE = "no model yet; the points scale, not outcomes, turns points into a likelihood"
@@ -27,12 +27,16 @@ def healthz() -> dict:
     response_model=ReadyOut,
     responses={503: {"model": ReadyOut, "description": "Cannot score at all (no champion, no feature store), with the reason"}},
 )
-def readyz(scorer: ScorerDep, defs: DefsDep) -> JSONResponse | dict:
+def readyz(scorer: ScorerDep, defs: DefsDep, online: OnlineDep) -> JSONResponse | dict:
     """Ready when a champion that fits the current definitions is loaded.
 
     Without one (cold start) the answer is 200 with `ready: false`: scores come from the team's points
-    rules, and `reason` says so and why. 503 only when nothing can score (no feature store yet).
+    rules, and `reason` says so and why. 503 when nothing can score (no feature store yet), and while
+    API rows a restart found unpushed are being pushed to the online store (a score would miss them).
     """
+    if not online.caught_up.is_set():
+        body = ReadyOut(ready=False, reason=CATCHING_UP, definitions_version=defs.version_string)
+        return JSONResponse(body.model_dump(mode="json"), status_code=503)
     champion = scorer.champion
     if champion is None:
         body = ReadyOut(ready=False, reason=scorer.reason, definitions_version=defs.version_string)
@@ -42,6 +46,8 @@ def readyz(scorer: ScorerDep, defs: DefsDep) -> JSONResponse | dict:
         return {"ready": False, "reason": reason, "model": champion.ref, "definitions_version": defs.version_string}
     return {"ready": True, "model": champion.ref, "definitions_version": defs.version_string}
 
+
+CATCHING_UP = "catching up: leads and events stored before the restart are being pushed to the online store"
 
 PROMETHEUS: dict[int | str, dict[str, Any]] = {
     200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}

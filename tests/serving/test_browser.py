@@ -87,9 +87,9 @@ def server(workspace: Settings, definitions: Definitions, tmp_path_factory: pyte
 
 def _proposed_file(folder: Path) -> Path:
     text = DEFINITIONS_FILE.read_text().replace("  threshold: 0.35", "  threshold: 0.25").replace("    reps: 6", "    reps: 4")
-    text = text.replace('version: "1.0.0"\n', 'version: "1.1.0"\n', 1).replace(
+    text = text.replace('version: "1.1.0"\n', 'version: "1.2.0"\n', 1).replace(
         "changelog:\n",
-        'changelog:\n  - {version: "1.1.0", date: "2026-12-05", by: [marketing], changes: "Lower threshold, four reps."}\n',
+        'changelog:\n  - {version: "1.2.0", date: "2026-12-05", by: [marketing], changes: "Lower threshold, four reps."}\n',
         1,
     )
     path = folder / "definitions-proposed.yaml"
@@ -228,6 +228,7 @@ def test_definitions_page_shows_the_vocabulary_and_the_proposed_change(
     assert page.locator("#defs-version").inner_text() == definitions.version_string
     assert page.locator("#stages tr[data-stage]").count() == len(definitions.stages)
     assert page.locator("#mql-threshold").inner_text() == f"{definitions.mql.threshold:.2f}"
+    assert page.locator("#grades tr[data-grade]").count() == 4
     assert page.locator("#features tr[data-feature]").count() == len(definitions.features)
     changes = page.locator("#preview-changes li").all_inner_texts()
     assert "MQL threshold 0.35 → 0.25 (lower: more leads pass)." in changes and "Sales capacity 120 → 80 MQLs a week." in changes

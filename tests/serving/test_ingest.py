@@ -166,6 +166,26 @@ def test_events_before_their_lead_count_once_it_arrives(live: TestClient) -> Non
     assert contribution(known, "pricing_views_30d")["value"] == 2
 
 
+def test_ten_thousand_events_with_the_longest_ids_fit_in_one_call(live: TestClient) -> None:
+    when = datetime.now(UTC) - timedelta(days=1)
+    events = [
+        event(f"mka-wide-{i % 100:03d}" + "w" * 186, "email_open", when, event_id=f"{i:05d}" + "e" * 195) for i in range(10_000)
+    ]
+    r = live.post("/v1/events", json={"events": events}, headers=AUTH)
+    assert r.status_code == 200 and r.json() == {"accepted": 10_000, "duplicates": 0}, r.text[:300]
+
+
+def test_not_ready_while_stored_rows_are_pushed_after_a_restart(live: TestClient) -> None:
+    online = live.app.state.online  # type: ignore[attr-defined]
+    online.caught_up.clear()  # as between a restart and the end of its catch-up
+    try:
+        r = live.get("/readyz")
+        assert r.status_code == 503 and r.json()["reason"].startswith("catching up")
+    finally:
+        online.caught_up.set()
+    assert live.get("/readyz").status_code == 200
+
+
 def test_after_training_the_training_frame_holds_the_api_lead_and_its_event(
     live: TestClient, own_workspace_module: Settings, definitions: Definitions
 ) -> None:
