@@ -73,6 +73,11 @@ def shown_score(score: float, threshold: float) -> str:
     return f"{score:.{_digits(score, threshold)}f}"
 
 
+def shown_percent(score: float, threshold: float) -> str:
+    """The score in percent as pages show it (35%), with a decimal where rounding would cross the threshold (34.9%)."""
+    return f"{score * 100:.{max(0, _digits(score, threshold) - 2)}f}%"
+
+
 def _summary(score: float, threshold: float, above: bool, results: list[CriterionResult], failed: list[CriterionResult]) -> str:
     d = _digits(score, threshold)
     where = (

@@ -18,7 +18,7 @@ from samepage.points import describe_rules, team_points
 from samepage.values import utc_timestamp
 from serving import charts
 from serving.explain import format_value
-from serving.mql import shown_score
+from serving.mql import shown_percent, shown_score
 from serving.report_schemas import FunnelReport
 from serving.topass import after_words, nothing_note, stuck_note
 
@@ -90,6 +90,7 @@ def lead_context(defs: Definitions, record: dict[str, Any], result: dict[str, An
         "can_rescore": bool(record["known"]),
         "points_rules": [r["text"] for r in describe_rules(team_points(defs), defs)] if _by_rules(result) else [],
         "score_text": shown_score(result["score"], result["mql"]["threshold"]) if result else "",
+        "score_percent": shown_percent(result["score"], result["mql"]["threshold"]) if result else "",
         "grade": _grade(defs, result),
         "trend": _trend(result),
         "next_step": _next_step(defs, result),

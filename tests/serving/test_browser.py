@@ -26,6 +26,7 @@ import pytest
 from samepage.definitions import Definitions
 from samepage.settings import Settings
 from serving.app import create_app
+from serving.mql import shown_percent
 from tests.conftest import DEFINITIONS_FILE, IN_CI
 from tests.serving.conftest import AUTH
 from tests.serving.test_pages import PLANTED, PLANTED_ID, _expected_counts
@@ -154,7 +155,7 @@ def test_open_a_lead_read_the_score_disqualify_it_and_see_the_stage_change(
     lead_id = showcase["lead_id"]
     result = showcase["latest_score"]["result"]
     page.goto(f"/leads/{quote(lead_id, safe='')}")
-    assert page.locator("#score-value").inner_text() == f"{result['score'] * 100:.0f}%"
+    assert page.locator("#score-value").inner_text() == shown_percent(result["score"], result["mql"]["threshold"])
     assert page.locator("#verdict").inner_text().strip().endswith(result["mql"]["summary"])
     assert page.locator("#reasons-up li:not(.muted)").all_inner_texts() == result["explanation"]["reasons_up"]
     assert page.locator("#reasons-down li:not(.muted)").all_inner_texts() == result["explanation"]["reasons_down"]
