@@ -34,16 +34,19 @@ def readyz(scorer: ScorerDep, defs: DefsDep, online: OnlineDep) -> JSONResponse 
     rules, and `reason` says so and why. 503 when nothing can score (no feature store yet), and while
     API rows a restart found unpushed are being pushed to the online store (a score would miss them).
     """
-    if not online.caught_up.is_set():
-        body = ReadyOut(ready=False, reason=CATCHING_UP, definitions_version=defs.version_string)
-        return JSONResponse(body.model_dump(mode="json"), status_code=503)
+    catching_up = not online.caught_up.is_set()
     champion = scorer.champion
     if champion is None:
-        body = ReadyOut(ready=False, reason=scorer.reason, definitions_version=defs.version_string)
+        reason = f"{scorer.reason}; {CATCHING_UP}" if catching_up else scorer.reason
+        body = ReadyOut(ready=False, reason=reason, definitions_version=defs.version_string)
         return JSONResponse(body.model_dump(mode="json"), status_code=503)
+    rules = f"scores come from the team's points rules in the definitions ({RULES_NOTE}) because {scorer.reason}"
+    if catching_up:
+        reason = f"{rules if not champion.registered else 'the champion is loaded'}; {CATCHING_UP}"
+        out = {"ready": False, "reason": reason, "model": champion.ref, "definitions_version": defs.version_string}
+        return JSONResponse(ReadyOut.model_validate(out).model_dump(mode="json"), status_code=503)
     if not champion.registered:
-        reason = f"scores come from the team's points rules in the definitions ({RULES_NOTE}) because {scorer.reason}"
-        return {"ready": False, "reason": reason, "model": champion.ref, "definitions_version": defs.version_string}
+        return {"ready": False, "reason": rules, "model": champion.ref, "definitions_version": defs.version_string}
     return {"ready": True, "model": champion.ref, "definitions_version": defs.version_string}
 
 
