@@ -148,16 +148,13 @@ def activity_table(frame: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(frame[ARROW_SCHEMA.names], schema=ARROW_SCHEMA, preserve_index=False)
 
 
-def merged(row: dict[str, Any] | None, new: pd.DataFrame, defs: Definitions, now: pd.Timestamp) -> dict[str, Any]:
-    """A lead's TYPES, SECONDS and EARLIER with `new` events (occurred_at, type) added, pruned as of `now`."""
-    types = list(row.get(TYPES) or []) if row else []
-    seconds = [int(s) for s in (row.get(SECONDS) or [])] if row else []
+def merged(row: dict[str, Any] | None, new_types: Sequence[str], new_seconds: Sequence[int], cutoff: int) -> dict[str, Any]:
+    """A lead's TYPES, SECONDS and EARLIER with new events (types, ceiling seconds) added; events at or
+    before `cutoff` (now minus the longest window) leave the lists and only keep EARLIER up to date."""
+    types = [*(row.get(TYPES) or [] if row else []), *new_types]
+    seconds = [*(int(x) for x in (row.get(SECONDS) or [] if row else [])), *(int(x) for x in new_seconds)]
     earlier = _epoch(row.get(EARLIER)) if row else None
-    if len(new):
-        types += [str(t) for t in new["type"]]
-        seconds += [int(s) for s in ceil_seconds(new["occurred_at"])]
-    order = sorted(range(len(seconds)), key=lambda i: seconds[i])
-    cutoff = int(pd.Timestamp(now).value // _NS) - longest_window(defs)
+    order = sorted(range(len(seconds)), key=seconds.__getitem__)
     kept_types, kept_seconds = [], []
     for i in order:
         if seconds[i] > cutoff:

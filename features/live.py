@@ -80,20 +80,27 @@ class LiveFeatures:
             current = self._read(ACTIVITY_VIEW, [TYPES, SECONDS, EARLIER, INBOX_IDS], leads)
             events = self.inbox.events(leads)
             cutoff = int(when.value // 1_000_000_000) - self._window
+            # Plain lists from here: per-lead pandas work was most of a small call's time.
+            ids = [int(i) for i in events["id"]]
+            types = [str(t) for t in events["type"]]
+            seconds = [int(x) for x in ceil_seconds(events["occurred_at"])] if len(events) else []
+            by_lead: dict[str, list[int]] = {}
+            for i, lead in enumerate(events["lead_id"].tolist()):
+                by_lead.setdefault(str(lead), []).append(i)
             rows: list[dict[str, Any]] = []
-            for lead, got in events.groupby("lead_id", sort=False):
-                row = current.get(str(lead))
+            for lead, rows_of_lead in by_lead.items():
+                row = current.get(lead)
                 held = {int(i) for i in (row or {}).get(INBOX_IDS) or []}
-                new = got.loc[~got["id"].isin(held)]
-                if new.empty:
+                new = [i for i in rows_of_lead if ids[i] not in held]
+                if not new:
                     continue
-                out = merged(row, new, self.defs, when)
+                out = merged(row, [types[i] for i in new], [seconds[i] for i in new], cutoff)
                 # The inbox ids the lists hold: events older than the window left them (and count
                 # only in EARLIER, where adding one again changes nothing).
-                recent = {int(i) for i in got.loc[ceil_seconds(got["occurred_at"]) > cutoff, "id"]}
-                out[INBOX_IDS] = sorted((held | {int(i) for i in new["id"]}) & recent)
-                rows.append({LEAD_ID: str(lead), TIMESTAMP: when, **out})
-            pushed = [int(i) for i in events["id"]]
+                recent = {ids[i] for i in rows_of_lead if seconds[i] > cutoff}
+                out[INBOX_IDS] = sorted((held | {ids[i] for i in new}) & recent)
+                rows.append({LEAD_ID: lead, TIMESTAMP: when, **out})
+            pushed = ids
             if rows:
                 frame = pd.DataFrame(rows)
                 frame[EARLIER] = pd.to_datetime(frame[EARLIER].astype("float64"), unit="s", utc=True)
