@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from pathlib import Path
 
 from tests.conftest import REPO
 
@@ -30,3 +31,21 @@ def test_the_cli_is_the_top_layer() -> None:
     assert layers[0] == "samepage.cli"
     assert layers[1].replace(" ", "").split("|") == ["training", "serving"]
     assert layers[-1] == "features"
+
+
+def test_no_merge_conflict_markers_are_left_in_the_tree() -> None:
+    """A merge marker committed by mistake breaks a page, a config or the README without failing anything else."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    tracked = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout.split()
+    markers = ("<<<<<<< ", ">>>>>>> ")
+    found = []
+    for name in tracked:
+        path = root / name
+        if path.suffix not in {".py", ".md", ".html", ".yaml", ".yml", ".toml", ".txt", ".cfg", ".ipynb"} or not path.is_file():
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            if line.startswith(markers) or line == "=======":
+                found.append(f"{name}:{number}")
+    assert not found, f"merge conflict markers: {found}"
