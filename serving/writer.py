@@ -33,12 +33,15 @@ class ScoreWriter:
         self._thread = threading.Thread(target=self._run, name="samepage-score-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, results: list[dict[str, Any]]) -> None:
-        """Queue ScoreOut dicts to be kept as each lead's latest score."""
+    def submit(self, results: list[dict[str, Any]], payloads: list[bytes] | None = None) -> None:
+        """Queue ScoreOut dicts to be kept as each lead's latest score; `payloads`: their JSON bytes
+        as already sent to the caller (serialized once, not again here)."""
+        if payloads is not None and len(payloads) != len(results):
+            raise ValueError(f"payloads: {len(payloads)} given for {len(results)} results")
         with self._pending_lock:
             for r in results:
                 self._pending[r["lead_id"]] = (r["score"], r["scored_at"])
-        self._queue.put(results)
+        self._queue.put((results, payloads))
 
     def previous_scores(self, lead_ids: list[str]) -> dict[str, tuple[float, datetime]]:
         """Each lead's latest score: a queued one if any (the store has not got it yet), else the store's."""
@@ -82,8 +85,9 @@ class ScoreWriter:
                 elif isinstance(item, threading.Event):
                     events.append(item)
                 else:
-                    for r in item:
-                        rows[r["lead_id"]] = score_row(r)  # the last score of a lead wins
+                    results, payloads = item
+                    for i, r in enumerate(results):  # the last score of a lead wins
+                        rows[r["lead_id"]] = score_row(r, None if payloads is None else payloads[i])
             if rows:
                 self._save(list(rows.values()))
                 self._written(rows)
@@ -120,8 +124,8 @@ class ScoreWriter:
         )
 
 
-def score_row(result: dict[str, Any]) -> dict[str, Any]:
-    """A ScoreOut dict as a `latest_scores` row of the record store."""
+def score_row(result: dict[str, Any], payload: bytes | None = None) -> dict[str, Any]:
+    """A ScoreOut dict as a `latest_scores` row of the record store (`payload`: its JSON bytes, if made already)."""
     return {
         "lead_id": result["lead_id"],
         "score": result["score"],
@@ -132,5 +136,5 @@ def score_row(result: dict[str, Any]) -> dict[str, Any]:
         "scored_at": result["scored_at"],
         # pydantic-core's serializer: a fraction of json.dumps' time, which here holds the GIL
         # while the next request is being scored.
-        "payload": to_json(result, fallback=str).decode("utf-8"),
+        "payload": (to_json(result, fallback=str) if payload is None else payload).decode("utf-8"),
     }
