@@ -1,7 +1,7 @@
 """Latest scores go to the lead-record store from a background thread, batched.
 
 Keeping the record of a score is not what the caller waits for, so a scoring request only queues
-it; the writer drains the queue in one transaction per batch. `flush()` gives read-your-writes to
+it; the writer drains the queue in one transaction per batch (waiting `LINGER` for more). `flush()` gives read-your-writes to
 the lead record route; `previous_scores` answers from what is queued but not yet written, then from
 the store, so a lead scored twice in a row sees its first score in the second's `trend`.
 (Feedback, which must be durable before the answer, never goes this way.)
@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from datetime import datetime
 from typing import Any
 
@@ -22,11 +23,15 @@ from samepage.values import utc_timestamp
 
 log = logging.getLogger("samepage.serving")
 _STOP = object()
+# Seconds the writer waits for more scores before a transaction: a commit per score took the GIL
+# from the next request (tail latency of /v1/score); queued scores stay visible to `previous_scores`.
+LINGER = 0.05
 
 
 class ScoreWriter:
-    def __init__(self, store: RecordStore) -> None:
+    def __init__(self, store: RecordStore, linger: float = LINGER) -> None:
         self.store = store
+        self.linger = linger
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._pending: dict[str, tuple[float, Any]] = {}  # queued, not yet written: lead -> (score, scored_at as given)
         self._pending_lock = threading.Lock()
@@ -68,15 +73,30 @@ class ScoreWriter:
         self._queue.put(_STOP)
         self._thread.join(timeout=30)
 
+    def _take(self) -> list[Any]:
+        """What is queued, waiting up to `linger` seconds after the first item for more (not when a flush
+        or close is among them): one transaction for many requests, not one per score."""
+        items = [self._queue.get()]
+        urgent = not isinstance(items[0], tuple)
+        deadline = time.monotonic() + self.linger
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                remaining = deadline - time.monotonic()
+                if urgent or remaining <= 0:
+                    return items
+                try:
+                    item = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    return items
+            items.append(item)
+            urgent = urgent or not isinstance(item, tuple)
+
     def _run(self) -> None:
         stop = False
         while not stop:
-            items = [self._queue.get()]
-            while True:  # drain what is waiting: one transaction for many requests
-                try:
-                    items.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            items = self._take()
             rows: dict[str, dict[str, Any]] = {}
             events: list[threading.Event] = []
             for item in items:
