@@ -96,7 +96,7 @@ def main() -> None:
     ours_url = f"http://127.0.0.1:{ours_port}"
     theirs_url = f"http://127.0.0.1:{theirs_port}"
     procs = [
-        start([str(BIN / "samepage"), "serve", "--port", str(ours_port)], env, work / "samepage.log"),
+        start(serve_command(ours_port, args.workers), env, work / "samepage.log"),
         start(
             [
                 str(BIN / "mlflow"),
@@ -143,6 +143,14 @@ def main() -> None:
 
 
 # -- setup ----------------------------------------------------------------------------------------
+def serve_command(port: int, workers: int) -> list[str]:
+    """`samepage serve`; with several workers `serving.app.serve` itself (until the CLI passes `--workers`)."""
+    if workers == 1:
+        return [str(BIN / "samepage"), "serve", "--port", str(port)]
+    code = f"from samepage.settings import Settings; from serving.app import serve; serve(Settings(port={port}))"
+    return [sys.executable, "-c", code]
+
+
 def ensure_workspace(settings: Any, defs: Any, n_leads: int) -> None:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
@@ -479,7 +487,7 @@ def print_table(
 ) -> None:
     load1 = os.getloadavg()[0]
     print(
-        f"\nloopback, {os.cpu_count()} cores, load average {load1:.1f}; {'wrk' if shutil.which('wrk') else 'python'} load generator, {args.seconds:.0f}s per run"
+        f"\nloopback, {os.cpu_count()} cores, load average {load1:.1f}; {'wrk' if shutil.which('wrk') else 'python'} load generator, {args.seconds:.0f}s per run; samepage workers {args.workers}, mlflow 1"
     )
     print(f"{'request':<12} {'service':<9} {'p50 ms (1)':>10} {'p99 ms (1)':>10} {'req/s (16)':>11} {'p99 ms (16)':>11}")
     for label, who, one, many in rows:
