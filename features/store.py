@@ -340,23 +340,17 @@ class OnlineFeatures:
     def raw(self, lead_ids: Sequence[str], now: pd.Timestamp) -> dict[str, list[Any] | np.ndarray]:
         """The fields `derive` reads for these leads as of `now`, one column per field, in request order.
 
-        One read of the Feast online store per view (`online_read` of the store's provider, what
-        `get_online_features` calls underneath: the same rows, without assembling Feast's response
-        protos, which cost more than the read itself). Columns come straight from the stored
-        values: floats as float64 arrays (NaN where the store has nothing), timestamps as
+        SQLite: one read of the Feast online store per view (`online_read` of the store's provider,
+        what `get_online_features` calls underneath: the same rows without Feast's response protos;
+        1,000 leads 163 vs 209 ms here). Other stores: `get_online_features` (Feast's Redis store
+        pipelines there; its plain `online_read` took 2.9 s for 1,000 leads against 0.19 s).
+        Columns come straight from the stored values: floats as float64 arrays (NaN where the store has nothing), timestamps as
         datetime64[s] arrays (NaT), anything else as the Python values `to_dict` gives (None where
         missing). The activity lists become the engagement fields `lead_engagement` would hold at
         `now` (`features.activity.engagement_at`). Ids may repeat and come in any order.
         """
         ids = [str(i) for i in lead_ids]
-        keys = [EntityKeyProto(join_keys=[LEAD_ID], entity_values=[ValueProto(string_val=i)]) for i in ids]
-        provider = self._store._get_provider()
-        raw: dict[str, list[Any] | np.ndarray] = {LEAD_ID: ids}
-        empty = ValueProto()
-        for view, names in self._views:
-            stored = [found for _ts, found in provider.online_read(self._store.config, view, keys, names)]
-            for name in names:
-                raw[name] = _column([empty if found is None else found.get(name, empty) for found in stored])
+        raw = self._read_sqlite(ids) if self.settings.online_store == "sqlite" else self._read_feast(ids)
         if TYPES in raw:
             as_of = np.full(len(ids), utc_timestamp(now).value / 1e9)
             types, seconds, earlier = raw.pop(TYPES), raw.pop(SECONDS), raw.pop(EARLIER)
@@ -379,6 +373,22 @@ class OnlineFeatures:
         as_of = np.full(len(lead_ids), when.tz_convert("UTC").tz_localize(None).to_datetime64())
         values = derive(raw, as_of, self.defs, overrides, self.attribute_kinds)
         return FeatureColumns({key: values[key] for key in self._keys}, known)
+
+    def _read_sqlite(self, ids: list[str]) -> dict[str, list[Any] | np.ndarray]:
+        keys = [EntityKeyProto(join_keys=[LEAD_ID], entity_values=[ValueProto(string_val=i)]) for i in ids]
+        provider = self._store._get_provider()
+        raw: dict[str, list[Any] | np.ndarray] = {LEAD_ID: ids}
+        empty = ValueProto()
+        for view, names in self._views:
+            stored = [found for _ts, found in provider.online_read(self._store.config, view, keys, names)]
+            for name in names:
+                raw[name] = _column([empty if found is None else found.get(name, empty) for found in stored])
+        return raw
+
+    def _read_feast(self, ids: list[str]) -> dict[str, list[Any] | np.ndarray]:
+        proto = self._store.get_online_features(features=self._refs, entity_rows=[{LEAD_ID: i} for i in ids]).proto
+        names = proto.metadata.feature_names.val
+        return {name: _column(vector.values) for name, vector in zip(names, proto.results, strict=True)}
 
     def get(
         self,
