@@ -391,7 +391,8 @@ def wait_ready(url: str, timeout: float) -> None:
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
+                # /readyz answers 200 while the points rules stand in: wait for the champion itself
+                if resp.status == 200 and (not url.endswith("/readyz") or json.loads(resp.read()).get("ready")):
                     return
         except OSError:
             pass
