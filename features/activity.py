@@ -11,6 +11,7 @@ from the first whole second at or after it (ceiling) until that second plus the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ EARLIER = "earlier_activity_at"
 INBOX_IDS = "inbox_event_ids"
 ACTIVITY_FIELDS = (TYPES, SECONDS, EARLIER, INBOX_IDS)
 _DAY = 86_400
+SMALL_READ = 8  # leads; up to this many, plain Python beats numpy's per-call set-up (one lead: 0.05 vs 0.5 ms)
 _NS = 1_000_000_000
 
 
@@ -191,6 +193,8 @@ def engagement_at(
     n = len(types)
     types = [t if isinstance(t, (list, tuple, np.ndarray)) else None for t in types]  # an all-missing column is NaNs
     seconds = [s if isinstance(s, (list, tuple, np.ndarray)) else None for s in seconds]
+    if n <= SMALL_READ:
+        return _engagement_small(types, seconds, earlier, as_of, counters(defs))
     found = np.array([t is not None for t in types], dtype=bool)
     lengths = np.array([len(t) if t is not None else 0 for t in types], dtype="int64")
     flat_types = np.array([x for t in types if t is not None for x in t], dtype=object)
@@ -214,6 +218,40 @@ def engagement_at(
     np.fmax.at(last, owner[happened], flat_seconds[happened])
     before = np.array([np.nan if (e := _epoch(v)) is None else float(e) for v in earlier], dtype="float64")
     last = np.fmax(last, before)
+    stamps = np.nan_to_num(last).astype("int64").astype("datetime64[s]")
+    out[LAST_ACTIVITY_AT] = np.where(np.isnan(last), np.datetime64("NaT", "s"), stamps)
+    return out
+
+
+def _engagement_small(
+    types: list[Any],
+    seconds: list[Any],
+    earlier: Sequence[Any] | np.ndarray,
+    as_of: np.ndarray,
+    found_counters: list[Counter],
+) -> dict[str, Any]:
+    """`engagement_at` for a few leads in plain Python: the same float64 arithmetic, the same results."""
+    n = len(types)
+    out: dict[str, Any] = {c.key: np.full(n, np.nan) for c in found_counters}
+    last = np.full(n, np.nan)
+    for i in range(n):
+        now = float(as_of[i])
+        before = _epoch(earlier[i])
+        latest = math.nan if before is None else float(before)
+        if types[i] is None:
+            last[i] = latest
+            continue
+        events = [(str(t), float(int(x))) for t, x in zip(types[i], seconds[i] or [], strict=False)]
+        for _t, x in events:
+            if x <= now and not (latest >= x):  # fmax: NaN loses
+                latest = x
+        last[i] = latest
+        for c in found_counters:
+            live = [t for t, x in events if x <= now and now < x + c.window]
+            if c.channels:
+                out[c.key][i] = float(sum(1 for channel in c.channels if any(t in channel for t in live)))
+            else:
+                out[c.key][i] = float(sum(1 for t in live if t in c.types))
     stamps = np.nan_to_num(last).astype("int64").astype("datetime64[s]")
     out[LAST_ACTIVITY_AT] = np.where(np.isnan(last), np.datetime64("NaT", "s"), stamps)
     return out

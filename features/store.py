@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from feast import FeatureStore
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.type_map import NULL_TIMESTAMP_INT_VALUE, feast_value_type_to_python_type
 from rich.console import Console
 from rich.progress import (
@@ -277,6 +279,21 @@ def _service(store: FeatureStore, name: str, settings: Settings) -> Any:
 
 
 # -- online: serving ----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class FeatureColumns:
+    """Derived online features: `values[key]` per feature key (categories as object arrays with None,
+    everything else float64 with NaN) and `known` (the store had the lead), all in request order."""
+
+    values: dict[str, np.ndarray]
+    known: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.known)
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self.known if key == "known" else self.values[key]
+
+
 class OnlineFeatures:
     """Online feature vectors for serving; create once and keep (it holds the Feast store).
 
@@ -308,6 +325,12 @@ class OnlineFeatures:
         ]
         if has_engagement(defs):
             self._refs += [f"{ACTIVITY_VIEW}:{name}" for name in (TYPES, SECONDS, EARLIER)]
+        # The same fields by view, for the online store's own read (see `raw`).
+        by_view: dict[str, list[str]] = {}
+        for ref in self._refs:
+            view_name, _, name = ref.partition(":")
+            by_view.setdefault(view_name, []).append(name)
+        self._views = [(self._store.get_feature_view(v), names) for v, names in by_view.items()]
 
     @property
     def refs(self) -> list[str]:
@@ -317,21 +340,55 @@ class OnlineFeatures:
     def raw(self, lead_ids: Sequence[str], now: pd.Timestamp) -> dict[str, list[Any] | np.ndarray]:
         """The fields `derive` reads for these leads as of `now`, one column per field, in request order.
 
-        One `get_online_features` call for the whole batch. Columns come straight from the
-        response's values (Feast's `to_dict` converts each value through its generic type
-        switch: 35 ms for 1,000 leads, this 10 ms): floats as float64 arrays (NaN where the store
-        has nothing), timestamps as datetime64[s] arrays (NaT), anything else as the Python
-        values `to_dict` gives (None where missing). The activity lists become the engagement
-        fields `lead_engagement` would hold at `now` (`features.activity.engagement_at`).
+        SQLite: one read of the Feast online store per view (`online_read` of the store's provider,
+        what `get_online_features` calls underneath: the same rows without Feast's response protos;
+        1,000 leads 163 vs 209 ms here). Other stores: `get_online_features` (Feast's Redis store
+        pipelines there; its plain `online_read` took 2.9 s for 1,000 leads against 0.19 s).
+        Columns come straight from the stored values: floats as float64 arrays (NaN where the store has nothing), timestamps as
+        datetime64[s] arrays (NaT), anything else as the Python values `to_dict` gives (None where
+        missing). The activity lists become the engagement fields `lead_engagement` would hold at
+        `now` (`features.activity.engagement_at`). Ids may repeat and come in any order.
         """
-        rows = [{LEAD_ID: str(i)} for i in lead_ids]
-        proto = self._store.get_online_features(features=self._refs, entity_rows=rows).proto
-        raw = {name: _column(vector.values) for name, vector in zip(proto.metadata.feature_names.val, proto.results, strict=True)}
+        ids = [str(i) for i in lead_ids]
+        raw = self._read_sqlite(ids) if self.settings.online_store == "sqlite" else self._read_feast(ids)
         if TYPES in raw:
-            as_of = np.full(len(rows), utc_timestamp(now).value / 1e9)
+            as_of = np.full(len(ids), utc_timestamp(now).value / 1e9)
             types, seconds, earlier = raw.pop(TYPES), raw.pop(SECONDS), raw.pop(EARLIER)
             raw.update(engagement_at(types, seconds, earlier, as_of, self.defs))  # type: ignore[arg-type]
         return raw
+
+    def columns(
+        self,
+        lead_ids: Sequence[str],
+        overrides: Sequence[dict[str, Any] | None] | None = None,
+        now: pd.Timestamp | None = None,
+    ) -> FeatureColumns:
+        """The derived features of these leads, one array per feature key, in request order (no DataFrame:
+        serving's hot path reads these arrays straight into the encoder and the explanation)."""
+        if overrides is not None and len(overrides) != len(lead_ids):
+            raise ValueError(f"overrides: {len(overrides)} given for {len(lead_ids)} leads")
+        when = pd.Timestamp.now(tz="UTC") if now is None else utc_timestamp(now)
+        raw = self.raw(lead_ids, when) if lead_ids else {}
+        known = known_rows(raw, len(lead_ids))
+        as_of = np.full(len(lead_ids), when.tz_convert("UTC").tz_localize(None).to_datetime64())
+        values = derive(raw, as_of, self.defs, overrides, self.attribute_kinds)
+        return FeatureColumns({key: values[key] for key in self._keys}, known)
+
+    def _read_sqlite(self, ids: list[str]) -> dict[str, list[Any] | np.ndarray]:
+        keys = [EntityKeyProto(join_keys=[LEAD_ID], entity_values=[ValueProto(string_val=i)]) for i in ids]
+        provider = self._store._get_provider()
+        raw: dict[str, list[Any] | np.ndarray] = {LEAD_ID: ids}
+        empty = ValueProto()
+        for view, names in self._views:
+            stored = [found for _ts, found in provider.online_read(self._store.config, view, keys, names)]
+            for name in names:
+                raw[name] = _column([empty if found is None else found.get(name, empty) for found in stored])
+        return raw
+
+    def _read_feast(self, ids: list[str]) -> dict[str, list[Any] | np.ndarray]:
+        proto = self._store.get_online_features(features=self._refs, entity_rows=[{LEAD_ID: i} for i in ids]).proto
+        names = proto.metadata.feature_names.val
+        return {name: _column(vector.values) for name, vector in zip(names, proto.results, strict=True)}
 
     def get(
         self,
@@ -340,16 +397,8 @@ class OnlineFeatures:
         now: pd.Timestamp | None = None,
     ) -> pd.DataFrame:
         """One row per requested id, in order: `defs.feature_keys` plus `known` (the store had it)."""
-        if overrides is not None and len(overrides) != len(lead_ids):
-            raise ValueError(f"overrides: {len(overrides)} given for {len(lead_ids)} leads")
-        when = pd.Timestamp.now(tz="UTC") if now is None else utc_timestamp(now)
-        raw = self.raw(lead_ids, when) if lead_ids else {}
-        known = known_rows(raw, len(lead_ids))
-        as_of = np.full(len(lead_ids), when.tz_convert("UTC").tz_localize(None).to_datetime64())
-        values = derive(raw, as_of, self.defs, overrides, self.attribute_kinds)
-        columns = {key: values[key] for key in self._keys}
-        columns["known"] = known
-        return pd.DataFrame(columns, index=pd.RangeIndex(len(lead_ids)))
+        got = self.columns(lead_ids, overrides, now)
+        return pd.DataFrame({**got.values, "known": got.known}, index=pd.RangeIndex(len(lead_ids)))
 
     def attributes(self, lead_id: str) -> dict[str, Any] | None:
         """Every stored attribute of the lead ("who the lead is"), or None for an unknown lead."""

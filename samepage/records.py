@@ -53,6 +53,10 @@ scores_table = sa.Table(
     sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("payload", sa.Text, nullable=False),
 )
+# Built once (an expanding IN): the per-score trend look-up reuses SQLAlchemy's compiled form.
+_PREVIOUS_SCORES = sa.select(scores_table.c.lead_id, scores_table.c.score, scores_table.c.scored_at).where(
+    scores_table.c.lead_id.in_(sa.bindparam("ids", expanding=True))
+)
 
 
 @dataclass(frozen=True)
@@ -152,8 +156,7 @@ class RecordStore:
         with self.engine.connect() as conn:
             for start in range(0, len(unique), ID_CHUNK):
                 chunk = unique[start : start + ID_CHUNK]
-                query = sa.select(scores_table.c.lead_id, scores_table.c.score, scores_table.c.scored_at)
-                for row in conn.execute(query.where(scores_table.c.lead_id.in_(chunk))):
+                for row in conn.execute(_PREVIOUS_SCORES, {"ids": chunk}):
                     out[row.lead_id] = (float(row.score), _utc(row.scored_at))
         return out
 

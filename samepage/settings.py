@@ -35,6 +35,9 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    workers: int = Field(
+        1, ge=0, description="Serving worker processes (each loads the champion and follows its alias); 0: one per core"
+    )
     reload_seconds: float = Field(30.0, description="How often serving checks the champion alias")
     startup_wait_seconds: float = Field(
         0.0, ge=0, description="How long startup waits for the champion before listening (0: listen at once, load it meanwhile)"

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
+import json
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI
@@ -171,8 +175,58 @@ def _openapi(app: FastAPI, defs: Definitions) -> dict[str, Any]:
     return schema
 
 
-def serve(settings: Settings, defs: Definitions | None = None) -> None:
-    """Run the service with uvicorn on settings.host:settings.port (blocks)."""
+WORKER_ENV = "SAMEPAGE_SERVE_WORKER"  # how `serve` hands its settings (and the proposal) to worker processes
+
+
+def workers(settings: Settings) -> int:
+    """How many worker processes `serve` runs (`Settings.workers`; 0: one per core)."""
+    return settings.workers or os.cpu_count() or 1
+
+
+def serve(
+    settings: Settings,
+    defs: Definitions | None = None,
+    proposed: Callable[[], Preview] | None = None,
+    proposal: tuple[str, str] | None = None,
+) -> None:
+    """Run the service with uvicorn on settings.host:settings.port (blocks), in `workers(settings)` processes.
+
+    One worker runs `create_app(settings, defs, proposed=proposed)` in this process. Several are uvicorn's
+    worker processes, each building its own app with `worker_app` from these settings: each loads the
+    champion and follows the alias, keeps its own score writer (the record store takes writers from
+    several processes) and online writer (features.live writes under a file lock), and only one runs an
+    online refresh at a time. `proposal` = ("module:function", path): how a worker makes the `proposed`
+    preview (the function is called with (settings, defs, Path(path)), like the CLI's `proposal`).
+    """
     import uvicorn
 
-    uvicorn.run(create_app(settings, defs), host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    n = workers(settings)
+    if n <= 1:
+        app = create_app(settings, defs, proposed=proposed)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+        return
+    if proposed is not None and proposal is None:
+        raise ValueError("serve: with several workers, give the preview as `proposal` (an import string and a path)")
+    os.environ[WORKER_ENV] = json.dumps({"settings": settings.model_dump(mode="json"), "proposal": proposal})
+    uvicorn.run(
+        "serving.app:worker_app",
+        factory=True,
+        workers=n,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker process of `serve` (uvicorn's factory), from the settings `serve` handed over."""
+    given = json.loads(os.environ[WORKER_ENV])
+    settings = Settings(**given["settings"], _env_file=None)
+    defs = load_definitions(settings.definitions)
+    proposed = None
+    if given.get("proposal"):
+        target, path = given["proposal"]
+        module, _, name = str(target).partition(":")
+        proposed = getattr(importlib.import_module(module), name)(settings, defs, Path(path))
+    return create_app(settings, defs, proposed=proposed)

@@ -1,4 +1,9 @@
-"""Typed dependencies: what a route needs, taken from the app's state (set once by the lifespan)."""
+"""Typed dependencies: what a route needs, taken from the app's state (set once by the lifespan).
+
+The plain reads are `async`: FastAPI runs a sync dependency in the thread pool, a hop per
+dependency per request that cost more than the read (tail latency of /v1/score). `get_live` may
+open the store on first use, so it stays sync.
+"""
 
 from __future__ import annotations
 
@@ -17,35 +22,35 @@ from serving.scorer import Scorer
 from serving.writer import ScoreWriter
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_defs(request: Request) -> Definitions:
+async def get_defs(request: Request) -> Definitions:
     return request.app.state.defs
 
 
-def get_scorer(request: Request) -> Scorer:
+async def get_scorer(request: Request) -> Scorer:
     return request.app.state.scorer
 
 
-def get_records(request: Request) -> RecordStore:
+async def get_records(request: Request) -> RecordStore:
     return request.app.state.records
 
 
-def get_writer(request: Request) -> ScoreWriter:
+async def get_writer(request: Request) -> ScoreWriter:
     return request.app.state.writer
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
-def get_inbox(request: Request) -> Inbox:
+async def get_inbox(request: Request) -> Inbox:
     return request.app.state.inbox
 
 
-def get_online(request: Request) -> OnlineWriter:
+async def get_online(request: Request) -> OnlineWriter:
     return request.app.state.online
 
 

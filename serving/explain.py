@@ -9,6 +9,7 @@ The API, batch scoring and the lead page all call `explain`; nothing else words 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,12 +47,19 @@ class Explanation:
 
 def explain(bundle: Bundle, defs: Definitions, frame: pd.DataFrame) -> list[Explanation]:
     """One explanation per row of `frame` (holding the bundle's feature keys), in row order."""
-    keys = bundle.feature_keys
     if len(frame) == 0:
         return []
     columns = bundle.encoder.columns(frame)  # the encoder's arrays serve the answer's values too
-    X = bundle.encoder.transform_columns(columns)
-    threads = {"num_threads": 1} if len(frame) < SMALL_BATCH else {}
+    return explain_columns(bundle, defs, columns, bundle.encoder.transform_columns(columns))
+
+
+def explain_columns(bundle: Bundle, defs: Definitions, columns: Sequence[np.ndarray], X: np.ndarray) -> list[Explanation]:
+    """`explain` on one array per feature key (in the bundle's order) and their encoded matrix `X`:
+    the scorer encodes once and shares `X` with the `to_pass` search."""
+    keys = bundle.feature_keys
+    if len(X) == 0:
+        return []
+    threads = {"num_threads": 1} if len(X) < SMALL_BATCH else {}
     base, contrib = bundle.contributions(X, **threads)
     scores = sigmoid(base + contrib.sum(axis=1)).tolist()
     order = np.argsort(-np.abs(contrib), axis=1, kind="stable").tolist()

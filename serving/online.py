@@ -18,10 +18,12 @@ from features.live import LiveFeatures
 from features.store import refresh
 from samepage.definitions import Definitions
 from samepage.inbox import Inbox
+from samepage.locks import WorkspaceBusy, workspace_lock
 from samepage.settings import Settings
 from serving.metrics import Metrics
 
 log = logging.getLogger("samepage.serving")
+REFRESH_LOCK = "online-refresh"  # one refresh at a time across the worker processes
 
 
 class OnlineWriter:
@@ -79,7 +81,18 @@ async def refresh_forever(writer: OnlineWriter, interval: float) -> None:
     while interval > 0:
         await asyncio.sleep(interval)
         try:
-            what = await asyncio.to_thread(refresh, writer.settings, writer.defs, writer.get())
-            log.info("online store refreshed", extra={"event": "online_refresh", "detail": what})
+            what = await asyncio.to_thread(refresh_once, writer)
+            if what is not None:
+                log.info("online store refreshed", extra={"event": "online_refresh", "detail": what})
         except Exception:  # noqa: BLE001 - the next round tries again
             log.warning("online refresh failed", exc_info=True, extra={"event": "online_refresh_failed"})
+
+
+def refresh_once(writer: OnlineWriter) -> str | None:
+    """One refresh round, unless another worker process of this workspace is running one (None then:
+    with `--workers N` every worker has a refresher, and one rebuild after an import is enough)."""
+    try:
+        with workspace_lock(writer.settings, REFRESH_LOCK, wait_seconds=0):
+            return refresh(writer.settings, writer.defs, writer.get())
+    except WorkspaceBusy:
+        return None

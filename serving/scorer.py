@@ -21,7 +21,7 @@ import gc
 import logging
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -34,7 +34,7 @@ from samepage.bundle import CHAMPION, MODEL_NAME, Bundle, PointsBundle
 from samepage.definitions import Definitions
 from samepage.errors import InvalidAttribute, NotReady, UnknownLead
 from samepage.settings import Settings
-from serving.explain import explain
+from serving.explain import explain_columns
 from serving.metrics import Metrics
 from serving.mql import verdict
 from serving.topass import to_pass
@@ -294,14 +294,18 @@ class Scorer:
         overrides = [attrs for _, attrs in leads]
         now = datetime.now(UTC)
         try:
-            frame = champ.online.get(ids, overrides, now)
+            got = champ.online.columns(ids, overrides, now)
         except InvalidAttribute as exc:
             raise self._locate(champ, ids, overrides, now, exc).at(where) from None
-        unknown = [lid for lid, ov, known in zip(ids, overrides, frame["known"].tolist(), strict=True) if not known and not ov]
+        unknown = [lid for lid, ov, known in zip(ids, overrides, got.known.tolist(), strict=True) if not known and not ov]
         if unknown:
             raise UnknownLead(unknown, "unknown to the feature store and no attributes were given to score from")
-        self._count_out_of_range(champ, frame)
-        explanations = explain(champ.bundle, self.defs, frame)
+        self._count_out_of_range(champ, got.values)
+        # One path: derived arrays -> one encoded matrix -> contributions (the score is their sum);
+        # the same matrix feeds the to_pass search.
+        columns = [got.values[k] for k in champ.bundle.feature_keys]
+        X = champ.bundle.encoder.transform_columns(columns)
+        explanations = explain_columns(champ.bundle, self.defs, columns, X)
         feature_keys = set(champ.bundle.feature_keys)
         extra_fields = [c.field for c in self.defs.mql.criteria if c.field not in feature_keys]
         scored_at = now.isoformat().replace("+00:00", "Z")
@@ -315,8 +319,8 @@ class Scorer:
                 values.update(self._extra_values(champ, lead_id, attrs, extra_fields))
             values_all.append(values)
             verdicts.append(verdict(self.defs, exp.score, values))
-        X = champ.bundle.encoder.transform(frame) if suggest and not all(v.passed for v in verdicts) else None
-        steps = to_pass(champ.bundle, self.defs, X, verdicts, values_all) if X is not None else [None] * len(ids)
+        search = suggest and not all(v.passed for v in verdicts)
+        steps = to_pass(champ.bundle, self.defs, X, verdicts, values_all) if search else [None] * len(ids)
         previous = self.history.previous_scores(ids) if self.history is not None else {}
         results: list[dict[str, Any]] = []
         for lead_id, exp, mql, step in zip(ids, explanations, verdicts, steps, strict=True):
@@ -341,10 +345,10 @@ class Scorer:
         self.metrics.observe_scores(champ.version, [r["score"] for r in results], [r["mql"]["passed"] for r in results])
         return results
 
-    def _count_out_of_range(self, champ: Champion, frame: pd.DataFrame) -> None:
+    def _count_out_of_range(self, champ: Champion, columns: Mapping[str, np.ndarray]) -> None:
         """Prometheus: leads scored with a numeric feature outside the range the model was trained on."""
         for key, lo, hi in champ.training_ranges:
-            column = frame[key].to_numpy()
+            column = columns[key]
             try:
                 values = np.asarray(column, dtype=float)  # numbers and None (NaN): the usual case, and fast
             except (TypeError, ValueError):  # text in a number column: as the encoder coerces it
@@ -365,7 +369,7 @@ class Scorer:
             if not attrs:
                 continue
             try:
-                champ.online.get([lead_id], [attrs], now)
+                champ.online.columns([lead_id], [attrs], now)
             except InvalidAttribute as one:
                 return one.at(f"leads[{i}].")
         return exc

@@ -11,6 +11,7 @@ field no step changes (a student, a competitor) cannot be fixed by marketing: th
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -59,6 +60,19 @@ def steps(defs: Definitions, feature_keys: Sequence[str]) -> list[Step]:
     return out
 
 
+@functools.lru_cache(maxsize=32)
+def _candidates(columns: tuple[tuple[int, ...], ...], n_features: int, budget: int) -> tuple[np.ndarray, np.ndarray]:
+    """`combinations` of the steps (feature positions per step) and what each adds per feature; made once
+    per plan (read-only: shared between requests)."""
+    counts = combinations(len(columns), budget)
+    delta = np.zeros((len(counts), n_features))
+    for s, cols in enumerate(columns):
+        delta[:, list(cols)] += counts[:, [s]]
+    counts.setflags(write=False)
+    delta.setflags(write=False)
+    return counts, delta
+
+
 def combinations(n_steps: int, budget: int = BUDGET) -> np.ndarray:
     """Every multiset of 1..budget steps as counts per step (rows), fewest steps first."""
     rows = []
@@ -97,16 +111,11 @@ def to_pass(
             search.append(i)
     if not search:
         return out
-    counts = combinations(len(plan), budget)  # (m, steps)
-    delta = np.zeros((len(counts), len(keys)))  # (m, features): what each candidate adds
-    for s, step in enumerate(plan):
-        delta[:, list(step.columns)] += counts[:, [s]]
+    counts, delta = _candidates(tuple(s.columns for s in plan), len(keys), budget)  # (m, steps), (m, features)
     m = len(counts)
-    base = X[search]
-    candidates = np.repeat(base, m, axis=0)
-    add = np.tile(delta, (len(search), 1))
-    touched = add > 0
-    candidates[touched] = np.nan_to_num(candidates[touched]) + add[touched]  # a missing count is none yet
+    base = X[search][:, None, :]  # (leads, 1, features) against (m, features): one pass, no repeated copies
+    touched = delta > 0
+    candidates = np.where(touched, np.nan_to_num(base) + delta, base).reshape(-1, len(keys))  # a missing count is none yet
     threads = {"num_threads": 1} if len(candidates) < SMALL_SEARCH else {}
     scores = sigmoid(bundle.logit(candidates, **threads)).reshape(len(search), m)
     ok = scores >= defs.mql.threshold

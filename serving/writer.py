@@ -1,7 +1,7 @@
 """Latest scores go to the lead-record store from a background thread, batched.
 
 Keeping the record of a score is not what the caller waits for, so a scoring request only queues
-it; the writer drains the queue in one transaction per batch. `flush()` gives read-your-writes to
+it; the writer drains the queue in one transaction per batch (waiting `LINGER` for more). `flush()` gives read-your-writes to
 the lead record route; `previous_scores` answers from what is queued but not yet written, then from
 the store, so a lead scored twice in a row sees its first score in the second's `trend`.
 (Feedback, which must be durable before the answer, never goes this way.)
@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from datetime import datetime
 from typing import Any
 
@@ -22,23 +23,30 @@ from samepage.values import utc_timestamp
 
 log = logging.getLogger("samepage.serving")
 _STOP = object()
+# Seconds the writer waits for more scores before a transaction: a commit per score took the GIL
+# from the next request (tail latency of /v1/score); queued scores stay visible to `previous_scores`.
+LINGER = 0.05
 
 
 class ScoreWriter:
-    def __init__(self, store: RecordStore) -> None:
+    def __init__(self, store: RecordStore, linger: float = LINGER) -> None:
         self.store = store
+        self.linger = linger
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._pending: dict[str, tuple[float, Any]] = {}  # queued, not yet written: lead -> (score, scored_at as given)
         self._pending_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="samepage-score-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, results: list[dict[str, Any]]) -> None:
-        """Queue ScoreOut dicts to be kept as each lead's latest score."""
+    def submit(self, results: list[dict[str, Any]], payloads: list[bytes] | None = None) -> None:
+        """Queue ScoreOut dicts to be kept as each lead's latest score; `payloads`: their JSON bytes
+        as already sent to the caller (serialized once, not again here)."""
+        if payloads is not None and len(payloads) != len(results):
+            raise ValueError(f"payloads: {len(payloads)} given for {len(results)} results")
         with self._pending_lock:
             for r in results:
                 self._pending[r["lead_id"]] = (r["score"], r["scored_at"])
-        self._queue.put(results)
+        self._queue.put((results, payloads))
 
     def previous_scores(self, lead_ids: list[str]) -> dict[str, tuple[float, datetime]]:
         """Each lead's latest score: a queued one if any (the store has not got it yet), else the store's."""
@@ -65,15 +73,30 @@ class ScoreWriter:
         self._queue.put(_STOP)
         self._thread.join(timeout=30)
 
+    def _take(self) -> list[Any]:
+        """What is queued, waiting up to `linger` seconds after the first item for more (not when a flush
+        or close is among them): one transaction for many requests, not one per score."""
+        items = [self._queue.get()]
+        urgent = not isinstance(items[0], tuple)
+        deadline = time.monotonic() + self.linger
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                remaining = deadline - time.monotonic()
+                if urgent or remaining <= 0:
+                    return items
+                try:
+                    item = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    return items
+            items.append(item)
+            urgent = urgent or not isinstance(item, tuple)
+
     def _run(self) -> None:
         stop = False
         while not stop:
-            items = [self._queue.get()]
-            while True:  # drain what is waiting: one transaction for many requests
-                try:
-                    items.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            items = self._take()
             rows: dict[str, dict[str, Any]] = {}
             events: list[threading.Event] = []
             for item in items:
@@ -82,8 +105,9 @@ class ScoreWriter:
                 elif isinstance(item, threading.Event):
                     events.append(item)
                 else:
-                    for r in item:
-                        rows[r["lead_id"]] = score_row(r)  # the last score of a lead wins
+                    results, payloads = item
+                    for i, r in enumerate(results):  # the last score of a lead wins
+                        rows[r["lead_id"]] = score_row(r, None if payloads is None else payloads[i])
             if rows:
                 self._save(list(rows.values()))
                 self._written(rows)
@@ -120,8 +144,8 @@ class ScoreWriter:
         )
 
 
-def score_row(result: dict[str, Any]) -> dict[str, Any]:
-    """A ScoreOut dict as a `latest_scores` row of the record store."""
+def score_row(result: dict[str, Any], payload: bytes | None = None) -> dict[str, Any]:
+    """A ScoreOut dict as a `latest_scores` row of the record store (`payload`: its JSON bytes, if made already)."""
     return {
         "lead_id": result["lead_id"],
         "score": result["score"],
@@ -132,5 +156,5 @@ def score_row(result: dict[str, Any]) -> dict[str, Any]:
         "scored_at": result["scored_at"],
         # pydantic-core's serializer: a fraction of json.dumps' time, which here holds the GIL
         # while the next request is being scored.
-        "payload": to_json(result, fallback=str).decode("utf-8"),
+        "payload": (to_json(result, fallback=str) if payload is None else payload).decode("utf-8"),
     }

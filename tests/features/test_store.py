@@ -167,6 +167,45 @@ def test_online_read_equals_feasts_own_conversion(built: tuple[Settings, Definit
     assert ours.loc[0, "days_since_created"] == pytest.approx((UNTIL - created).total_seconds() / 86_400)
 
 
+def test_online_read_of_unsorted_and_repeated_ids_keeps_each_row(built: tuple[Settings, Definitions]) -> None:
+    """The online store's own read answers ids in request order, repeats and unknown ids included (the case
+    Feast issue #6805 reports wrong rows for on its precomputed path), as Feast's `get_online_features` does."""
+    settings, defs = built
+    online = OnlineFeatures(settings, defs)
+    ids = ["L-QUIET", "L-1", "NEW-1", "L-1", "L-F", "L-QUIET", "L-1", "L-LATE", "L-EDGE", "L-F"]
+    ours = online.get(ids, now=UNTIL)
+    stored = open_store(settings).get_online_features(features=online.refs, entity_rows=[{"lead_id": i} for i in ids]).to_dict()
+    lists = [stored.pop(name) for name in (TYPES, SECONDS, EARLIER)]
+    stored.update(engagement_at(*lists, np.full(len(ids), UNTIL.value / 1e9), defs))
+    theirs = derive(stored, [UNTIL] * len(ids), defs, None, online.attribute_kinds)
+    pd.testing.assert_frame_equal(ours[defs.feature_keys], pd.DataFrame({k: theirs[k] for k in defs.feature_keys}))
+    alone = pd.concat([online.get([i], now=UNTIL) for i in ids], ignore_index=True)
+    pd.testing.assert_frame_equal(ours, alone)
+    assert ours["known"].tolist() == [True, True, False, True, True, True, True, True, True, True]
+
+
+def test_engagement_of_a_few_leads_equals_the_batch_path(
+    built: tuple[Settings, Definitions], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`engagement_at` counts a few leads in plain Python: the same numbers as its numpy path."""
+    import features.activity as activity
+
+    settings, defs = built
+    online = OnlineFeatures(settings, defs)
+    ids = ["L-1", "L-F", "NEW-1", "L-EDGE", "L-QUIET", "L-1"]
+    stored = open_store(settings).get_online_features(features=online.refs, entity_rows=[{"lead_id": i} for i in ids]).to_dict()
+    lists = [stored[name] for name in (TYPES, SECONDS, EARLIER)]
+    for as_of in (AS_OF, FUTURE, UNTIL, AS_OF + pd.Timedelta(days=29, hours=23)):
+        when = np.full(len(ids), as_of.value / 1e9)
+        small = engagement_at(*lists, when, defs)
+        monkeypatch.setattr(activity, "SMALL_READ", 0)
+        batch = engagement_at(*lists, when, defs)
+        monkeypatch.undo()
+        assert small.keys() == batch.keys()
+        for key in batch:
+            np.testing.assert_array_equal(small[key], batch[key], err_msg=key)
+
+
 def test_attributes_show_who_the_lead_is(built: tuple[Settings, Definitions]) -> None:
     settings, defs = built
     online = OnlineFeatures(settings, defs)
