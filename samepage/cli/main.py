@@ -236,25 +236,28 @@ def serve(
             "(diff, retrain verdict, expected MQLs a week).",
         ),
     ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Worker processes (default SAMEPAGE_WORKERS or 1; 0: one per core).", min=0)
+    ] = None,
 ) -> None:
     """Run the HTTP service (scores, feedback, lead record pages, report, definitions)."""
     with _clean_errors():
         settings = _settings()
-        settings = settings.model_copy(update={"host": host or settings.host, "port": port or settings.port})
-        _serve(settings, proposed)
+        update: dict[str, Any] = {"host": host or settings.host, "port": port or settings.port}
+        if workers is not None:
+            update["workers"] = workers
+        _serve(settings.model_copy(update=update), proposed)
 
 
 def _serve(settings: Settings, proposed: Path | None = None) -> None:
-    import uvicorn
-
-    from serving.app import create_app
+    from serving.app import serve
 
     defs = _load(settings)
-    uvicorn.run(
-        create_app(settings, defs, proposed=proposal(settings, defs, proposed)),
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
+    serve(
+        settings,
+        defs,
+        proposed=proposal(settings, defs, proposed),
+        proposal=None if proposed is None else ("samepage.cli.main:proposal", str(proposed)),
     )
 
 
