@@ -53,8 +53,13 @@ def score_all(
     chunk: int = CHUNK,
     progress: bool = True,
     now: datetime | None = None,
+    suggest: bool = True,
 ) -> BatchSummary:
-    """Score every lead of the workspace as of `now` (default: now) and write `output` (CSV or Parquet)."""
+    """Score every lead of the workspace as of `now` (default: now) and write `output` (CSV or Parquet).
+
+    `suggest=False` skips the `mql.to_pass` search (every `to_pass` null): the search costs more than
+    the scoring itself (`bench/score_scale.py`).
+    """
     started = time.perf_counter()
     output = Path(output)
     if engine not in ENGINES:
@@ -75,9 +80,9 @@ def score_all(
     if engine == "spark":
         from serving.spark_engine import spark_results
 
-        results = spark_results(settings, defs, champion, sources, when, chunk)
+        results = spark_results(settings, defs, champion, sources, when, chunk, suggest)
     else:
-        results = local_results(scorer, champion, sources, when, chunk)
+        results = local_results(scorer, champion, sources, when, chunk, suggest)
     store = RecordStore.from_settings(settings)
     try:
         n, n_mql = _sink(results, output, store, sources.n_leads(), progress)
@@ -109,18 +114,20 @@ def check_output(output: Path) -> None:
 
 
 def local_results(
-    scorer: Scorer, champion: Champion, sources: Sources, now: datetime, chunk: int
+    scorer: Scorer, champion: Champion, sources: Sources, now: datetime, chunk: int, suggest: bool = True
 ) -> Iterator[list[dict[str, Any]]]:
     """ScoreOut dicts (trend left to the sink), one list per chunk of leads, scored in this process."""
     for frame in lead_chunks(sources, scorer.defs, pd.Timestamp(now), chunk):
-        yield score_frame(scorer, champion, frame, now)
+        yield score_frame(scorer, champion, frame, now, suggest)
 
 
-def score_frame(scorer: Scorer, champion: Champion, frame: pd.DataFrame, now: datetime) -> list[dict[str, Any]]:
+def score_frame(
+    scorer: Scorer, champion: Champion, frame: pd.DataFrame, now: datetime, suggest: bool = True
+) -> list[dict[str, Any]]:
     """One chunk (attribute and engagement columns, as `features.offline.lead_chunks` gives) through `Scorer.score`."""
     chunk_features = ChunkFeatures(frame, scorer.defs)
     reading = dataclasses.replace(champion, online=chunk_features)
-    return scorer.score([(lead_id, {}) for lead_id in chunk_features.ids], reading, now=now)
+    return scorer.score([(lead_id, {}) for lead_id in chunk_features.ids], reading, suggest=suggest, now=now)
 
 
 def _sink(

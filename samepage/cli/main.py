@@ -216,6 +216,9 @@ def score(
     all_leads: Annotated[bool, typer.Option("--all", help="Score every lead in the workspace as of now.")] = False,
     engine: Annotated[str, typer.Option("--engine", help="With --all: local (this process) or spark (pyspark).")] = "local",
     chunk_size: Annotated[int, typer.Option("--chunk-size", help="With --all: leads per chunk (bounds memory).", min=1)] = 20_000,
+    to_pass: Annotated[
+        bool, typer.Option("--to-pass/--no-to-pass", help="With --all: search mql.to_pass for leads below the bar (slow).")
+    ] = True,
 ) -> None:
     """Batch-score a file of leads (--input) or every lead (--all) with the champion: score, MQL verdict and reasons."""
     if (input is None) == (not all_leads):
@@ -231,7 +234,7 @@ def score(
     else:
         from serving.score_all import score_all
 
-        summary = _run(lambda s, d: score_all(s, d, output, engine=engine, chunk=chunk_size))
+        summary = _run(lambda s, d: score_all(s, d, output, engine=engine, chunk=chunk_size, suggest=to_pass))
     console.print(f"[green]scored[/] {summary}")
 
 

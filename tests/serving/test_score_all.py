@@ -131,12 +131,13 @@ def test_latest_scores_are_recorded_with_the_api_payload(scored_all: pd.DataFram
     assert "; ".join(payload["explanation"]["reasons_up"]) == row["reasons_up"]
 
 
-def test_csv_output_and_a_second_run_has_trend(
+def test_csv_output_without_to_pass_and_a_second_run_has_trend(
     scored_all: pd.DataFrame, own_workspace_module: Settings, definitions: Definitions, tmp_path: Path
 ) -> None:
     out = tmp_path / "scores.csv"
-    score_all(own_workspace_module, definitions, out, chunk=5_000, progress=False, now=NOW)
+    score_all(own_workspace_module, definitions, out, chunk=5_000, progress=False, now=NOW, suggest=False)
     got = pd.read_csv(out, dtype={"lead_id": str})
+    assert got["to_pass"].isna().all() and (scored_all["to_pass"] != "").any()  # --no-to-pass: no search
     assert got.columns.tolist() == scored_all.columns.tolist() and len(got) == len(scored_all)
     assert got["score"].to_numpy() == pytest.approx(scored_all["score"].to_numpy(), abs=1e-12)
     assert got["delta"].to_numpy() == pytest.approx(np.zeros(len(got)), abs=1e-12)  # the same instant, scored again
