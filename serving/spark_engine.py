@@ -45,12 +45,13 @@ def session() -> Any:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # executors run this interpreter (its packages)
     builder = SparkSession.builder.appName(APP_NAME)
     if "PYSPARK_GATEWAY_PORT" not in os.environ:  # not under spark-submit: local mode
-        builder = builder.master("local[*]").config("spark.ui.enabled", "false")
+        builder = builder.master("local[*]").config("spark.ui.enabled", "false").config("spark.driver.memory", "2g")
     return (
         builder.config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.legacy.parquet.nanosAsLong", "true")  # the sources' times are nanoseconds
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", "20000")
+        .config("spark.ui.showConsoleProgress", "false")  # samepage's own progress bar counts the leads
         .getOrCreate()
     )
 
@@ -104,7 +105,9 @@ def spark_results(
                 {"lead_id": [r["lead_id"] for r in results], "result": [to_json(r, fallback=str).decode() for r in results]}
             )
 
-    scored = latest_rows(spark, sources, defs, now).mapInPandas(score_batches, RESULT_SCHEMA)
+    # Partitions of about `chunk` leads: each task's answers (a few KB a lead) reach the driver in one piece.
+    partitions = max(1, -(-sources.n_leads() // chunk))
+    scored = latest_rows(spark, sources, defs, now).repartition(partitions).mapInPandas(score_batches, RESULT_SCHEMA)
     batch: list[dict[str, Any]] = []
     for row in scored.toLocalIterator(prefetchPartitions=True):
         batch.append(json.loads(row["result"]))

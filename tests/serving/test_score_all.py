@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -220,3 +220,28 @@ def test_the_command_needs_exactly_one_of_input_and_all(tmp_path: Path) -> None:
         cli, ["score", "--input", str(tmp_path / "x.csv"), "--output", str(tmp_path / "o.csv"), "--engine", "spark"]
     )
     assert result.exit_code == 2 and "--engine spark scores --all only" in result.output
+
+
+def test_leads_and_events_from_the_api_are_scored(own_workspace: Settings, definitions: Definitions, tmp_path: Path) -> None:
+    """A lead PUT and an event POSTed since the last feature build: `--all` builds them in and scores them."""
+    app = create_app(own_workspace, definitions, access_log=False)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        put = client.put("/v1/leads/api-only-1", json={"attributes": {"industry": "Software", "employees": 420}}, headers=AUTH)
+        assert put.status_code == 201, put.text
+        when = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+        event = {"lead_id": "api-only-1", "type": "demo_request", "occurred_at": when}
+        assert client.post("/v1/events", json={"events": [event]}, headers=AUTH).status_code == 200
+    out = tmp_path / "scores.parquet"
+    score_all(own_workspace, definitions, out, progress=False)
+    got = pd.read_parquet(out).set_index("lead_id")
+    contributions = json.loads(got.loc["api-only-1", "contributions"])
+    assert set(contributions) == set(definitions.feature_keys)
+    assert len(got) == Sources.of(own_workspace, definitions).n_leads() and "api-only-1" in got.index
+    demo = [f.key for f in definitions.features if f.kind == "event_count" and f.event_type == "demo_request"]
+    store = RecordStore.from_settings(own_workspace)
+    try:
+        payload = (store.latest_score("api-only-1") or {})["payload"]
+    finally:
+        store.close()
+    values = {c["feature"]: c["value"] for c in payload["explanation"]["contributions"]}
+    assert demo and all(values[k] == 1 for k in demo)  # the event the API took counts
