@@ -281,10 +281,16 @@ class Scorer:
         return drift if isinstance(drift, dict) else None
 
     def score(
-        self, leads: list[tuple[str, dict[str, Any]]], champion: Champion | None = None, where: str = "", suggest: bool = True
+        self,
+        leads: list[tuple[str, dict[str, Any]]],
+        champion: Champion | None = None,
+        where: str = "",
+        suggest: bool = True,
+        now: datetime | None = None,
     ) -> list[dict[str, Any]]:
         """Contract `ScoreOut` dicts for (lead_id, attributes) pairs, in order (`suggest=False`: no `to_pass`
-        search, every `to_pass` null; only bench/to_pass.py times that).
+        search, every `to_pass` null; only bench/to_pass.py times that). `now`: the as-of time (default:
+        now; `score --all` passes its one run time to every chunk).
 
         `UnknownLead` names leads unknown to the store that came without attributes; `InvalidAttribute`
         an attribute whose value does not fit its feature (`where` prefixes its location); `NotReady`.
@@ -292,7 +298,7 @@ class Scorer:
         champ = champion or self.current()
         ids = [lead_id for lead_id, _ in leads]
         overrides = [attrs for _, attrs in leads]
-        now = datetime.now(UTC)
+        now = now or datetime.now(UTC)
         try:
             got = champ.online.columns(ids, overrides, now)
         except InvalidAttribute as exc:

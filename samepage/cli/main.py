@@ -214,13 +214,30 @@ def _print_training(payload: dict[str, Any], chosen: str, ages: dict[str, Any] |
 
 @app.command()
 def score(
-    input: Annotated[Path, typer.Option("--input", help="Leads to score (CSV or Parquet, canonical columns).")],
     output: Annotated[Path, typer.Option("--output", help="Where to write scores, verdicts and reasons (CSV or Parquet).")],
+    input: Annotated[Path | None, typer.Option("--input", help="Leads to score (CSV or Parquet, canonical columns).")] = None,
+    all_leads: Annotated[bool, typer.Option("--all", help="Score every lead in the workspace as of now.")] = False,
+    engine: Annotated[str, typer.Option("--engine", help="With --all: local (this process) or spark (pyspark).")] = "local",
+    chunk_size: Annotated[int, typer.Option("--chunk-size", help="With --all: leads per chunk (bounds memory).", min=1)] = 20_000,
+    to_pass: Annotated[
+        bool, typer.Option("--to-pass/--no-to-pass", help="With --all: search mql.to_pass for leads below the bar (slow).")
+    ] = True,
 ) -> None:
-    """Batch-score a file of leads with the champion: score, MQL verdict and reasons per lead."""
-    from serving.batch import score_file
+    """Batch-score a file of leads (--input) or every lead (--all) with the champion: score, MQL verdict and reasons."""
+    if (input is None) == (not all_leads):
+        console.print("[bold red]error:[/] give exactly one of --input F or --all", highlight=False)
+        raise typer.Exit(code=2)
+    if input is not None:
+        if engine != "local":
+            console.print("[bold red]error:[/] --engine spark scores --all only; --input uses the online store", highlight=False)
+            raise typer.Exit(code=2)
+        from serving.batch import score_file
 
-    summary = _run(lambda s, d: score_file(s, d, input, output))
+        summary = _run(lambda s, d: score_file(s, d, input, output))
+    else:
+        from serving.score_all import score_all
+
+        summary = _run(lambda s, d: score_all(s, d, output, engine=engine, chunk=chunk_size, suggest=to_pass))
     console.print(f"[green]scored[/] {summary}")
 
 

@@ -1,0 +1,160 @@
+"""Every lead's stored fields as of one time, read in chunks from the Feast Parquet sources.
+
+What `samepage score --all` reads instead of one online look-up per lead: the latest
+`lead_attributes` row and the latest `lead_engagement` row at or before `now` per lead, which
+are the values the online store serves at `now` (engagement rows sit at every change point, so
+the latest one is exact; `features.activity.engagement_at` computes the same numbers online).
+Times are floored to the second, as the online store keeps them. Memory: one chunk of leads
+plus one compact engagement row per lead with events (never the full change-point history).
+`ChunkFeatures` offers such a chunk through the `OnlineFeatures.get`/`attributes` interface, so
+the scorer derives and explains it with the same code as `/v1/score`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from features.derive import derive, known_rows
+from features.feast_repo import sources_dir
+from features.transform import (
+    ATTRIBUTES_SOURCE,
+    ENGAGEMENT_SOURCE,
+    LAST_ACTIVITY_AT,
+    LEAD_ID,
+    TIMESTAMP,
+    engagement_keys,
+    has_engagement,
+)
+from samepage.definitions import Definitions
+from samepage.settings import Settings
+from samepage.values import utc_timestamp
+
+BATCH_ROWS = 500_000  # engagement rows read at a time
+
+
+@dataclass(frozen=True)
+class Sources:
+    """The two Parquet sources `samepage features` wrote (engagement None when the definitions have none)."""
+
+    attributes: Path
+    engagement: Path | None
+
+    @classmethod
+    def of(cls, settings: Settings, defs: Definitions) -> Sources:
+        folder = sources_dir(settings)
+        attributes = folder / f"{ATTRIBUTES_SOURCE}.parquet"
+        engagement = folder / f"{ENGAGEMENT_SOURCE}.parquet" if has_engagement(defs) else None
+        for path in (attributes, engagement):
+            if path is not None and not path.exists():
+                raise FileNotFoundError(f"{path}: no feature source; run `samepage features` first")
+        return cls(attributes, engagement)
+
+    def n_leads(self) -> int:
+        return int(pq.ParquetFile(self.attributes).metadata.num_rows)
+
+
+def _seconds(values: pd.Series) -> np.ndarray:
+    """A time column as naive UTC datetime64[s] (NaT where missing): the online store's precision."""
+    stamps = pd.to_datetime(values, utc=True)
+    return stamps.dt.tz_localize(None).to_numpy().astype("datetime64[s]")
+
+
+def latest_engagement(path: Path, defs: Definitions, now: pd.Timestamp, batch_rows: int = BATCH_ROWS) -> pd.DataFrame:
+    """One row per lead with events at or before `now`: its latest engagement row, indexed by lead_id."""
+    fields = [*engagement_keys(defs), LAST_ACTIVITY_AT]
+    cutoff = utc_timestamp(now)
+    kept: list[pd.DataFrame] = []
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=[LEAD_ID, TIMESTAMP, *fields]):
+        frame = batch.to_pandas()
+        frame = frame[frame[TIMESTAMP] <= cutoff]
+        kept.append(_last_per_lead(frame))
+    if not kept:
+        return pd.DataFrame(columns=fields, index=pd.Index([], name=LEAD_ID))
+    latest = _last_per_lead(pd.concat(kept, ignore_index=True))
+    out = latest.set_index(LEAD_ID)[fields]
+    out[LAST_ACTIVITY_AT] = _seconds(out[LAST_ACTIVITY_AT])
+    return out
+
+
+def _last_per_lead(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values(TIMESTAMP, kind="stable").drop_duplicates(LEAD_ID, keep="last")
+
+
+def raw_columns(frame: pd.DataFrame, defs: Definitions) -> dict[str, Any]:
+    """The fields `derive` reads, from a frame of attribute (and engagement) columns, as `OnlineFeatures.raw` gives them."""
+    raw: dict[str, Any] = {}
+    for column in frame.columns:
+        if column in (LEAD_ID, TIMESTAMP):
+            continue
+        series = frame[column]
+        if pd.api.types.is_datetime64_any_dtype(series):
+            raw[column] = _seconds(series)
+        elif pd.api.types.is_float_dtype(series) or pd.api.types.is_integer_dtype(series):
+            raw[column] = series.to_numpy(dtype="float64", na_value=np.nan)
+        else:
+            raw[column] = [None if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) else v for v in series]
+    return raw
+
+
+def lead_chunks(
+    sources: Sources, defs: Definitions, now: pd.Timestamp, chunk: int, engagement: pd.DataFrame | None = None
+) -> Iterator[pd.DataFrame]:
+    """The leads created at or before `now`, `chunk` at a time: attribute columns joined with their latest engagement."""
+    cutoff = utc_timestamp(now)
+    if engagement is None and sources.engagement is not None:
+        engagement = latest_engagement(sources.engagement, defs, cutoff)
+    for batch in pq.ParquetFile(sources.attributes).iter_batches(batch_size=chunk):
+        frame = batch.to_pandas()
+        frame = frame[frame[TIMESTAMP] <= cutoff]
+        frame = _last_per_lead(frame) if frame[LEAD_ID].duplicated().any() else frame
+        if engagement is not None:
+            got = engagement.reindex(frame[LEAD_ID].to_numpy())
+            for column in got.columns:
+                frame[column] = got[column].to_numpy()
+        if len(frame):
+            yield frame.reset_index(drop=True)
+
+
+class ChunkFeatures:
+    """One chunk of leads behind the `OnlineFeatures` interface the scorer reads (`get`, `attributes`)."""
+
+    def __init__(self, frame: pd.DataFrame, defs: Definitions) -> None:
+        self.defs = defs
+        self.ids = frame[LEAD_ID].astype(str).tolist()
+        self._row = {lead_id: i for i, lead_id in enumerate(self.ids)}
+        self._raw = raw_columns(frame, defs)
+        self._attributes = [c for c in frame.columns if c not in (LEAD_ID, TIMESTAMP, LAST_ACTIVITY_AT, *engagement_keys(defs))]
+
+    def get(
+        self, lead_ids: Sequence[str], overrides: Sequence[dict[str, Any] | None] | None = None, now: pd.Timestamp | None = None
+    ) -> pd.DataFrame:
+        """One row per id (ids of this chunk), in order: `defs.feature_keys` plus `known`; derived as of `now`."""
+        when = pd.Timestamp.now(tz="UTC") if now is None else utc_timestamp(now)
+        rows = np.array([self._row.get(i, -1) for i in lead_ids], dtype="int64")
+        if (rows < 0).any():
+            raise KeyError(f"lead {lead_ids[int(np.argmax(rows < 0))]!r} is not in this chunk")
+        raw = {k: (v[rows] if isinstance(v, np.ndarray) else [v[r] for r in rows]) for k, v in self._raw.items()}
+        known = known_rows(raw, len(rows))
+        as_of = np.full(len(rows), when.tz_convert("UTC").tz_localize(None).to_datetime64())
+        values = derive(raw, as_of, self.defs, overrides)
+        columns: dict[str, Any] = {key: values[key] for key in self.defs.feature_keys}
+        columns["known"] = known
+        return pd.DataFrame(columns, index=pd.RangeIndex(len(rows)))
+
+    def attributes(self, lead_id: str) -> dict[str, Any] | None:
+        """The lead's stored attributes (missing values as None), like `OnlineFeatures.attributes`."""
+        row = self._row.get(lead_id)
+        if row is None:
+            return None
+        out: dict[str, Any] = {}
+        for name in self._attributes:
+            value = self._raw[name][row]
+            out[name] = None if isinstance(value, float) and np.isnan(value) else value
+        return out

@@ -1,0 +1,247 @@
+"""`samepage score --all`: every lead from the offline side, scored exactly as `POST /v1/score` scores it."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from features.offline import ChunkFeatures, Sources, lead_chunks
+from samepage.cli import app as cli
+from samepage.definitions import Definitions
+from samepage.records import RecordStore
+from samepage.settings import Settings
+from serving import score_all as score_all_module
+from serving.app import create_app
+from serving.batch import BatchError
+from serving.score_all import score_all
+from serving.scorer import Scorer
+from tests.serving.conftest import AUTH, lead_ids
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if a.dtype == object or b.dtype == object:
+        return np.array([x == y or (x is None and y is None) for x, y in zip(a, b, strict=True)])
+    return (a == b) | (np.isnan(a.astype(float)) & np.isnan(b.astype(float)))
+
+
+def test_offline_latest_rows_equal_the_online_store(workspace: Settings, definitions: Definitions) -> None:
+    """The latest source row at or before now per lead holds what the online store serves now."""
+    scorer = Scorer(workspace, definitions)
+    scorer.refresh()
+    assert scorer.champion is not None
+    online = scorer.champion.online
+    chunks = list(lead_chunks(Sources.of(workspace, definitions), definitions, pd.Timestamp(NOW), 700))
+    assert len(chunks) == 3 and sum(map(len, chunks)) == Sources.of(workspace, definitions).n_leads()
+    engaged = 0
+    for frame in chunks:
+        offline = ChunkFeatures(frame, definitions)
+        got, want = offline.get(offline.ids, None, NOW), online.get(offline.ids, None, NOW)
+        for key in [*definitions.feature_keys, "known"]:
+            same = _same(got[key].to_numpy(), want[key].to_numpy())
+            assert same.all(), f"{key}: offline {got[key][~same].head(3).tolist()} online {want[key][~same].head(3).tolist()}"
+        engaged += int((got[definitions.feature_keys].select_dtypes("number").fillna(0) != 0).any(axis=1).sum())
+        fields = [c.field for c in definitions.mql.criteria]
+        for lead_id in offline.ids[:50]:  # what the MQL criteria read beside the features
+            mine, theirs = offline.attributes(lead_id) or {}, online.attributes(lead_id) or {}
+            assert {f: mine.get(f) for f in fields} == {f: theirs.get(f) for f in fields}
+    assert engaged > 0
+
+
+class _Frozen(datetime):
+    """`datetime` whose `now` is NOW: the API and `--all` score as of the same instant."""
+
+    @classmethod
+    def now(cls, tz: Any = None) -> Any:
+        return NOW if tz is None else NOW.astimezone(tz)
+
+
+@pytest.fixture(scope="module")
+def scored_all(
+    own_workspace_module: Settings, definitions: Definitions, tmp_path_factory: pytest.TempPathFactory
+) -> pd.DataFrame:
+    out = tmp_path_factory.mktemp("all") / "scores.parquet"
+    summary = score_all(own_workspace_module, definitions, out, chunk=600, progress=False, now=NOW)
+    frame = pd.read_parquet(out)
+    assert summary.n_leads == len(frame) == Sources.of(own_workspace_module, definitions).n_leads()
+    assert f"{summary.n_leads:,} leads" in str(summary)
+    return frame
+
+
+def test_every_lead_scores_like_the_api(
+    scored_all: pd.DataFrame, own_workspace_module: Settings, definitions: Definitions, demo_leads: pd.DataFrame
+) -> None:
+    assert scored_all["lead_id"].is_unique and set(scored_all["lead_id"]) == set(demo_leads["lead_id"].astype(str))
+    for _, row in scored_all.head(200).iterrows():
+        contributions = json.loads(row["contributions"])
+        assert set(contributions) == set(definitions.feature_keys)
+        assert row["base_value"] + sum(contributions.values()) == pytest.approx(
+            math.log(row["score"] / (1 - row["score"])), abs=1e-6
+        )
+    assert scored_all["definitions_version"].unique().tolist() == [definitions.version_string]
+    assert set(scored_all["grade"]) <= {"A", "B", "C", "D"} and scored_all["mql_passed"].any()
+    ids = lead_ids(demo_leads, 40, seed=16) + scored_all.loc[scored_all["mql_passed"], "lead_id"].head(5).tolist()
+    mine = scored_all.set_index("lead_id").loc[ids]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("serving.scorer.datetime", _Frozen)
+        app = create_app(own_workspace_module, definitions, access_log=False)
+        with TestClient(app, raise_server_exceptions=False) as client:
+            api = [client.post("/v1/score", json={"lead_id": i}, headers=AUTH).json() for i in ids]
+    for lead_id, answer in zip(ids, api, strict=True):
+        row = mine.loc[lead_id]
+        assert abs(answer["score"] - row["score"]) <= 1e-9, lead_id
+        assert "; ".join(answer["explanation"]["reasons_up"]) == row["reasons_up"]
+        assert "; ".join(answer["explanation"]["reasons_down"]) == row["reasons_down"]
+        assert answer["mql"]["passed"] == row["mql_passed"] and answer["mql"]["summary"] == row["mql_summary"]
+        assert answer["grade"] == row["grade"] and answer["model"]["version"] == row["model_version"]
+        assert (json.dumps(answer["mql"]["to_pass"]) if answer["mql"]["to_pass"] is not None else "") == row["to_pass"]
+        # the API's trend starts from the score `--all` recorded for the lead
+        assert answer["trend"]["previous_score"] == pytest.approx(row["score"], abs=1e-12)
+
+
+def test_latest_scores_are_recorded_with_the_api_payload(scored_all: pd.DataFrame, own_workspace_module: Settings) -> None:
+    store = RecordStore.from_settings(own_workspace_module)
+    try:
+        latest = store.latest_scores()
+        row = scored_all.iloc[7]
+        kept = store.latest_score(row["lead_id"])
+    finally:
+        store.close()
+    assert set(scored_all["lead_id"]) <= set(latest["lead_id"])
+    assert kept is not None and kept["score"] == pytest.approx(row["score"], abs=1e-12)
+    payload = kept["payload"]
+    assert set(payload) == {
+        "lead_id", "score", "mql", "explanation", "model", "grade", "trend", "definitions_version", "scored_at"
+    }  # fmt: skip
+    assert "; ".join(payload["explanation"]["reasons_up"]) == row["reasons_up"]
+
+
+def test_csv_output_without_to_pass_and_a_second_run_has_trend(
+    scored_all: pd.DataFrame, own_workspace_module: Settings, definitions: Definitions, tmp_path: Path
+) -> None:
+    out = tmp_path / "scores.csv"
+    score_all(own_workspace_module, definitions, out, chunk=5_000, progress=False, now=NOW, suggest=False)
+    got = pd.read_csv(out, dtype={"lead_id": str})
+    assert got["to_pass"].isna().all() and (scored_all["to_pass"] != "").any()  # --no-to-pass: no search
+    assert got.columns.tolist() == scored_all.columns.tolist() and len(got) == len(scored_all)
+    assert got["score"].to_numpy() == pytest.approx(scored_all["score"].to_numpy(), abs=1e-12)
+    assert got["delta"].to_numpy() == pytest.approx(np.zeros(len(got)), abs=1e-12)  # the same instant, scored again
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("scores.txt", "unsupported output format .txt"),
+        ("a_dir.parquet", "is a directory"),
+        ("file/scores.csv", "cannot write there"),
+    ],
+)
+def test_a_bad_output_path_is_a_clear_error(
+    workspace: Settings, definitions: Definitions, tmp_path: Path, name: str, message: str
+) -> None:
+    (tmp_path / "a_dir.parquet").mkdir()
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(BatchError, match=message):
+        score_all(workspace, definitions, tmp_path / name, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_dir.parquet", "file"]
+
+
+def test_an_interrupted_run_leaves_no_output(
+    own_workspace_module: Settings, definitions: Definitions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = score_all_module.score_frame
+    calls = []
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(score_all_module, "score_frame", failing)
+    with pytest.raises(KeyboardInterrupt):
+        score_all(own_workspace_module, definitions, tmp_path / "scores.parquet", chunk=500, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_killed_process_leaves_no_output(own_workspace_module: Settings, tmp_path: Path) -> None:
+    """SIGKILL mid-run (after the first chunk was written to the temporary file): the output never appears."""
+    out = tmp_path / "scores.csv"
+    env = {
+        **os.environ,
+        "SAMEPAGE_HOME": str(own_workspace_module.home_dir),
+        "SAMEPAGE_DEFINITIONS": str(own_workspace_module.definitions),
+    }
+    cmd = [
+        sys.executable,
+        "-c",
+        "from samepage.cli import app; app()",
+        "score",
+        "--all",
+        "--output",
+        str(out),
+        "--chunk-size",
+        "20",
+    ]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while proc.poll() is None and not any(p.name.endswith(".tmp") and p.stat().st_size for p in tmp_path.iterdir()):
+            time.sleep(0.005)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not out.exists()
+
+
+def test_the_command_needs_exactly_one_of_input_and_all(tmp_path: Path) -> None:
+    runner = CliRunner()
+    for args in ([], ["--all", "--input", str(tmp_path / "x.csv")]):
+        result = runner.invoke(cli, ["score", "--output", str(tmp_path / "o.csv"), *args])
+        assert result.exit_code == 2 and "exactly one of --input F or --all" in result.output
+    result = runner.invoke(
+        cli, ["score", "--input", str(tmp_path / "x.csv"), "--output", str(tmp_path / "o.csv"), "--engine", "spark"]
+    )
+    assert result.exit_code == 2 and "--engine spark scores --all only" in result.output
+
+
+def test_leads_and_events_from_the_api_are_scored(own_workspace: Settings, definitions: Definitions, tmp_path: Path) -> None:
+    """A lead PUT and an event POSTed since the last feature build: `--all` builds them in and scores them."""
+    app = create_app(own_workspace, definitions, access_log=False)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        put = client.put("/v1/leads/api-only-1", json={"attributes": {"industry": "Software", "employees": 420}}, headers=AUTH)
+        assert put.status_code == 201, put.text
+        when = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+        event = {"lead_id": "api-only-1", "type": "demo_request", "occurred_at": when}
+        assert client.post("/v1/events", json={"events": [event]}, headers=AUTH).status_code == 200
+    out = tmp_path / "scores.parquet"
+    score_all(own_workspace, definitions, out, progress=False)
+    got = pd.read_parquet(out).set_index("lead_id")
+    contributions = json.loads(got.loc["api-only-1", "contributions"])
+    assert set(contributions) == set(definitions.feature_keys)
+    assert len(got) == Sources.of(own_workspace, definitions).n_leads() and "api-only-1" in got.index
+    demo = [f.key for f in definitions.features if f.kind == "event_count" and f.event_type == "demo_request"]
+    store = RecordStore.from_settings(own_workspace)
+    try:
+        payload = (store.latest_score("api-only-1") or {})["payload"]
+    finally:
+        store.close()
+    values = {c["feature"]: c["value"] for c in payload["explanation"]["contributions"]}
+    assert demo and all(values[k] == 1 for k in demo)  # the event the API took counts
