@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from features.derive import derive, known_rows
 from features.feast_repo import sources_dir
+from features.store import FeatureColumns
 from features.transform import (
     ATTRIBUTES_SOURCE,
     ENGAGEMENT_SOURCE,
@@ -123,7 +124,7 @@ def lead_chunks(
 
 
 class ChunkFeatures:
-    """One chunk of leads behind the `OnlineFeatures` interface the scorer reads (`get`, `attributes`)."""
+    """One chunk of leads behind the `OnlineFeatures` interface the scorer reads (`columns`, `get`, `attributes`)."""
 
     def __init__(self, frame: pd.DataFrame, defs: Definitions) -> None:
         self.defs = defs
@@ -132,10 +133,10 @@ class ChunkFeatures:
         self._raw = raw_columns(frame, defs)
         self._attributes = [c for c in frame.columns if c not in (LEAD_ID, TIMESTAMP, LAST_ACTIVITY_AT, *engagement_keys(defs))]
 
-    def get(
+    def columns(
         self, lead_ids: Sequence[str], overrides: Sequence[dict[str, Any] | None] | None = None, now: pd.Timestamp | None = None
-    ) -> pd.DataFrame:
-        """One row per id (ids of this chunk), in order: `defs.feature_keys` plus `known`; derived as of `now`."""
+    ) -> FeatureColumns:
+        """The derived features of these ids (ids of this chunk), in order, as of `now`; like `OnlineFeatures.columns`."""
         when = pd.Timestamp.now(tz="UTC") if now is None else utc_timestamp(now)
         rows = np.array([self._row.get(i, -1) for i in lead_ids], dtype="int64")
         if (rows < 0).any():
@@ -144,9 +145,16 @@ class ChunkFeatures:
         known = known_rows(raw, len(rows))
         as_of = np.full(len(rows), when.tz_convert("UTC").tz_localize(None).to_datetime64())
         values = derive(raw, as_of, self.defs, overrides)
-        columns: dict[str, Any] = {key: values[key] for key in self.defs.feature_keys}
-        columns["known"] = known
-        return pd.DataFrame(columns, index=pd.RangeIndex(len(rows)))
+        return FeatureColumns({key: values[key] for key in self.defs.feature_keys}, known)
+
+    def get(
+        self, lead_ids: Sequence[str], overrides: Sequence[dict[str, Any] | None] | None = None, now: pd.Timestamp | None = None
+    ) -> pd.DataFrame:
+        """One row per id, in order: `defs.feature_keys` plus `known` (the `columns` as a frame)."""
+        got = self.columns(lead_ids, overrides, now)
+        frame = pd.DataFrame(dict(got.values), index=pd.RangeIndex(len(got)))
+        frame["known"] = got.known
+        return frame
 
     def attributes(self, lead_id: str) -> dict[str, Any] | None:
         """The lead's stored attributes (missing values as None), like `OnlineFeatures.attributes`."""

@@ -22,7 +22,9 @@ from serving.errors import ApiError
 from serving.live_schemas import EventIn
 from serving.schemas import MAX_ATTRIBUTES, NO_CONTROL_PATTERN
 
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # older stamps are typos (and beyond what pandas can hold)
+# Older stamps are typos. The schema allows any time written in 1970 or later, with any UTC offset:
+# 1970-01-01T00:00+23:59 is 1969-12-31T00:01Z, so the bound in UTC is a day earlier.
+EARLIEST = datetime(1969, 12, 31, tzinfo=UTC)
 
 
 def utc(value: datetime, where: str) -> datetime:
@@ -32,7 +34,7 @@ def utc(value: datetime, where: str) -> datetime:
     except (OverflowError, ValueError):
         raise ApiError(422, f"{where}: {value.isoformat()} is out of range") from None
     if stamp < EARLIEST:
-        raise ApiError(422, f"{where}: {stamp.isoformat()} is before {EARLIEST.date()}")
+        raise ApiError(422, f"{where}: {stamp.isoformat()} is before 1970 (in any time zone)")
     return stamp
 
 

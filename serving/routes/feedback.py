@@ -15,7 +15,9 @@ from serving.schemas import FeedbackIn, FeedbackOut
 router = APIRouter(prefix="/v1", tags=["feedback"])
 
 FUTURE_SLACK = timedelta(days=1)  # clocks differ; a stage change days ahead is a mistake
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # older stamps are typos (and beyond what pandas can hold)
+# Older stamps are typos. The schema allows any time written in 1970 or later, with any UTC offset:
+# 1970-01-01T00:00+23:59 is 1969-12-31T00:01Z, so the bound in UTC is a day earlier.
+EARLIEST = datetime(1969, 12, 31, tzinfo=UTC)
 
 
 @router.post(
@@ -69,7 +71,7 @@ def _utc(value: datetime) -> datetime:
     except (OverflowError, ValueError):
         raise ApiError(422, f"body.occurred_at: {value.isoformat()} is out of range") from None
     if stamp < EARLIEST:
-        raise ApiError(422, f"body.occurred_at: {stamp.isoformat()} is before {EARLIEST.date()}")
+        raise ApiError(422, f"body.occurred_at: {stamp.isoformat()} is before 1970 (in any time zone)")
     return stamp
 
 
