@@ -125,9 +125,7 @@ def _frame(
             TIMESTAMP: pd.Series([now] * len(leads), dtype="datetime64[ns, UTC]"),
             TYPES: pd.Series(types, dtype=object),
             SECONDS: pd.Series(seconds, dtype=object),
-            EARLIER: pd.to_datetime(
-                pd.Series([np.nan if e is None else e for e in earlier], dtype="float64"), unit="s", utc=True
-            ),
+            EARLIER: epoch_times(earlier),
             INBOX_IDS: pd.Series(ids, dtype=object),
         }
     )
@@ -148,6 +146,11 @@ ARROW_SCHEMA = pa.schema(
 def activity_table(frame: pd.DataFrame) -> pa.Table:
     """`activity_rows` as the Arrow table of the `lead_activity` source (typed even when empty)."""
     return pa.Table.from_pandas(frame[ARROW_SCHEMA.names], schema=ARROW_SCHEMA, preserve_index=False)
+
+
+def epoch_times(seconds: Sequence[int | None]) -> pd.Series:
+    """Whole epoch seconds (None: missing) as UTC times, in integer arithmetic (no float rounding)."""
+    return pd.to_datetime(pd.Series(list(seconds), dtype="Int64"), unit="s", utc=True)
 
 
 def merged(row: dict[str, Any] | None, new_types: Sequence[str], new_seconds: Sequence[int], cutoff: int) -> dict[str, Any]:

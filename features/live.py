@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.activity import EARLIER, INBOX_IDS, SECONDS, TYPES, ceil_seconds, longest_window, merged
+from features.activity import EARLIER, INBOX_IDS, SECONDS, TYPES, ceil_seconds, epoch_times, longest_window, merged
 from features.derive import coerce
 from features.feast_repo import ACTIVITY_VIEW, ATTRIBUTES_VIEW, open_store
 from features.transform import CREATED_AT, LEAD_ID, TIMESTAMP
@@ -103,7 +103,7 @@ class LiveFeatures:
             pushed = ids
             if rows:
                 frame = pd.DataFrame(rows)
-                frame[EARLIER] = pd.to_datetime(frame[EARLIER].astype("float64"), unit="s", utc=True)
+                frame[EARLIER] = epoch_times(frame[EARLIER].tolist())
                 self._store.write_to_online_store(ACTIVITY_VIEW, frame)
         self.inbox.mark_pushed(event_ids=pushed)
         return len(rows)

@@ -22,20 +22,19 @@ from serving.errors import ApiError
 from serving.live_schemas import EventIn
 from serving.schemas import MAX_ATTRIBUTES, NO_CONTROL_PATTERN
 
-# Older stamps are typos. The schema allows any time written in 1970 or later, with any UTC offset:
-# 1970-01-01T00:00+23:59 is 1969-12-31T00:01Z, so the bound in UTC is a day earlier.
-EARLIEST = datetime(1969, 12, 31, tzinfo=UTC)
+# Older stamps are typos. The bound is on the year as written (what the schema's pattern says):
+# 1970-01-01T03:39+05:23 is accepted although it is 1969 in UTC; 1969-12-31T23:00Z is not.
+EARLIEST_YEAR = 1970
 
 
 def utc(value: datetime, where: str) -> datetime:
     """The time in UTC (naive means UTC); 422 naming `where` when it is out of range."""
+    if value.year < EARLIEST_YEAR:
+        raise ApiError(422, f"{where}: {value.isoformat()} is before {EARLIEST_YEAR}")
     try:
-        stamp = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
     except (OverflowError, ValueError):
         raise ApiError(422, f"{where}: {value.isoformat()} is out of range") from None
-    if stamp < EARLIEST:
-        raise ApiError(422, f"{where}: {stamp.isoformat()} is before 1970 (in any time zone)")
-    return stamp
 
 
 def check_time(value: datetime, where: str, now: datetime, future: timedelta) -> datetime:

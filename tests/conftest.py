@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,14 @@ def definitions() -> Definitions:
 def settings(tmp_path: Path) -> Settings:
     """Settings for an empty workspace in a temporary folder (no environment leaks in)."""
     return Settings(home=tmp_path / "workspace", definitions=DEFINITIONS_FILE, _env_file=None)
+
+
+@pytest.fixture(autouse=True)
+def _numpy_error_state() -> Iterator[None]:
+    """numpy's floating-point error handling is process-wide: what one test (or a library it drives)
+    sets must not turn another test's harmless overflow into an error."""
+    import numpy as np
+
+    saved = np.geterr()
+    yield
+    np.seterr(**saved)

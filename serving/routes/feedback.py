@@ -15,9 +15,9 @@ from serving.schemas import FeedbackIn, FeedbackOut
 router = APIRouter(prefix="/v1", tags=["feedback"])
 
 FUTURE_SLACK = timedelta(days=1)  # clocks differ; a stage change days ahead is a mistake
-# Older stamps are typos. The schema allows any time written in 1970 or later, with any UTC offset:
-# 1970-01-01T00:00+23:59 is 1969-12-31T00:01Z, so the bound in UTC is a day earlier.
-EARLIEST = datetime(1969, 12, 31, tzinfo=UTC)
+# Older stamps are typos. The bound is on the year as written (what the schema's pattern says):
+# 1970-01-01T03:39+05:23 is accepted although it is 1969 in UTC; 1969-12-31T23:00Z is not.
+EARLIEST_YEAR = 1970
 
 
 @router.post(
@@ -66,13 +66,12 @@ def feedback(body: FeedbackIn, defs: DefsDep, records: RecordsDep, metrics: Metr
 
 
 def _utc(value: datetime) -> datetime:
+    if value.year < EARLIEST_YEAR:
+        raise ApiError(422, f"body.occurred_at: {value.isoformat()} is before {EARLIEST_YEAR}")
     try:
-        stamp = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
     except (OverflowError, ValueError):
         raise ApiError(422, f"body.occurred_at: {value.isoformat()} is out of range") from None
-    if stamp < EARLIEST:
-        raise ApiError(422, f"body.occurred_at: {stamp.isoformat()} is before 1970 (in any time zone)")
-    return stamp
 
 
 def derived_event_id(lead_id: str, stage: str, occurred_at: datetime, reason: str | None) -> str:
