@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,8 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from common import ensure_workspace, free_port  # bench/common.py (this folder is on the path)
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from anywhere
@@ -61,7 +62,7 @@ def main() -> None:
 
     defs_file = REPO / "configs" / "definitions.yaml"
     settings = Settings(home=args.home, definitions=defs_file, api_keys=KEY, _env_file=None)
-    ensure_workspace(settings, load_definitions(defs_file), args.leads)
+    ensure_workspace(settings, load_definitions(defs_file), args.leads, note="served from a copy")
     leads = read_tables(settings.data_dir).leads["lead_id"].astype(str).tolist()
 
     work = Path(tempfile.mkdtemp(prefix="samepage-bench-ingest-"))
@@ -106,36 +107,6 @@ def main() -> None:
 
 
 # -- setup ----------------------------------------------------------------------------------------
-def ensure_workspace(settings: Any, defs: Any, n_leads: int) -> None:
-    """A workspace with a champion: the one at --home, or bootstrapped there."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    if (settings.home_dir / "mlflow.db").exists():
-        try:
-            MlflowClient(tracking_uri=settings.tracking_uri).get_model_version_by_alias("sql_likelihood", "champion")
-            print(f"workspace {settings.home_dir}: reusing its champion (served from a copy)")
-            return
-        except MlflowException:
-            pass
-    from features.store import build_features
-    from samepage.demo import write_demo
-    from samepage.tables import has_data
-    from training.pipeline import train
-
-    print(f"workspace {settings.home_dir}: bootstrapping ({n_leads:,} demo leads → features → train)")
-    if not has_data(settings.data_dir):
-        write_demo(settings, defs, n_leads=n_leads, seed=0)
-    build_features(settings, defs, progress=False)
-    train(settings, defs, progress=False)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_ready(url: str, timeout: float, proc: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -26,7 +26,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,8 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from common import ensure_workspace, free_port  # bench/common.py (this folder is on the path)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -73,7 +74,8 @@ def main() -> None:
     defs_file = REPO / "configs" / "definitions.yaml"
     settings = Settings(home=args.home, definitions=defs_file, api_keys=KEY, _env_file=None)
     defs = load_definitions(defs_file)
-    ensure_workspace(settings, defs, args.leads)
+    # The comparison is with LightGBM's pred_contrib: register (and promote) a LightGBM model whatever wins.
+    ensure_workspace(settings, defs, args.leads, kind="lightgbm", quality_floor=False)
     frame, ids = sample_rows(settings, defs)
     contrib = time_pred_contrib(settings, defs, frame)
     contrib.update(time_online_read(settings, defs, ids))
@@ -149,30 +151,6 @@ def serve_command(port: int, workers: int) -> list[str]:
         return [str(BIN / "samepage"), "serve", "--port", str(port)]
     code = f"from samepage.settings import Settings; from serving.app import serve; serve(Settings(port={port}))"
     return [sys.executable, "-c", code]
-
-
-def ensure_workspace(settings: Any, defs: Any, n_leads: int) -> None:
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    if (settings.home_dir / "mlflow.db").exists():
-        try:
-            MlflowClient(tracking_uri=settings.tracking_uri).get_model_version_by_alias("sql_likelihood", "champion")
-            print(f"workspace {settings.home_dir}: reusing its champion")
-            return
-        except MlflowException:
-            pass
-    from features.store import build_features
-    from samepage.demo import write_demo
-    from samepage.tables import has_data
-    from training.pipeline import train
-
-    print(f"workspace {settings.home_dir}: bootstrapping ({n_leads:,} demo leads → features → train)")
-    if not has_data(settings.data_dir):
-        write_demo(settings, defs, n_leads=n_leads, seed=0)
-    build_features(settings, defs, progress=False)
-    # The comparison is with LightGBM's pred_contrib: register (and promote) a LightGBM model whatever wins.
-    train(settings, defs, progress=False, kind="lightgbm", quality_floor=False)
 
 
 def sample_rows(settings: Any, defs: Any) -> tuple[Any, list[str]]:
@@ -374,12 +352,6 @@ def write_bodies(work: Path, defs: Any, frame: Any, ids: list[str]) -> dict[tupl
         path.write_text("\n".join(lines) + "\n")
         out[(who, kind)] = path
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

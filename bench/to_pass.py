@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common import ensure_workspace  # bench/common.py (this folder is on the path)
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -42,7 +44,12 @@ def main() -> None:
 
     defs = load_definitions(REPO / "configs" / "definitions.yaml")
     settings = Settings(home=args.home, definitions=REPO / "configs" / "definitions.yaml", _env_file=None)
-    ensure_workspace(settings, defs, args.leads)
+    import pandas as pd
+
+    # Demo leads up to today; a small demo is too few outcomes for LightGBM to clear the quality floor,
+    # and the bench needs a LightGBM champion.
+    end = pd.Timestamp.now(tz="UTC").floor("D")
+    ensure_workspace(settings, defs, args.leads, seed=7, end=end, num_boost_round=80, quality_floor=False, kind="lightgbm")
     leads = read_tables(settings.data_dir).leads.sort_values("created_at")
     pairs: list[tuple[str, dict[str, Any]]] = [(str(i), {}) for i in leads["lead_id"].tolist()[-1000:]]
     m = len(combinations(len(steps(defs, defs.feature_keys)), BUDGET))
@@ -88,32 +95,6 @@ def timed(fn: Any) -> float:
     started = time.perf_counter()
     fn()
     return time.perf_counter() - started
-
-
-def ensure_workspace(settings: Any, defs: Any, n_leads: int) -> None:
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    if (settings.home_dir / "mlflow.db").exists():
-        try:
-            MlflowClient(tracking_uri=settings.tracking_uri).get_model_version_by_alias("sql_likelihood", "champion")
-            print(f"workspace {settings.home_dir}: reusing its champion")
-            return
-        except MlflowException:
-            pass
-    import pandas as pd
-
-    from features.store import build_features
-    from samepage.demo import write_demo
-    from samepage.tables import has_data
-    from training.pipeline import train
-
-    print(f"workspace {settings.home_dir}: bootstrapping ({n_leads:,} demo leads up to today → features → train)")
-    if not has_data(settings.data_dir):
-        write_demo(settings, defs, n_leads=n_leads, seed=7, end=pd.Timestamp.now(tz="UTC").floor("D"))
-    build_features(settings, defs, progress=False)
-    # a small demo is too few outcomes for LightGBM to clear the quality floor; the bench needs a LightGBM champion
-    train(settings, defs, progress=False, num_boost_round=80, quality_floor=False, kind="lightgbm")
 
 
 if __name__ == "__main__":
