@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint screenshots browser install install-test notebook mlflow-ui bench clean
+.PHONY: run test lint screenshots browser java install install-test notebook mlflow-ui bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ install-test: $(TEST_STAMP)
 run: $(STAMP)
 	$(BIN)/samepage up
 
-test: lint browser
+test: lint browser java
 	$(BIN)/python -m pytest
 
 # The browser tests drive Debian's Chromium (Playwright's own download does not work offline).
@@ -35,6 +35,12 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else echo "make test: chromium is missing; install it with: sudo apt-get install chromium" >&2; exit 1; fi; }
+
+# The Spark test runs pyspark in local mode, which needs a Java runtime (Debian's Java 17).
+java:
+	@command -v java >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless >/dev/null; \
+	  else echo "make test: java is missing; install it with: sudo apt-get install openjdk-17-jre-headless" >&2; exit 1; fi; }
 
 # Refresh the committed screenshots of the pages (docs/screenshots/) from a browser-test run.
 screenshots: $(TEST_STAMP) browser

@@ -57,6 +57,12 @@ def source_path(settings: Settings, view: str) -> Path:
     return sources_dir(settings) / f"{view}.parquet"
 
 
+def attribute_kinds(store: FeatureStore) -> dict[str, str]:
+    """The applied attribute view's columns and their kinds (category, number, boolean, timestamp)."""
+    kind_of = {str(t): kind for kind, t in _FEAST_TYPES.items()}
+    return {f.name: kind_of.get(str(f.dtype), "category") for f in store.get_feature_view(ATTRIBUTES_VIEW).features}
+
+
 def feature_store_yaml(settings: Settings) -> str:
     """The commented `feature_store.yaml` for these settings (the repo's only configuration)."""
     repo = settings.feature_repo_dir

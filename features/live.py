@@ -17,19 +17,18 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from features.activity import EARLIER, INBOX_IDS, SECONDS, TYPES, ceil_seconds, epoch_times, longest_window, merged
 from features.derive import coerce
-from features.feast_repo import ACTIVITY_VIEW, ATTRIBUTES_VIEW, open_store
+from features.feast_repo import ACTIVITY_VIEW, ATTRIBUTES_VIEW, attribute_kinds, open_store
 from features.transform import CREATED_AT, LEAD_ID, TIMESTAMP
 from samepage.definitions import Definitions
 from samepage.inbox import Inbox
 from samepage.locks import workspace_lock
 from samepage.settings import Settings
+from samepage.values import is_missing
 
-_KIND_OF_FEAST = {"String": "category", "Float64": "number", "Bool": "boolean", "UnixTimestamp": "timestamp"}
 # A transaction that took its inbox ids before a rebuild's snapshot but committed after it is
 # caught up if it was received within this margin of the snapshot.
 CATCH_UP_MARGIN = timedelta(seconds=60)
@@ -45,8 +44,7 @@ class LiveFeatures:
         self._store = open_store(settings)
         self._lock = threading.Lock()
         self._held = threading.local()
-        view = self._store.get_feature_view(ATTRIBUTES_VIEW)
-        self.attribute_kinds = {f.name: _KIND_OF_FEAST.get(str(f.dtype), "category") for f in view.features}
+        self.attribute_kinds = attribute_kinds(self._store)
         self._window = longest_window(defs)
 
     @contextmanager
@@ -127,7 +125,7 @@ class LiveFeatures:
                 ):
                     if not pd.isna(created_at):
                         row[CREATED_AT] = created_at
-                    elif _missing(row.get(CREATED_AT)):
+                    elif is_missing(row.get(CREATED_AT)):
                         row[CREATED_AT] = received_at.floor("s")  # a lead the API created without a time: created now
                     for name, value in attributes.items():
                         if name in self.attribute_kinds:  # others reach the offline tables only
@@ -164,19 +162,8 @@ class LiveFeatures:
         out: dict[str, dict[str, Any] | None] = {}
         for i, lead in enumerate(leads):
             row = {f: got[f][i] for f in fields}
-            out[lead] = None if all(_missing(v) for v in row.values()) else row
+            out[lead] = None if all(is_missing(v) for v in row.values()) else row
         return out
-
-
-def _missing(value: Any) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, (list, np.ndarray)):
-        return False
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
 
 
 def _typed(frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:

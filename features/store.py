@@ -39,6 +39,7 @@ from features.feast_repo import (
     DEFAULT_SERVICE,
     ONLINE_VIEWS,
     apply_objects,
+    attribute_kinds,
     feast_objects,
     open_store,
     sources_dir,
@@ -55,7 +56,6 @@ from samepage.settings import Settings
 from samepage.values import utc_timestamp
 
 _ROW = "samepage_row_"
-_KIND_OF_FEAST = {"String": "category", "Float64": "number", "Bool": "boolean", "UnixTimestamp": "timestamp"}
 
 
 @dataclass
@@ -311,9 +311,8 @@ class OnlineFeatures:
         self.feature_service = feature_service or DEFAULT_SERVICE
         self._store = open_store(settings)
         self._service = _service(self._store, self.feature_service, settings)
-        view = self._store.get_feature_view(ATTRIBUTES_VIEW)
-        self.attribute_kinds = {f.name: _KIND_OF_FEAST.get(str(f.dtype), "category") for f in view.features}
-        self._attribute_names = [f.name for f in view.features]
+        self.attribute_kinds = attribute_kinds(self._store)
+        self._attribute_names = list(self.attribute_kinds)
         self._attribute_refs = [f"{ATTRIBUTES_VIEW}:{name}" for name in self._attribute_names]
         self._keys = defs.feature_keys
         # What serving reads: the service's attribute fields, and recent activity for the counts.

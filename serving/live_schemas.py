@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from serving.schemas import MAX_ATTRIBUTES, AttributeValue, LeadId, StageTime, plain_text, text_field
+from serving.schemas import MAX_ATTRIBUTES, NEW_LEAD_ATTRIBUTES, AttributeValue, LeadId, StageTime, plain_text, text_field
 
 MAX_EVENTS = 10_000  # the contract's limit per call
 
@@ -23,17 +23,7 @@ EventId = Annotated[
 AttributeName = Annotated[str, text_field(1, 64, "An attribute (lead column) name"), AfterValidator(plain_text)]
 FiniteNumber = Annotated[float, Field(allow_inf_nan=False)]
 
-_PUT_EXAMPLE: dict[str, Any] = {
-    "created_at": "2026-11-20T15:30:00Z",
-    "attributes": {
-        "source": "Webinar",
-        "industry": "Software",
-        "employees": 420,
-        "country": "United States",
-        "seniority": "Director",
-        "department": "Marketing",
-    },
-}
+_PUT_EXAMPLE: dict[str, Any] = {"created_at": "2026-11-20T15:30:00Z", "attributes": NEW_LEAD_ATTRIBUTES}
 _EVENTS_EXAMPLE: dict[str, Any] = {
     "events": [
         {"event_id": "mka-88121", "lead_id": "hubspot-98121", "type": "demo_request", "occurred_at": "2026-11-20T15:35:00Z"},

@@ -62,18 +62,16 @@ AttributeValue = str | int | float | bool | None
 Value = str | int | float | bool | None
 
 _LEAD_EXAMPLE: dict[str, Any] = {"lead_id": "L-000042", "attributes": {"seniority": "VP", "pricing_views_30d": 3}}
-_NEW_LEAD_EXAMPLE: dict[str, Any] = {
-    "lead_id": "hubspot-98121",
-    "attributes": {
-        "source": "Webinar",
-        "industry": "Software",
-        "employees": 420,
-        "country": "United States",
-        "seniority": "Director",
-        "department": "Marketing",
-        "demo_requests_90d": 1,
-    },
+# Who a new lead is, as marketing automation sends it (scored from directly, or PUT as a lead).
+NEW_LEAD_ATTRIBUTES: dict[str, Any] = {
+    "source": "Webinar",
+    "industry": "Software",
+    "employees": 420,
+    "country": "United States",
+    "seniority": "Director",
+    "department": "Marketing",
 }
+_NEW_LEAD_EXAMPLE: dict[str, Any] = {"lead_id": "hubspot-98121", "attributes": {**NEW_LEAD_ATTRIBUTES, "demo_requests_90d": 1}}
 
 
 class _Out(BaseModel):

@@ -34,17 +34,13 @@ _ABSENT = object()
 
 
 def workspace_tables(
-    data_dir: Path, inbox: Inbox | None, upto: tuple[int, int] | None = None
+    data_dir: Path, inbox: Inbox, upto: tuple[int, int] | None = None
 ) -> CanonicalTables:
     """Canonical tables with the inbox folded in (up to the `(lead update id, event id)` snapshot).
 
     Events carry an extra `inbox_id` column. Without imported leads the leads come from the
     inbox alone; with neither, `FileNotFoundError` as from `read_tables`.
     """
-    if inbox is None:
-        tables = read_tables(data_dir)
-        tables.events = tables.events.assign(**{INBOX_ID: np.nan})
-        return tables
     leads_upto, events_upto = upto if upto is not None else inbox.watermarks()
     updates = inbox.lead_updates(upto_id=leads_upto)
     if not has_data(data_dir) and len(updates):

@@ -10,14 +10,12 @@ from fastapi import APIRouter, Response
 from samepage.records import Feedback
 from serving.deps import DefsDep, MetricsDep, RecordsDep
 from serving.errors import ApiError, responses
+from serving.ingest import utc
 from serving.schemas import FeedbackIn, FeedbackOut
 
 router = APIRouter(prefix="/v1", tags=["feedback"])
 
 FUTURE_SLACK = timedelta(days=1)  # clocks differ; a stage change days ahead is a mistake
-# Older stamps are typos. The bound is on the year as written (what the schema's pattern says):
-# 1970-01-01T03:39+05:23 is accepted although it is 1969 in UTC; 1969-12-31T23:00Z is not.
-EARLIEST_YEAR = 1970
 
 
 @router.post(
@@ -37,7 +35,7 @@ def feedback(body: FeedbackIn, defs: DefsDep, records: RecordsDep, metrics: Metr
         raise ApiError(422, f"body.{field}: {problem}")
     if body.reason is not None and not defs.stage(body.stage).reasons:
         raise ApiError(422, f"body.reason: stage {body.stage!r} takes no reason")
-    occurred_at = _utc(body.occurred_at)
+    occurred_at = utc(body.occurred_at, "body.occurred_at")
     if occurred_at > datetime.now(UTC) + FUTURE_SLACK:
         raise ApiError(422, f"body.occurred_at: {occurred_at.isoformat()} is in the future")
     event_id = body.event_id or derived_event_id(body.lead_id, body.stage, occurred_at, body.reason)
@@ -63,15 +61,6 @@ def feedback(body: FeedbackIn, defs: DefsDep, records: RecordsDep, metrics: Metr
         "actor": body.actor,
         "created": created,
     }
-
-
-def _utc(value: datetime) -> datetime:
-    if value.year < EARLIEST_YEAR:
-        raise ApiError(422, f"body.occurred_at: {value.isoformat()} is before {EARLIEST_YEAR}")
-    try:
-        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
-    except (OverflowError, ValueError):
-        raise ApiError(422, f"body.occurred_at: {value.isoformat()} is out of range") from None
 
 
 def derived_event_id(lead_id: str, stage: str, occurred_at: datetime, reason: str | None) -> str:
