@@ -441,9 +441,9 @@ async def in_daemon_thread(fn: Callable[[], T]) -> T:
     return await future
 
 
-# Young-generation threshold while serving. Python's default (700 allocations) ran a collection every
-# few scores and a generation-1 pass (1-2 ms) about once in 80: that pass was the 1-client p99.
-# At 50,000 a collection comes about once in 500 scores, outside the 99th percentile.
+# Young-generation threshold while serving. Python's default (700 allocations) ran a young collection
+# every ~20 scores and a generation-1 pass (0.25-1.7 ms) about once in 200, pauses that land on the
+# tail; at 50,000 none ran in 3,000 scores after start-up (bench/serve.py's workspace).
 SERVING_GC_THRESHOLD = (50_000, 20, 10)
 
 
