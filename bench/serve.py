@@ -13,7 +13,8 @@ own `pred_contrib` on the same 1,000 rows and model, beside samepage's `explain`
 in-process breakdown of one score (online read, engagement_at, derivation, explain, to_pass,
 trend look-up; HTTP + middleware = the 1-client p50 minus the in-process p50), and an independent
 `http.client` run (one keep-alive connection, 100 warm-up then 500 requests). The served code is
-this checkout's (PYTHONPATH), not whatever the venv installed. `--workers N` serves with N workers.
+this checkout's (PYTHONPATH), not whatever the venv installed. `--workers N` serves with N workers
+(default 0: one per core, as `samepage serve`).
 Prints one table and the ratios. Not a test: figures depend on the machine and its load.
 """
 
@@ -65,7 +66,7 @@ def main() -> None:
     parser.add_argument("--leads", type=int, default=5_000, help="Demo leads when bootstrapping")
     parser.add_argument("--seconds", type=float, default=8.0, help="Duration of each load run")
     parser.add_argument("--port", type=int, default=0, help="samepage port, mlflow gets port+1 (default: two free ports)")
-    parser.add_argument("--workers", type=int, default=1, help="samepage worker processes (SAMEPAGE_WORKERS)")
+    parser.add_argument("--workers", type=int, default=0, help="samepage worker processes (0, the default: one per core)")
     args = parser.parse_args()
 
     from samepage.definitions import load_definitions
@@ -146,11 +147,8 @@ def main() -> None:
 
 # -- setup ----------------------------------------------------------------------------------------
 def serve_command(port: int, workers: int) -> list[str]:
-    """`samepage serve`; with several workers `serving.app.serve` itself (until the CLI passes `--workers`)."""
-    if workers == 1:
-        return [str(BIN / "samepage"), "serve", "--port", str(port)]
-    code = f"from samepage.settings import Settings; from serving.app import serve; serve(Settings(port={port}))"
-    return [sys.executable, "-c", code]
+    """`samepage serve` with `workers` processes (0: one per core, the service's default)."""
+    return [str(BIN / "samepage"), "serve", "--port", str(port), "--workers", str(workers)]
 
 
 def sample_rows(settings: Any, defs: Any) -> tuple[Any, list[str]]:
@@ -460,7 +458,7 @@ def print_table(
 ) -> None:
     load1 = os.getloadavg()[0]
     print(
-        f"\nloopback, {os.cpu_count()} cores, load average {load1:.1f}; {'wrk' if shutil.which('wrk') else 'python'} load generator, {args.seconds:.0f}s per run; samepage workers {args.workers}, mlflow 1"
+        f"\nloopback, {os.cpu_count()} cores, load average {load1:.1f}; {'wrk' if shutil.which('wrk') else 'python'} load generator, {args.seconds:.0f}s per run; samepage workers {args.workers or os.cpu_count()}, mlflow 1"
     )
     print(f"{'request':<12} {'service':<9} {'p50 ms (1)':>10} {'p99 ms (1)':>10} {'req/s (16)':>11} {'p99 ms (16)':>11}")
     for label, who, one, many in rows:

@@ -187,43 +187,54 @@ def engagement_at(
     earlier: Sequence[Any] | np.ndarray,
     as_of: np.ndarray,
     defs: Definitions,
+    counted: Sequence[Counter] | None = None,
 ) -> dict[str, Any]:
     """The stored engagement fields as `lead_engagement` would hold them at `as_of` (epoch seconds).
 
     Per lead: each counter's count (NaN where the lead has no activity row, as offline), and
     `last_activity_at` as datetime64[s] (NaT when none). Rows are the same leads as the inputs.
+    `counted`: `counters(defs)` made once by a caller that reads often (the online read).
     """
+    counted = list(counters(defs) if counted is None else counted)
     n = len(types)
     types = [t if isinstance(t, (list, tuple, np.ndarray)) else None for t in types]  # an all-missing column is NaNs
     seconds = [s if isinstance(s, (list, tuple, np.ndarray)) else None for s in seconds]
     if n <= SMALL_READ:
-        return _engagement_small(types, seconds, earlier, as_of, counters(defs))
+        return _engagement_small(types, seconds, earlier, as_of, counted)
     found = np.array([t is not None for t in types], dtype=bool)
     lengths = np.array([len(t) if t is not None else 0 for t in types], dtype="int64")
-    flat_types = np.array([x for t in types if t is not None for x in t], dtype=object)
+    # Types as small integer codes (one dict look-up per event), so each counter's test is an integer isin.
+    codes = {name: k for k, name in enumerate(sorted({t for c in counted for t in c.types}))}
+    flat_types = np.array([codes.get(x, -1) for t in types if t is not None for x in t], dtype="int64")
     flat_seconds = np.array([int(x) for s in seconds if s is not None for x in s], dtype="float64")
     owner = np.repeat(np.arange(n), lengths)
     now = np.asarray(as_of, dtype="float64")[owner]
     out: dict[str, Any] = {}
-    for c in counters(defs):
+    for c in counted:
         live = (flat_seconds <= now) & (now < flat_seconds + c.window)
         if c.channels:
             total = np.zeros(n, dtype="float64")
             for channel in c.channels:
-                hit = live & np.isin(flat_types, list(channel))
+                hit = live & np.isin(flat_types, [codes[t] for t in channel])
                 total += np.bincount(owner[hit], minlength=n) > 0
         else:
-            hit = live & np.isin(flat_types, list(c.types))
+            hit = live & np.isin(flat_types, [codes[t] for t in c.types])
             total = np.bincount(owner[hit], minlength=n).astype("float64")
         out[c.key] = np.where(found, total, np.nan)
     last = np.full(n, np.nan)
     happened = flat_seconds <= now
     np.fmax.at(last, owner[happened], flat_seconds[happened])
-    before = np.array([np.nan if (e := _epoch(v)) is None else float(e) for v in earlier], dtype="float64")
-    last = np.fmax(last, before)
+    last = np.fmax(last, _epoch_seconds(earlier))
     stamps = np.nan_to_num(last).astype("int64").astype("datetime64[s]")
     out[LAST_ACTIVITY_AT] = np.where(np.isnan(last), np.datetime64("NaT", "s"), stamps)
     return out
+
+
+def _epoch_seconds(earlier: Sequence[Any] | np.ndarray) -> np.ndarray:
+    """Epoch seconds of stored times as float64 (NaN: none); the online read's datetime64[s] array at once."""
+    if isinstance(earlier, np.ndarray) and earlier.dtype == np.dtype("datetime64[s]"):
+        return np.where(np.isnat(earlier), np.nan, earlier.astype("int64").astype("float64"))
+    return np.array([np.nan if (e := _epoch(v)) is None else float(e) for v in earlier], dtype="float64")
 
 
 def _engagement_small(

@@ -110,7 +110,7 @@ def override_targets(defs: Definitions, kinds: Mapping[str, str] | None = None) 
 def _texts(values: Sequence[Any] | np.ndarray | None, n: int) -> list[str | None]:
     if values is None:
         return [None] * n
-    return [None if is_missing(v) else str(v) for v in values]
+    return [v if v.__class__ is str else None if is_missing(v) else str(v) for v in values]
 
 
 def _numbers(values: Sequence[Any] | np.ndarray | None, n: int) -> np.ndarray:
@@ -199,7 +199,7 @@ def derive(
     now = _seconds(as_of, n)
     known = known_rows(raw, n)
     late: list[dict[str, Any]] = []
-    if overrides is not None:
+    if overrides is not None and (len(overrides) != n or any(overrides)):  # all empty: nothing to apply
         raw, late = apply_overrides(raw, n, overrides, override_targets(defs, kinds))
     created = _seconds(raw.get(CREATED_AT), n)
     last = _seconds(raw.get(LAST_ACTIVITY_AT), n)
@@ -241,21 +241,23 @@ def _icp_match(f: Feature, raw: RawColumns, text: Any, n: int, defs: Definitions
         return np.where(np.isnan(sizes), np.nan, inside)
     if f.match in ("industry", "country"):
         allowed = {v.casefold() for v in (icp.industries if f.match == "industry" else icp.countries)}
-        return np.array(
-            [np.nan if v is None else float(v in allowed) for v in map(_fold, text(f.match))], dtype="float64"
-        )
+        values = text(f.match)
+        fit = {v: np.nan if v is None else float(_fold(v) in allowed) for v in set(values)}  # once per distinct value
+        return np.array([fit[v] for v in values], dtype="float64")
     seniorities = {v.casefold() for v in icp.personas.seniorities}
     departments = {v.casefold() for v in icp.personas.departments}
     titles = [t.casefold() for t in icp.personas.titles_contain]
-    result = np.empty(n, dtype="float64")
-    rows = zip(map(_fold, text("seniority")), map(_fold, text("department")), map(_fold, text("job_title")), strict=True)
-    for i, (seniority, department, title) in enumerate(rows):
+
+    def persona(seniority: str | None, department: str | None, title: str | None) -> float:
         if seniority is None and department is None and title is None:
-            result[i] = np.nan
-        else:
-            result[i] = float(
-                seniority in seniorities
-                or department in departments
-                or (title is not None and any(t in title for t in titles))
-            )
-    return result
+            return np.nan
+        title = _fold(title)
+        return float(
+            _fold(seniority) in seniorities
+            or _fold(department) in departments
+            or (title is not None and any(t in title for t in titles))
+        )
+
+    rows = list(zip(text("seniority"), text("department"), text("job_title"), strict=True))
+    fit_rows = {row: persona(*row) for row in set(rows)}  # once per distinct (seniority, department, title)
+    return np.array([fit_rows[row] for row in rows], dtype="float64")

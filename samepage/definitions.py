@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -404,10 +405,12 @@ class Definitions(_Strict):
         return None if problem is None else problem.message
 
     def feature(self, key: str) -> Feature:
-        for f in self.features:
-            if f.key == key:
-                return f
-        raise KeyError(key)
+        return self.features_by_key[key]  # KeyError for an unknown key
+
+    @cached_property
+    def features_by_key(self) -> dict[str, Feature]:
+        """The features by key, made once (serving looks features up for every contribution it explains)."""
+        return {f.key: f for f in reversed(self.features)}  # the first of a key, as a search would find
 
     @property
     def grade_bands(self) -> list[Grade]:

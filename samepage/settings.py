@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = Field(
-        1, ge=0, description="Serving worker processes (each loads the champion and follows its alias); 0: one per core"
+        0, ge=0, description="Serving worker processes (each loads the champion and follows its alias); 0: one per core"
     )
     reload_seconds: float = Field(30.0, description="How often serving checks the champion alias")
     startup_wait_seconds: float = Field(

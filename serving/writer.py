@@ -1,7 +1,9 @@
 """Latest scores go to the lead-record store from a background thread, batched.
 
 Keeping the record of a score is not what the caller waits for, so a scoring request only queues
-it; the writer drains the queue in one transaction per batch (waiting `LINGER` for more). `flush()` gives read-your-writes to
+it; the writer drains the queue in one transaction per batch (waiting `LINGER` for more). Only the
+first score of a batch wakes the writer (and a flush or close): a wake-up per request took the GIL
+from the request being answered. `flush()` gives read-your-writes to
 the lead record route; `previous_scores` answers from what is queued but not yet written, then from
 the store, so a lead scored twice in a row sees its first score in the second's `trend`.
 (Feedback, which must be durable before the answer, never goes this way.)
@@ -10,7 +12,6 @@ the store, so a lead scored twice in a row sees its first score in the second's 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from datetime import datetime
@@ -32,7 +33,9 @@ class ScoreWriter:
     def __init__(self, store: RecordStore, linger: float = LINGER) -> None:
         self.store = store
         self.linger = linger
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._items: list[Any] = []  # queued: (results, payloads), a flush's Event, or _STOP
+        self._urgent = False  # a flush or close is queued: no lingering
+        self._ready = threading.Condition()
         self._pending: dict[str, tuple[float, Any]] = {}  # queued, not yet written: lead -> (score, scored_at as given)
         self._pending_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="samepage-score-writer", daemon=True)
@@ -46,7 +49,7 @@ class ScoreWriter:
         with self._pending_lock:
             for r in results:
                 self._pending[r["lead_id"]] = (r["score"], r["scored_at"])
-        self._queue.put((results, payloads))
+        self._put((results, payloads), urgent=False)
 
     def previous_scores(self, lead_ids: list[str]) -> dict[str, tuple[float, datetime]]:
         """Each lead's latest score: a queued one if any (the store has not got it yet), else the store's."""
@@ -66,32 +69,31 @@ class ScoreWriter:
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until everything queued before this call is written."""
         done = threading.Event()
-        self._queue.put(done)
+        self._put(done, urgent=True)
         done.wait(timeout)
 
     def close(self) -> None:
-        self._queue.put(_STOP)
+        self._put(_STOP, urgent=True)
         self._thread.join(timeout=30)
+
+    def _put(self, item: Any, urgent: bool) -> None:
+        with self._ready:
+            self._items.append(item)
+            self._urgent = self._urgent or urgent
+            if urgent or len(self._items) == 1:  # the writer waits for a first item, or lingers until urgent
+                self._ready.notify()
 
     def _take(self) -> list[Any]:
         """What is queued, waiting up to `linger` seconds after the first item for more (not when a flush
         or close is among them): one transaction for many requests, not one per score."""
-        items = [self._queue.get()]
-        urgent = not isinstance(items[0], tuple)
-        deadline = time.monotonic() + self.linger
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                remaining = deadline - time.monotonic()
-                if urgent or remaining <= 0:
-                    return items
-                try:
-                    item = self._queue.get(timeout=remaining)
-                except queue.Empty:
-                    return items
-            items.append(item)
-            urgent = urgent or not isinstance(item, tuple)
+        with self._ready:
+            while not self._items:
+                self._ready.wait()
+            deadline = time.monotonic() + self.linger
+            while not self._urgent and (remaining := deadline - time.monotonic()) > 0:
+                self._ready.wait(remaining)
+            items, self._items, self._urgent = self._items, [], False
+        return items
 
     def _run(self) -> None:
         stop = False

@@ -254,7 +254,7 @@ def serve(
         ),
     ] = None,
     workers: Annotated[
-        int | None, typer.Option("--workers", help="Worker processes (default SAMEPAGE_WORKERS or 1; 0: one per core).", min=0)
+        int | None, typer.Option("--workers", help="Worker processes (default SAMEPAGE_WORKERS, else one per core).", min=0)
     ] = None,
 ) -> None:
     """Run the HTTP service (scores, feedback, lead record pages, report, definitions)."""
