@@ -109,7 +109,7 @@ def test_every_lead_scores_like_the_api(
         assert "; ".join(answer["explanation"]["reasons_down"]) == row["reasons_down"]
         assert answer["mql"]["passed"] == row["mql_passed"] and answer["mql"]["summary"] == row["mql_summary"]
         assert answer["grade"] == row["grade"] and answer["model"]["version"] == row["model_version"]
-        assert (json.dumps(answer["mql"]["to_pass"]) if answer["mql"]["to_pass"] is not None else "") == row["to_pass"]
+        assert (json.loads(row["to_pass"]) if row["to_pass"] else None) == answer["mql"]["to_pass"]
         # the API's trend starts from the score `--all` recorded for the lead
         assert answer["trend"]["previous_score"] == pytest.approx(row["score"], abs=1e-12)
 
@@ -129,6 +129,25 @@ def test_latest_scores_are_recorded_with_the_api_payload(scored_all: pd.DataFram
         "lead_id", "score", "mql", "explanation", "model", "grade", "trend", "definitions_version", "scored_at"
     }  # fmt: skip
     assert "; ".join(payload["explanation"]["reasons_up"]) == row["reasons_up"]
+
+
+def test_scoring_processes_give_the_same_output_and_records(
+    scored_all: pd.DataFrame, own_workspace_module: Settings, definitions: Definitions, tmp_path: Path
+) -> None:
+    """One process per core (forced here, on a small workspace) writes what one process writes."""
+    out = tmp_path / "scores.parquet"
+    summary = score_all(own_workspace_module, definitions, out, chunk=600, progress=False, now=NOW, workers=2)
+    got = pd.read_parquet(out)
+    assert summary.n_leads == len(got) == len(scored_all)
+    changing = ["previous_score", "previous_at", "delta"]  # the first run recorded scores: this one has a trend
+    pd.testing.assert_frame_equal(got.drop(columns=changing), scored_all.drop(columns=changing))
+    assert got["previous_score"].tolist() == scored_all["score"].tolist()
+    store = RecordStore.from_settings(own_workspace_module)
+    try:
+        kept = store.latest_score(got["lead_id"].iloc[-1])
+    finally:
+        store.close()
+    assert kept is not None and kept["payload"]["trend"]["previous_score"] == got["previous_score"].iloc[-1]
 
 
 def test_csv_output_without_to_pass_and_a_second_run_has_trend(
@@ -175,7 +194,7 @@ def test_an_interrupted_run_leaves_no_output(
 
     monkeypatch.setattr(score_all_module, "score_frame", failing)
     with pytest.raises(KeyboardInterrupt):
-        score_all(own_workspace_module, definitions, tmp_path / "scores.parquet", chunk=500, progress=False)
+        score_all(own_workspace_module, definitions, tmp_path / "scores.parquet", chunk=500, progress=False, workers=1)
     assert list(tmp_path.iterdir()) == []
 
 
