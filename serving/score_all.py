@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -186,6 +187,14 @@ _worker: tuple[Scorer, Champion] | None = None  # a scoring process's own scorer
 def _start_worker(settings: Settings, defs: Definitions, champion: Champion) -> None:
     global _worker
     _worker = (Scorer(settings, defs), champion)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="samepage-parent-watch", daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A scoring process ends when `score --all` is gone (killed: nobody else would ever end it)."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def _score_chunk(

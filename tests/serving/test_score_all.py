@@ -222,12 +222,39 @@ def test_a_killed_process_leaves_no_output(own_workspace_module: Settings, tmp_p
         while proc.poll() is None and not any(p.name.endswith(".tmp") and p.stat().st_size for p in tmp_path.iterdir()):
             time.sleep(0.005)
         assert proc.poll() is None, "the run ended before it could be killed"
+        workers = _children(proc.pid)  # chunks of 20: a workspace of many chunks is scored by one process per core
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert not out.exists()
+    assert workers, "no scoring processes were started"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+        time.sleep(0.1)
+    assert not [pid for pid in workers if _alive(pid)], "scoring processes outlived the killed run"
+
+
+def _children(parent: int) -> list[int]:
+    """Processes whose parent is `parent` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[1]) == parent:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has ended; only its exit status is left for a parent to collect
 
 
 def test_the_command_needs_exactly_one_of_input_and_all(tmp_path: Path) -> None:
