@@ -41,7 +41,7 @@ from serving.writer import score_row
 
 CHUNK = 20_000
 ENGINES = ("local", "spark")
-POOL_CHUNKS = 3  # chunks from which scoring is spread over one process per core (fewer: start-up costs more)
+POOL_CHUNKS = 8  # chunks from which scoring is spread over one process per core (fewer: ~10 s start-up costs more)
 _TEXT = pa.string()
 OUTPUT_SCHEMA = pa.schema(
     [
@@ -158,7 +158,7 @@ def local_results(
 ) -> Iterator[ScoredChunk]:
     """Scored chunks, in order: in this process, or in `workers` processes with a few chunks in flight each."""
     previous = previous or {}
-    frames = lead_chunks(sources, scorer.defs, pd.Timestamp(now), chunk)
+    frames = lead_chunks(sources, scorer.defs, pd.Timestamp(now), chunk)  # reads nothing until the first chunk is asked for
     if workers <= 1:
         for frame in frames:
             yield finish(score_frame(scorer, champion, frame, now, suggest), _previous_of(frame, previous))
@@ -168,6 +168,8 @@ def local_results(
     context = multiprocessing.get_context("spawn")
     start = (scorer.settings, scorer.defs, portable)
     with ProcessPoolExecutor(workers, context, initializer=_start_worker, initargs=start) as pool:
+        # The processes start (about 10 s of imports each) while this one reads the latest engagement rows.
+        ready = [pool.submit(_ready) for _ in range(workers)]
         pending: deque[Future[ScoredChunk]] = deque()
         for frame in frames:
             pending.append(pool.submit(_score_chunk, frame, now, suggest, _previous_of(frame, previous)))
@@ -175,6 +177,8 @@ def local_results(
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+        for started in ready:
+            started.result()
 
 
 def _previous_of(frame: pd.DataFrame, previous: dict[str, tuple[float, datetime]]) -> dict[str, tuple[float, datetime]]:
@@ -195,6 +199,10 @@ def _exit_with_parent(parent: int) -> None:
     while os.getppid() == parent:
         time.sleep(0.5)
     os._exit(1)
+
+
+def _ready() -> bool:
+    return _worker is not None
 
 
 def _score_chunk(
