@@ -3,18 +3,25 @@
 Features come from the offline side in chunks (`features.offline`: the latest stored row at or
 before now per lead, the values the online store serves), so no lead costs an online look-up.
 Each chunk goes through `Scorer.score` like `POST /v1/score` (the one derivation, the one
-`explain` with `pred_contrib` on all cores, the MQL verdict, `to_pass`, grade). The sink adds each
-lead's trend from the lead-record store, writes the output chunk by chunk under a temporary name
-(renamed into place only when complete: a killed run leaves no output) and records every lead's
-latest score with the API's payload. Memory is bounded by the chunk size.
+`explain`, the MQL verdict, `to_pass`, grade). A workspace of several chunks is scored by one
+process per core (the champion travels to each once; each chunk brings its leads and their
+previous scores, and comes back as output rows and record-store rows). The sink writes the output
+chunk by chunk under a temporary name (renamed into place only when complete: a killed run leaves
+no output) and records every lead's latest score with the API's payload, trend included. Memory
+is bounded by the chunk size times the processes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import os
+import threading
 import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +41,7 @@ from serving.writer import score_row
 
 CHUNK = 20_000
 ENGINES = ("local", "spark")
+POOL_CHUNKS = 8  # chunks from which scoring is spread over one process per core (fewer: ~10 s start-up costs more)
 _TEXT = pa.string()
 OUTPUT_SCHEMA = pa.schema(
     [
@@ -54,11 +62,13 @@ def score_all(
     progress: bool = True,
     now: datetime | None = None,
     suggest: bool = True,
+    workers: int | None = None,
 ) -> BatchSummary:
     """Score every lead of the workspace as of `now` (default: now) and write `output` (CSV or Parquet).
 
     `suggest=False` skips the `mql.to_pass` search (every `to_pass` null): the search costs more than
-    the scoring itself (`bench/score_scale.py`).
+    the scoring itself (`bench/score_scale.py`). `workers`: scoring processes of the local engine
+    (default: one per core once the workspace holds `POOL_CHUNKS` chunks, else this process alone).
     """
     started = time.perf_counter()
     output = Path(output)
@@ -77,15 +87,19 @@ def score_all(
     if champion is None:
         raise BatchError(f"cannot score: {scorer.reason}")
     sources = Sources.of(settings, defs)
-    if engine == "spark":
-        from serving.spark_engine import spark_results
-
-        results = spark_results(settings, defs, champion, sources, when, chunk, suggest)
-    else:
-        results = local_results(scorer, champion, sources, when, chunk, suggest)
     store = RecordStore.from_settings(settings)
     try:
-        n, n_mql = _sink(results, output, store, sources.n_leads(), progress)
+        previous = store.previous_scores_all()  # one read, not one per chunk: trend for every lead
+        chunks: Iterator[ScoredChunk]
+        if engine == "spark":
+            from serving.spark_engine import spark_results
+
+            chunks = (finish(r, previous) for r in spark_results(settings, defs, champion, sources, when, chunk, suggest))
+        else:
+            if workers is None:
+                workers = (os.cpu_count() or 1) if sources.n_leads() >= POOL_CHUNKS * chunk else 1
+            chunks = local_results(scorer, champion, sources, when, chunk, suggest, previous, workers)
+        n, n_mql = _sink(chunks, output, store, sources.n_leads(), progress)
     finally:
         store.close()
     return BatchSummary(
@@ -113,12 +127,90 @@ def check_output(output: Path) -> None:
         raise BatchError(f"{output}: cannot write there ({exc.strerror or exc})") from None
 
 
+@dataclass
+class ScoredChunk:
+    """One chunk, scored: its output rows, its record-store rows (payload as JSON text) and its MQLs."""
+
+    table: pa.Table
+    rows: list[dict[str, Any]]
+    n_mql: int
+
+
+def finish(results: list[dict[str, Any]], previous: dict[str, tuple[float, datetime]]) -> ScoredChunk:
+    """ScoreOut dicts with their trend, as output rows and record-store rows (where they were scored)."""
+    for r in results:
+        r["trend"] = trend(r["score"], previous.get(r["lead_id"]))
+    table = pa.Table.from_pandas(
+        pd.DataFrame([_flat(r) for r in results], columns=OUTPUT_COLUMNS), OUTPUT_SCHEMA, preserve_index=False
+    )
+    return ScoredChunk(table, [score_row(r) for r in results], sum(1 for r in results if r["mql"]["passed"]))
+
+
 def local_results(
-    scorer: Scorer, champion: Champion, sources: Sources, now: datetime, chunk: int, suggest: bool = True
-) -> Iterator[list[dict[str, Any]]]:
-    """ScoreOut dicts (trend left to the sink), one list per chunk of leads, scored in this process."""
-    for frame in lead_chunks(sources, scorer.defs, pd.Timestamp(now), chunk):
-        yield score_frame(scorer, champion, frame, now, suggest)
+    scorer: Scorer,
+    champion: Champion,
+    sources: Sources,
+    now: datetime,
+    chunk: int,
+    suggest: bool = True,
+    previous: dict[str, tuple[float, datetime]] | None = None,
+    workers: int = 1,
+) -> Iterator[ScoredChunk]:
+    """Scored chunks, in order: in this process, or in `workers` processes with a few chunks in flight each."""
+    previous = previous or {}
+    frames = lead_chunks(sources, scorer.defs, pd.Timestamp(now), chunk)  # reads nothing until the first chunk is asked for
+    if workers <= 1:
+        for frame in frames:
+            yield finish(score_frame(scorer, champion, frame, now, suggest), _previous_of(frame, previous))
+        return
+    portable = dataclasses.replace(champion, online=None)  # the Feast store stays here; each chunk brings its features
+    # spawn, not fork: LightGBM's OpenMP runtime is not safe to use in a child forked after it ran
+    context = multiprocessing.get_context("spawn")
+    start = (scorer.settings, scorer.defs, portable)
+    with ProcessPoolExecutor(workers, context, initializer=_start_worker, initargs=start) as pool:
+        # The processes start (about 10 s of imports each) while this one reads the latest engagement rows.
+        ready = [pool.submit(_ready) for _ in range(workers)]
+        pending: deque[Future[ScoredChunk]] = deque()
+        for frame in frames:
+            pending.append(pool.submit(_score_chunk, frame, now, suggest, _previous_of(frame, previous)))
+            if len(pending) > workers:  # bounded: a few chunks in flight, results taken in order
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+        for started in ready:
+            started.result()
+
+
+def _previous_of(frame: pd.DataFrame, previous: dict[str, tuple[float, datetime]]) -> dict[str, tuple[float, datetime]]:
+    return {i: previous[i] for i in frame["lead_id"].astype(str).tolist() if i in previous}
+
+
+_worker: tuple[Scorer, Champion] | None = None  # a scoring process's own scorer and champion, set once at its start
+
+
+def _start_worker(settings: Settings, defs: Definitions, champion: Champion) -> None:
+    global _worker
+    _worker = (Scorer(settings, defs), champion)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="samepage-parent-watch", daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A scoring process ends when `score --all` is gone (killed: nobody else would ever end it)."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def _ready() -> bool:
+    return _worker is not None
+
+
+def _score_chunk(
+    frame: pd.DataFrame, now: datetime, suggest: bool, previous: dict[str, tuple[float, datetime]]
+) -> ScoredChunk:
+    assert _worker is not None, "a scoring process starts with _start_worker"
+    scorer, champion = _worker
+    return finish(score_frame(scorer, champion, frame, now, suggest), previous)
 
 
 def score_frame(
@@ -130,10 +222,8 @@ def score_frame(
     return scorer.score([(lead_id, {}) for lead_id in chunk_features.ids], reading, suggest=suggest, now=now)
 
 
-def _sink(
-    results: Iterator[list[dict[str, Any]]], output: Path, store: RecordStore, total: int, progress: bool
-) -> tuple[int, int]:
-    """Trend, output rows and latest scores for each chunk; the output appears only once complete."""
+def _sink(chunks: Iterator[ScoredChunk], output: Path, store: RecordStore, total: int, progress: bool) -> tuple[int, int]:
+    """Output rows and latest scores for each chunk; the output appears only once complete."""
     tmp = _temporary(output)
     n = n_mql = 0
     writer: pq.ParquetWriter | None = None
@@ -141,22 +231,16 @@ def _sink(
     try:
         with Progress(*columns, disable=not progress, transient=True) as bar:
             task = bar.add_task("score", total=total)
-            for chunk in results:
-                previous = store.previous_scores([r["lead_id"] for r in chunk])
-                for r in chunk:
-                    r["trend"] = trend(r["score"], previous.get(r["lead_id"]))
-                table = pa.Table.from_pandas(
-                    pd.DataFrame([_flat(r) for r in chunk], columns=OUTPUT_COLUMNS), OUTPUT_SCHEMA, preserve_index=False
-                )
+            for scored in chunks:
                 if output.suffix.lower() == ".csv":
-                    table.to_pandas().to_csv(tmp, index=False, header=n == 0, mode="w" if n == 0 else "a")
+                    scored.table.to_pandas().to_csv(tmp, index=False, header=n == 0, mode="w" if n == 0 else "a")
                 else:
                     writer = writer or pq.ParquetWriter(tmp, OUTPUT_SCHEMA)
-                    writer.write_table(table)
-                store.save_scores([score_row(r) for r in chunk])
-                n += len(chunk)
-                n_mql += sum(1 for r in chunk if r["mql"]["passed"])
-                bar.advance(task, len(chunk))
+                    writer.write_table(scored.table)
+                store.save_scores(scored.rows)
+                n += len(scored.rows)
+                n_mql += scored.n_mql
+                bar.advance(task, len(scored.rows))
         if writer is not None:
             writer.close()
             writer = None

@@ -95,7 +95,28 @@ def test_postgres_record_store_round_trip() -> None:
         assert store.add_feedback(make_feedback(lead_id="PG-1", event_id=event_id))
         assert not store.add_feedback(make_feedback(lead_id="PG-1", event_id=event_id))
         assert event_id in store.feedback("PG-1")["event_id"].tolist()
+        assert_scores_are_replaced(store)
         store.close()
+
+
+def assert_scores_are_replaced(store: RecordStore) -> None:
+    """A lead scored again keeps one row, the newest; a batch of new and known leads is kept whole."""
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    row = {"lead_id": "UP-1", "score": 0.2, "mql_passed": False, "model_name": "m", "model_version": "1",
+           "definitions_version": "1+abc", "scored_at": at, "payload": {"score": 0.2}}
+    store.save_scores([row])
+    store.save_scores([{**row, "score": 0.9, "mql_passed": True, "payload": {"score": 0.9}}, {**row, "lead_id": "UP-2"}])
+    latest = store.latest_score("UP-1")
+    assert latest is not None and latest["score"] == 0.9 and latest["mql_passed"] and latest["payload"] == {"score": 0.9}
+    assert store.previous_scores_all()["UP-1"] == (0.9, at) and store.previous_scores_all()["UP-2"] == (0.2, at)
+    kept = store.latest_scores()
+    assert sorted(kept["lead_id"].tolist()).count("UP-1") == 1
+
+
+def test_scores_are_replaced(settings: Settings) -> None:
+    store = RecordStore.from_settings(settings)
+    assert_scores_are_replaced(store)
+    store.close()
 
 
 def test_previous_scores_of_many_leads(settings: Settings) -> None:

@@ -109,7 +109,7 @@ def test_every_lead_scores_like_the_api(
         assert "; ".join(answer["explanation"]["reasons_down"]) == row["reasons_down"]
         assert answer["mql"]["passed"] == row["mql_passed"] and answer["mql"]["summary"] == row["mql_summary"]
         assert answer["grade"] == row["grade"] and answer["model"]["version"] == row["model_version"]
-        assert (json.dumps(answer["mql"]["to_pass"]) if answer["mql"]["to_pass"] is not None else "") == row["to_pass"]
+        assert (json.loads(row["to_pass"]) if row["to_pass"] else None) == answer["mql"]["to_pass"]
         # the API's trend starts from the score `--all` recorded for the lead
         assert answer["trend"]["previous_score"] == pytest.approx(row["score"], abs=1e-12)
 
@@ -129,6 +129,25 @@ def test_latest_scores_are_recorded_with_the_api_payload(scored_all: pd.DataFram
         "lead_id", "score", "mql", "explanation", "model", "grade", "trend", "definitions_version", "scored_at"
     }  # fmt: skip
     assert "; ".join(payload["explanation"]["reasons_up"]) == row["reasons_up"]
+
+
+def test_scoring_processes_give_the_same_output_and_records(
+    scored_all: pd.DataFrame, own_workspace_module: Settings, definitions: Definitions, tmp_path: Path
+) -> None:
+    """One process per core (forced here, on a small workspace) writes what one process writes."""
+    out = tmp_path / "scores.parquet"
+    summary = score_all(own_workspace_module, definitions, out, chunk=600, progress=False, now=NOW, workers=2)
+    got = pd.read_parquet(out)
+    assert summary.n_leads == len(got) == len(scored_all)
+    changing = ["previous_score", "previous_at", "delta"]  # the first run recorded scores: this one has a trend
+    pd.testing.assert_frame_equal(got.drop(columns=changing), scored_all.drop(columns=changing))
+    assert got["previous_score"].tolist() == scored_all["score"].tolist()
+    store = RecordStore.from_settings(own_workspace_module)
+    try:
+        kept = store.latest_score(got["lead_id"].iloc[-1])
+    finally:
+        store.close()
+    assert kept is not None and kept["payload"]["trend"]["previous_score"] == got["previous_score"].iloc[-1]
 
 
 def test_csv_output_without_to_pass_and_a_second_run_has_trend(
@@ -175,7 +194,7 @@ def test_an_interrupted_run_leaves_no_output(
 
     monkeypatch.setattr(score_all_module, "score_frame", failing)
     with pytest.raises(KeyboardInterrupt):
-        score_all(own_workspace_module, definitions, tmp_path / "scores.parquet", chunk=500, progress=False)
+        score_all(own_workspace_module, definitions, tmp_path / "scores.parquet", chunk=500, progress=False, workers=1)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -203,12 +222,39 @@ def test_a_killed_process_leaves_no_output(own_workspace_module: Settings, tmp_p
         while proc.poll() is None and not any(p.name.endswith(".tmp") and p.stat().st_size for p in tmp_path.iterdir()):
             time.sleep(0.005)
         assert proc.poll() is None, "the run ended before it could be killed"
+        workers = _children(proc.pid)  # chunks of 20: a workspace of many chunks is scored by one process per core
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert not out.exists()
+    assert workers, "no scoring processes were started"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+        time.sleep(0.1)
+    assert not [pid for pid in workers if _alive(pid)], "scoring processes outlived the killed run"
+
+
+def _children(parent: int) -> list[int]:
+    """Processes whose parent is `parent` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[1]) == parent:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has ended; only its exit status is left for a parent to collect
 
 
 def test_the_command_needs_exactly_one_of_input_and_all(tmp_path: Path) -> None:
