@@ -17,7 +17,7 @@ whole number keeps a code of its own.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,10 +62,24 @@ class TreePaths:
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """`pred_contrib`'s (n, k + 1) matrix for `X`, on one thread: LightGBM keeps the iteration range
         of a prediction in the booster itself, so two at once on different trees would mix them up."""
+        out = np.zeros((self.n_features + 1, len(X)), dtype=np.float64)  # by column: each add is one gather
+        for i, splits, first, inverse in self._patterns(X):
+            share = np.asarray(
+                self.booster.predict(X[first], pred_contrib=True, start_iteration=i, num_iteration=1, num_threads=1)
+            )
+            for column in [s.feature for s in splits] + [self.n_features]:
+                out[column] += share[:, column][inverse]
+        return out.T
+
+    def patterns(self, X: np.ndarray) -> list[int]:
+        """How many decision patterns each tree finds among the rows of `X` (what `contributions` explains)."""
+        return [len(first) for _, _, first, _ in self._patterns(X)]
+
+    def _patterns(self, X: np.ndarray) -> Iterator[tuple[int, list[Split], np.ndarray, np.ndarray]]:
+        """Per tree: (index, splits, first row of each pattern, each row's pattern)."""
         n = len(X)
-        out = np.zeros((self.n_features + 1, n), dtype=np.float64)  # by column: each add is one gather
         if n == 0:
-            return out.T
+            return
         bins = {f: _bins(X[:, f], t) for f, t in self.thresholds.items()}
         zeros: dict[int, np.ndarray] = {}
         categories: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -86,13 +100,8 @@ class TreePaths:
                         values, inverse = np.unique(X[:, f], return_inverse=True)  # NaNs collapse into one
                         categories[f] = (values, inverse.reshape(-1))
                     codes.append(_category_codes(*categories[f], split.categories))
-            first, inverse = _patterns(codes, n)
-            share = np.asarray(
-                self.booster.predict(X[first], pred_contrib=True, start_iteration=i, num_iteration=1, num_threads=1)
-            )
-            for column in [s.feature for s in splits] + [self.n_features]:
-                out[column] += share[:, column][inverse]
-        return out.T
+            first, inverse = _combine(codes, n)
+            yield i, splits, first, inverse
 
 
 def _tree_splits(root: dict[str, Any]) -> list[Split]:
@@ -152,7 +161,7 @@ def _category_codes(
         per_value.append(signatures.setdefault(signature, len(signatures)))
     return np.asarray(per_value, dtype=np.int64)[inverse], max(len(signatures), 1)
 
-def _patterns(codes: list[tuple[np.ndarray, int]], n: int) -> tuple[np.ndarray, np.ndarray]:
+def _combine(codes: list[tuple[np.ndarray, int]], n: int) -> tuple[np.ndarray, np.ndarray]:
     """(first row of each pattern, each row's pattern) for per-feature codes combined."""
     key = np.zeros(n, dtype=np.int64)
     bound = 1
