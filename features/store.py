@@ -9,18 +9,14 @@ Both read paths finish features with `features.derive.derive`, so they cannot di
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from feast import FeatureStore
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
@@ -35,7 +31,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from features.activity import ACTIVITY_SOURCE, EARLIER, SECONDS, TYPES, activity_chunk, engagement_at
+from features.activity import EARLIER, SECONDS, TYPES, engagement_at
 from features.derive import derive, known_rows
 from features.feast_repo import (
     ACTIVITY_VIEW,
@@ -46,20 +42,17 @@ from features.feast_repo import (
     attribute_kinds,
     feast_objects,
     open_store,
-    source_path,
-    sources_dir,
 )
 from features.freshness import staleness, tables_signature, write_manifest
 from features.live import LiveFeatures
-from features.partition import LeadChunk, partitioned
-from features.transform import CHUNK_LEADS, LEAD_ID, TIMESTAMP, has_engagement, write_sources
+from features.streamed import materialize_view, write_workspace_sources
+from features.transform import CHUNK_LEADS, LEAD_ID, TIMESTAMP, has_engagement
 from samepage.data.live import workspace_parts
 from samepage.definitions import Definitions
 from samepage.inbox import Inbox
 from samepage.progress import step
 from samepage.records import RecordStore
 from samepage.settings import Settings
-from samepage.tables import CanonicalTables, empty_events, empty_stages
 from samepage.values import utc_timestamp
 
 _ROW = "samepage_row_"
@@ -116,20 +109,8 @@ def build_features(
         with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
             shown = bar if progress else None
             with step(shown, f"Transforming {len(leads):,} leads and their events", timings) as advance:
-                # The events go to disk by chunks of leads first: one chunk in memory at a time.
-                with partitioned(batches, leads_per_chunk, under=sources_dir(settings)) as events:
-                    activity: Callable[[LeadChunk], pa.Table] = partial(activity_chunk, events=events, defs=defs, now=end)
-                    tables = CanonicalTables(leads=leads, events=empty_events(), stages=empty_stages())
-                    written = write_sources(
-                        tables,
-                        defs,
-                        sources_dir(settings),
-                        on_progress=advance,
-                        events=events,
-                        per_chunk={ACTIVITY_SOURCE: activity} if has_engagement(defs) else None,
-                    )
-                n_events = events.n_events
-                del leads, tables
+                written, n_events = write_workspace_sources(settings, defs, leads, batches, end, advance, leads_per_chunk)
+                del leads
             with step(shown, "Applying feature definitions (feast apply)", timings):
                 store = open_store(settings)
                 entity, views, service = feast_objects(
@@ -163,31 +144,6 @@ def build_features(
         repo_dir=settings.feature_repo_dir,
         online_store=settings.online_store,
         seconds=timings,
-    )
-
-
-ONLINE_BATCH_ROWS = 50_000  # rows per online write: bounds the memory of Feast's row conversion
-
-
-def materialize_view(store: FeatureStore, settings: Settings, view: str, start: pd.Timestamp, end: pd.Timestamp) -> None:
-    """What `store.materialize` does for one of our one-row-per-lead views, batch by batch.
-
-    The rows with start <= event_timestamp <= end (materialize's own window) go to the online
-    store with `write_to_online_store` `ONLINE_BATCH_ROWS` at a time, and the interval is recorded
-    in the registry as materialize records it. Not `materialize` itself: its file offline store
-    reads the whole source into Dask, which hashes list columns by pickling them (20,000 leads:
-    13.7 of its 18.4 s) and holds every row at once. Materialize also keeps the latest row per
-    lead; these sources have one (`lead_id` is unique in both), so there is nothing to choose.
-    """
-    lower, upper = pa.scalar(start, type=pa.timestamp("ns", "UTC")), pa.scalar(end, type=pa.timestamp("ns", "UTC"))
-    with pq.ParquetFile(source_path(settings, view)) as source:
-        for batch in source.iter_batches(batch_size=ONLINE_BATCH_ROWS):
-            stamps = batch.column(TIMESTAMP)
-            kept = batch.filter(pc.and_(pc.greater_equal(stamps, lower), pc.less_equal(stamps, upper)))
-            if kept.num_rows:
-                store.write_to_online_store(view, kept.to_pandas())
-    store.registry.apply_materialization(
-        store.get_feature_view(view), store.project, start.to_pydatetime(), end.to_pydatetime()
     )
 
 
