@@ -32,7 +32,7 @@ from samepage.tables import (
 )
 
 INBOX_ID = "inbox_id"  # the events' inbox row id (NaN for imported events)
-EVENT_BATCH_ROWS = 1_000_000  # events per batch when streamed (`workspace_parts`)
+EVENT_BATCH_ROWS = 250_000  # events per batch when streamed (`workspace_parts`)
 _ABSENT = object()
 
 
