@@ -4,8 +4,9 @@
     .venv/bin/python bench/features_scale.py --leads 20000 --store    # + apply, materialize, reads
 
 Generates demo data (`samepage.demo.generate_demo`) into a temporary workspace, then runs the
-transform (and the Parquet writes `samepage features` does) in a fresh child process, so the
-reported peak RSS is the transform's own and not the generator's.
+transform (the events streamed by chunks of leads and the Parquet writes `samepage features`
+does, `features.streamed.write_workspace_sources`) in a fresh child process, so the reported
+peak RSS is the transform's own and not the generator's.
 """
 
 from __future__ import annotations
@@ -39,24 +40,32 @@ def _cpu_seconds() -> float:
 
 
 def measure(data_dir: Path, definitions: Path) -> dict[str, float | int]:
-    """Read the canonical tables, then transform and write the two sources (`write_sources`)."""
-    from features.transform import write_sources
+    """Read the leads, then stream the events into the three sources as `samepage features` does."""
+    import pandas as pd
+
+    from features.streamed import write_workspace_sources
+    from samepage.data.live import workspace_parts
     from samepage.definitions import load_definitions
-    from samepage.tables import read_tables
+    from samepage.inbox import Inbox
+    from samepage.records import RecordStore
+    from samepage.settings import Settings
 
     defs = load_definitions(definitions)
+    settings = Settings(home=data_dir.parent, definitions=definitions)
+    records = RecordStore.from_settings(settings)
     start = time.perf_counter()
-    tables = read_tables(data_dir)
+    leads, batches = workspace_parts(data_dir, Inbox.of(records))
     read_s = time.perf_counter() - start
     cpu_start = _cpu_seconds()
     start = time.perf_counter()
-    written = write_sources(tables, defs, data_dir.parent / "sources")
+    written, n_events = write_workspace_sources(settings, defs, leads, batches, pd.Timestamp.now(tz="UTC"))
     build_s = time.perf_counter() - start
+    records.close()
     return {
-        "leads": len(tables.leads),
-        "events": len(tables.events),
+        "leads": len(leads),
+        "events": n_events,
         "engagement_rows": written.n_engagement_rows,
-        "read_seconds": round(read_s, 1),
+        "read_leads_seconds": round(read_s, 1),
         "transform_and_write_seconds": round(build_s, 1),
         "transform_and_write_cpu_seconds": round(_cpu_seconds() - cpu_start, 1),
         "peak_rss_mib": round(_peak_rss_mib()),

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from features.partition import EventChunks, LeadChunk
 from features.transform import LAST_ACTIVITY_AT, LEAD_ID, TIMESTAMP
 from samepage.definitions import Definitions
 
@@ -109,6 +110,44 @@ def activity_rows(events: pd.DataFrame, defs: Definitions, now: pd.Timestamp) ->
         [i if isinstance(i, list) else [] for i in ids],
         stamp,
     )
+
+
+def activity_chunk(chunk: LeadChunk, events: EventChunks, defs: Definitions, now: pd.Timestamp) -> pa.Table:
+    """`activity_table(activity_rows(...))` of one chunk of leads (`features.partition`), in Arrow
+    without a Python object per event: the same rows, leads in lead id order within the chunk."""
+    stamp = pd.Timestamp(now).tz_convert("UTC")
+    if not len(chunk.leads):
+        return activity_table(_frame([], [], [], [], [], stamp))
+    present = np.unique(chunk.leads)
+    names = events.lead_ids[present].to_numpy(dtype=object)
+    by_name = np.argsort(names.astype(str), kind="stable")
+    rank = np.empty(len(present), dtype="int64")
+    rank[by_name] = np.arange(len(present))
+    lead_rank = rank[np.searchsorted(present, chunk.leads)]
+    base = int(events.first_second or 0)
+    # One stable sort by (lead id, second): ties keep table order, as `activity_rows` does.
+    order = np.argsort((lead_rank << 32) | (chunk.seconds - base), kind="stable")
+    owner, seconds = lead_rank[order], chunk.seconds[order]
+    recent = seconds > int(stamp.value // _NS) - longest_window(defs)
+    n = len(present)
+    offsets = pa.array(np.concatenate(([0], np.cumsum(np.bincount(owner[recent], minlength=n)))).astype("int32"))
+    type_codes = chunk.types[order][recent]
+    type_names = pa.array(events.type_names, type=pa.string())
+    types = type_names.take(pa.array(type_codes.astype("int64"), mask=type_codes < 0))
+    inbox = chunk.inbox_ids[order][recent]
+    held = ~np.isnan(inbox)
+    inbox_offsets = np.concatenate(([0], np.cumsum(np.bincount(owner[recent][held], minlength=n)))).astype("int32")
+    earlier = np.full(n, -1, dtype="int64")
+    np.maximum.at(earlier, owner[~recent], seconds[~recent] - base)  # base: the earliest event, so >= 0
+    columns = {
+        LEAD_ID: pa.array(names[by_name], type=pa.string()),
+        TIMESTAMP: pa.array(np.full(n, stamp.value, dtype="int64"), type=pa.timestamp("ns", "UTC")),
+        TYPES: pa.ListArray.from_arrays(offsets, types),
+        SECONDS: pa.ListArray.from_arrays(offsets, pa.array(seconds[recent])),
+        EARLIER: pa.array((earlier + base) * _NS, type=pa.timestamp("ns", "UTC"), mask=earlier < 0),
+        INBOX_IDS: pa.ListArray.from_arrays(pa.array(inbox_offsets), pa.array(inbox[held].astype("int64"))),
+    }
+    return pa.Table.from_pydict(columns, schema=ARROW_SCHEMA)
 
 
 def _frame(

@@ -1,6 +1,7 @@
 """The feature store's three uses: build it, read point-in-time training sets, serve online.
 
-- `build_features`: canonical tables → Feast sources → `apply` → `materialize` (`samepage features`).
+- `build_features`: canonical tables → Feast sources (events streamed by chunks of leads) → `apply`
+  → the online views written through Feast in batches (`features.streamed`) (`samepage features`).
 - `training_frame`: (lead_id, as_of) rows → features exactly as known then, via
   `get_historical_features`, keeping every requested row.
 - `OnlineFeatures`: the same feature service through `get_online_features`, with request overrides.
@@ -29,12 +30,9 @@ from rich.progress import (
 )
 
 from features.activity import (
-    ACTIVITY_SOURCE,
     EARLIER,
     SECONDS,
     TYPES,
-    activity_rows,
-    activity_table,
     counters,
     engagement_at,
 )
@@ -48,13 +46,13 @@ from features.feast_repo import (
     attribute_kinds,
     feast_objects,
     open_store,
-    sources_dir,
 )
 from features.freshness import staleness, tables_signature, write_manifest
 from features.live import LiveFeatures
 from features.online_read import SqliteColumns, proto_column
-from features.transform import LEAD_ID, TIMESTAMP, has_engagement, write_sources
-from samepage.data.live import workspace_tables
+from features.streamed import materialize_view, write_workspace_sources
+from features.transform import CHUNK_LEADS, LEAD_ID, TIMESTAMP, has_engagement
+from samepage.data.live import workspace_parts
 from samepage.definitions import Definitions
 from samepage.inbox import Inbox
 from samepage.progress import step
@@ -96,10 +94,12 @@ def build_features(
     progress: bool = True,
     until: datetime | None = None,
     console: Console | None = None,
+    leads_per_chunk: int = CHUNK_LEADS,
 ) -> FeatureBuildSummary:
     """Read the workspace's canonical tables, write the Feast sources, apply, materialize.
 
-    Materializes every row up to `until` (default: now, UTC) into the online store.
+    Materializes every row up to `until` (default: now, UTC) into the online store. The events
+    are streamed by chunks of `leads_per_chunk` leads, so memory stays bounded at any scale.
     """
     records = RecordStore.from_settings(settings)
     try:
@@ -107,16 +107,15 @@ def build_features(
         started = datetime.now(UTC)
         signature = tables_signature(settings.data_dir)  # before reading: a concurrent import leaves it stale
         snapshot = inbox.watermarks()
-        tables = workspace_tables(settings.data_dir, inbox, snapshot)
+        leads, batches = workspace_parts(settings.data_dir, inbox, snapshot)
         end = utc_timestamp(until or started)
         timings: dict[str, float] = {}
         columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn()]
         with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
             shown = bar if progress else None
-            what = f"Transforming {len(tables.leads):,} leads and {len(tables.events):,} events"
-            with step(shown, what, timings) as advance:
-                extra = {ACTIVITY_SOURCE: activity_table(activity_rows(tables.events, defs, end))} if has_engagement(defs) else {}
-                written = write_sources(tables, defs, sources_dir(settings), on_progress=advance, extra=extra)
+            with step(shown, f"Transforming {len(leads):,} leads and their events", timings) as advance:
+                written, n_events = write_workspace_sources(settings, defs, leads, batches, end, advance, leads_per_chunk)
+                del leads
             with step(shown, "Applying feature definitions (feast apply)", timings):
                 store = open_store(settings)
                 entity, views, service = feast_objects(
@@ -133,14 +132,15 @@ def build_features(
                 # what arrived after the snapshot: no event is lost between the two.
                 with live.writing():
                     if start is not None and start <= end:
-                        store.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime(), feature_views=online)
+                        for name in online:
+                            materialize_view(store, settings, name, start, end)
                     live.catch_up(since=started, now=end)
         write_manifest(settings, started, snapshot, signature)
     finally:
         records.close()
     return FeatureBuildSummary(
-        n_leads=len(tables.leads),
-        n_events=len(tables.events),
+        n_leads=written.n_attribute_rows,
+        n_events=n_events,
         n_attribute_rows=written.n_attribute_rows,
         n_engagement_rows=written.n_engagement_rows,
         feature_views=list(views),

@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from features.partition import EventChunks, LeadChunk, empty_chunk
 from samepage.definitions import Definitions
 from samepage.tables import CanonicalTables
 from samepage.values import parse_bool
@@ -41,7 +42,7 @@ ICP_COLUMNS: dict[str, dict[str, str]] = {
 ENGAGEMENT_KINDS = ("event_count", "distinct_channels", "recency")
 ATTRIBUTES_SOURCE = "lead_attributes"
 ENGAGEMENT_SOURCE = "lead_engagement"
-CHUNK_LEADS = 100_000  # leads per engagement chunk: bounds memory whatever the total
+CHUNK_LEADS = 25_000  # leads per chunk: bounds memory whatever the total (100,000 leads: peak 1.2 GiB, 100k chunks 2.0)
 _SECOND = 1_000_000_000
 _DAY_SECONDS = 86_400
 
@@ -85,14 +86,21 @@ def write_sources(
     directory: Path,
     on_progress: Callable[[int, int], None] | None = None,
     extra: dict[str, pa.Table] | None = None,
+    events: EventChunks | None = None,
+    per_chunk: dict[str, Callable[[LeadChunk], pa.Table]] | None = None,
 ) -> SourceSummary:
     """Write both Feast sources (and the `extra` ones, by name) into `directory`; the one build path.
 
+    With `events` (the events split by chunks of leads, `features.partition`) the engagement rows
+    come from those, one chunk in memory at a time, instead of `tables.events`, and each
+    `per_chunk` function gives that chunk's rows of one more source (same name rules as `extra`).
     `on_progress(leads_done, leads_total)` is called after each chunk of leads with events.
-    Both files are written in full under temporary names first and only then renamed into
+    All files are written in full under temporary names first and only then renamed into
     place, so a failure leaves the previous sources untouched. Raises ValueError naming the
     column (and row) when the leads table is unusable.
     """
+    if per_chunk and events is None:
+        raise ValueError("write_sources: per_chunk sources need the events by chunks of leads")
     attributes, kinds = attribute_rows(tables.leads, defs)
     stored = engagement_keys(defs)
     clash = sorted(set(stored) & set(kinds))
@@ -100,36 +108,53 @@ def write_sources(
         raise ValueError(f"leads: attribute columns {clash} have the names of engagement features")
     directory.mkdir(parents=True, exist_ok=True)
     staged: list[tuple[Path, Path]] = []
-    try:
-        path = directory / f"{ATTRIBUTES_SOURCE}.parquet"
+
+    def stage(name: str) -> Path:
+        path = directory / f"{name}.parquet"
         staged.append((path.with_suffix(".parquet.tmp"), path))
-        pq.write_table(_arrow(attributes, kinds), staged[-1][0])
+        return staged[-1][0]
+
+    writers: dict[str, pq.ParquetWriter] = {}
+
+    def append(name: str, table: pa.Table) -> None:
+        if name not in writers:
+            writers[name] = pq.ParquetWriter(stage(name), table.schema)
+        writers[name].write_table(table)
+
+    try:
+        pq.write_table(_arrow(attributes, kinds), stage(ATTRIBUTES_SOURCE))
         starts = [attributes[TIMESTAMP].min()] if len(attributes) else []
+        n_attributes = len(attributes)
+        del attributes
         n_engagement = 0
         if has_engagement(defs):
-            path = directory / f"{ENGAGEMENT_SOURCE}.parquet"
-            staged.append((path.with_suffix(".parquet.tmp"), path))
-            writer: pq.ParquetWriter | None = None
-            done, total = 0, int(tables.events[LEAD_ID].nunique()) if on_progress is not None else 0
+            done = 0
+            if events is not None:
+                total = events.n_leads
+                parts: Iterator[tuple[LeadChunk, pd.DataFrame]] = chunk_rows(events, defs)
+            else:
+                total = int(tables.events[LEAD_ID].nunique()) if on_progress is not None else 0
+                parts = ((empty_chunk(), chunk) for chunk in engagement_chunks(tables.events, defs))
             try:
-                for chunk in engagement_chunks(tables.events, defs):
-                    table = _arrow(chunk)
-                    writer = writer or pq.ParquetWriter(staged[-1][0], table.schema)
-                    writer.write_table(table)
+                for part, chunk in parts:
+                    append(ENGAGEMENT_SOURCE, _arrow(chunk))
                     n_engagement += len(chunk)
                     starts.append(chunk[TIMESTAMP].min())
+                    for name, rows_of in (per_chunk or {}).items():
+                        append(name, rows_of(part))
                     if on_progress is not None:
                         done += chunk[LEAD_ID].nunique()
                         on_progress(done, total)
-                if writer is None:  # no events: an empty, typed source
-                    pq.write_table(_arrow(_empty_engagement(stored)), staged[-1][0])
+                if ENGAGEMENT_SOURCE not in writers:  # no events: an empty, typed source
+                    pq.write_table(_arrow(_empty_engagement(stored)), stage(ENGAGEMENT_SOURCE))
+                for name, rows_of in (per_chunk or {}).items():
+                    if name not in writers:
+                        append(name, rows_of(empty_chunk()))
             finally:
-                if writer is not None:
+                for writer in writers.values():
                     writer.close()
         for name, table in (extra or {}).items():
-            path = directory / f"{name}.parquet"
-            staged.append((path.with_suffix(".parquet.tmp"), path))
-            pq.write_table(table, staged[-1][0])
+            pq.write_table(table, stage(name))
     except BaseException:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
@@ -138,7 +163,7 @@ def write_sources(
         os.replace(tmp, path)
     return SourceSummary(
         attribute_kinds=kinds,
-        n_attribute_rows=len(attributes),
+        n_attribute_rows=n_attributes,
         n_engagement_rows=n_engagement,
         with_engagement=has_engagement(defs),
         first_timestamp=min(starts) if starts else None,
@@ -261,8 +286,7 @@ def _sorted_events(events: pd.DataFrame, longest_window: int) -> _SortedEvents |
     seconds = -((-occurred) // _SECOND)
     base = int(seconds.min())
     rel = seconds - base
-    if int(rel.max()) + longest_window >= 1 << 32:
-        raise ValueError("events: occurred_at spans more than 130 years; check the dates")
+    _check_span(int(rel.max()), longest_window)
     type_codes, type_names = pd.factorize(ev["type"].astype("string"))
     keys = (lead_codes.astype("int64") << 32) | rel
     del occurred, seconds, rel, lead_codes
@@ -279,7 +303,7 @@ def _sorted_events(events: pd.DataFrame, longest_window: int) -> _SortedEvents |
 def engagement_chunks(
     events: pd.DataFrame, defs: Definitions, leads_per_chunk: int = CHUNK_LEADS
 ) -> Iterator[pd.DataFrame]:
-    """The engagement rows in chunks of whole leads (memory stays bounded at any scale).
+    """The engagement rows in chunks of whole leads, from events in memory (see `chunk_rows`).
 
     One row per (lead, second at which any count or the last activity changes). Each event is a
     key `lead << 32 | seconds`; sorted, the keys of one event type are sorted too, and every
@@ -297,6 +321,28 @@ def engagement_chunks(
     for first in range(0, n_leads, leads_per_chunk):
         lo, hi = np.searchsorted(ev.keys, [first << 32, (first + leads_per_chunk) << 32])
         yield _chunk(ev, ev.keys[lo:hi], ev.type_codes[lo:hi], codes_of, channel_parts, keys)
+
+
+def chunk_rows(events: EventChunks, defs: Definitions) -> Iterator[tuple[LeadChunk, pd.DataFrame]]:
+    """Each chunk of `events` (`features.partition`) with its engagement rows: the rows and row order
+    `engagement_chunks` gives with the same chunk size, one chunk in memory at a time."""
+    counters, channel_parts = _counters(defs)
+    keys = engagement_keys(defs)
+    if events.first_second is None or events.last_second is None:
+        return
+    _check_span(events.last_second - events.first_second, max((w for _n, _t, w in counters), default=0))
+    type_index = {name: i for i, name in enumerate(events.type_names)}
+    codes_of = [(name, [type_index[t] for t in types if t in type_index], w) for name, types, w in counters]
+    for part in events:
+        event_keys = (part.leads << 32) | (part.seconds - events.first_second)
+        order = np.argsort(event_keys, kind="stable")
+        ev = _SortedEvents(event_keys[order], part.types[order], type_index, events.lead_ids, events.first_second)
+        yield part, _chunk(ev, ev.keys, ev.type_codes, codes_of, channel_parts, keys)
+
+
+def _check_span(span: int, longest_window: int) -> None:
+    if span + longest_window >= 1 << 32:
+        raise ValueError("events: occurred_at spans more than 130 years; check the dates")
 
 
 def _chunk(

@@ -100,8 +100,12 @@ def recover(data_dir: Path, stale_after: float = STALE_STAGING_SECONDS) -> None:
             continue
 
 
-def read_tables(data_dir: Path) -> CanonicalTables:
-    """Read the workspace's canonical tables; events and stages may be absent (empty)."""
+def read_tables(data_dir: Path, events: bool = True) -> CanonicalTables:
+    """Read the workspace's canonical tables; events and stages may be absent (empty).
+
+    `events=False` reads the leads alone (events and stages come back empty): for a caller that
+    streams the events file itself.
+    """
     recover(data_dir)
     leads_file = table_path(data_dir, "leads")
     if not leads_file.exists():
@@ -109,6 +113,8 @@ def read_tables(data_dir: Path) -> CanonicalTables:
             f"no leads in {data_dir}: run `samepage demo` or `samepage import --leads FILE` first"
         )
     leads = pd.read_parquet(leads_file)
+    if not events:
+        return CanonicalTables(leads=leads, events=empty_events(), stages=empty_stages())
     events_file, stages_file = table_path(data_dir, "events"), table_path(data_dir, "stages")
     events = pd.read_parquet(events_file) if events_file.exists() else empty_events()
     stages = pd.read_parquet(stages_file) if stages_file.exists() else empty_stages()

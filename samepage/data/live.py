@@ -10,11 +10,13 @@ lose the other's rows.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from samepage.data.parsing import attribute_kind, coerce
 from samepage.inbox import Inbox
@@ -30,6 +32,7 @@ from samepage.tables import (
 )
 
 INBOX_ID = "inbox_id"  # the events' inbox row id (NaN for imported events)
+EVENT_BATCH_ROWS = 250_000  # events per batch when streamed (`workspace_parts`)
 _ABSENT = object()
 
 
@@ -44,8 +47,7 @@ def workspace_tables(
     leads_upto, events_upto = upto if upto is not None else inbox.watermarks()
     updates = inbox.lead_updates(upto_id=leads_upto)
     if not has_data(data_dir) and len(updates):
-        empty = pd.DataFrame({"lead_id": pd.Series(dtype="string"), "created_at": pd.Series(dtype="datetime64[ns, UTC]")})
-        tables = CanonicalTables(leads=empty, events=empty_events(), stages=empty_stages())
+        tables = CanonicalTables(leads=_no_leads(), events=empty_events(), stages=empty_stages())
     else:
         tables = read_tables(data_dir)
     tables.leads = fold_lead_updates(tables.leads, updates)
@@ -56,6 +58,48 @@ def workspace_tables(
         imported = pd.concat([imported.astype(api.dtypes.to_dict()), api], ignore_index=True)
     tables.events = imported
     return tables
+
+
+def workspace_parts(
+    data_dir: Path, inbox: Inbox, upto: tuple[int, int] | None = None, batch_rows: int = EVENT_BATCH_ROWS
+) -> tuple[pd.DataFrame, Iterator[pd.DataFrame]]:
+    """`workspace_tables`' leads, and its events (without `value`) as batches of at most `batch_rows`
+    in the same order: for builds that stream the events in bounded memory.
+
+    The events file is opened here, with the leads, so both come from the same set of tables
+    even if an import replaces them while the batches are read.
+    """
+    leads_upto, events_upto = upto if upto is not None else inbox.watermarks()
+    updates = inbox.lead_updates(upto_id=leads_upto)
+    events_file: pq.ParquetFile | None = None
+    if not has_data(data_dir) and len(updates):
+        leads = _no_leads()
+    else:
+        leads = read_tables(data_dir, events=False).leads
+        path = table_path(data_dir, "events")
+        events_file = pq.ParquetFile(path) if path.exists() else None
+    return fold_lead_updates(leads, updates), _event_batches(events_file, inbox, events_upto, batch_rows)
+
+
+def _event_batches(
+    events_file: pq.ParquetFile | None, inbox: Inbox, upto_id: int, batch_rows: int
+) -> Iterator[pd.DataFrame]:
+    columns = [c for c in EVENT_COLUMNS if c != "value"]
+    if events_file is not None:
+        with events_file:
+            for batch in events_file.iter_batches(batch_size=batch_rows, columns=columns):
+                yield batch.to_pandas().assign(**{INBOX_ID: np.nan})
+    after = 0
+    while after < upto_id:  # the inbox by id ranges, so a large one is never read at once
+        last = min(after + batch_rows, upto_id)
+        events = inbox.events(after_id=after, upto_id=last)
+        if len(events):
+            yield events[columns].assign(**{INBOX_ID: events["id"].astype("float64")})
+        after = last
+
+
+def _no_leads() -> pd.DataFrame:
+    return pd.DataFrame({"lead_id": pd.Series(dtype="string"), "created_at": pd.Series(dtype="datetime64[ns, UTC]")})
 
 
 def lead_events(data_dir: Path, inbox: Inbox, lead_id: str, limit: int = 50) -> pd.DataFrame:
