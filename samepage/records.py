@@ -78,6 +78,7 @@ class RecordStore:
         self.url = url
         self.engine = _make_engine(url)
         migrate(self.engine)
+        self._upsert = _upsert_scores(self.engine.dialect.name)  # built once: the writer saves every 50 ms
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RecordStore:
@@ -138,7 +139,7 @@ class RecordStore:
             }
             for r in rows
         ]
-        upsert = _upsert_scores(self.engine.dialect.name)
+        upsert = self._upsert
         with self.engine.begin() as conn:
             if upsert is None:
                 conn.execute(scores_table.delete().where(scores_table.c.lead_id.in_([v["lead_id"] for v in values])))
