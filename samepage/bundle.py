@@ -160,6 +160,11 @@ class Bundle(ABC):
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         return sigmoid(self.logit(self.encoder.transform(frame)))
 
+    def never_falls_with(self, columns: Sequence[int]) -> bool:
+        """Whether `logit` is certain never to fall when any of these encoded columns rises (from one
+        number to a larger one, the rest alike). False unless the model kind can prove it."""
+        return False
+
     @abstractmethod
     def to_json(self) -> dict[str, Any]:
         """Everything but the encoder and meta, as plain JSON (save adds those and the kind)."""
@@ -226,6 +231,17 @@ class ModelBundle(Bundle):
             raw = np.asarray(self.booster.predict(X, pred_contrib=True, **predict_params))
         base = self.calib_a * raw[:, -1] + self.calib_b
         return base, self.calib_a * raw[:, :-1]
+
+    def never_falls_with(self, columns: Sequence[int]) -> bool:
+        """Trained with a +1 monotone constraint on each of these columns (LightGBM keeps every tree
+        monotone in them) and a positive calibration slope."""
+        return self.calib_a > 0 and all(self.monotone_constraints[j] == 1 for j in columns)
+
+    @cached_property
+    def monotone_constraints(self) -> tuple[int, ...]:
+        """Per feature: +1, -1 or 0, as the booster was trained (all 0 when it had none)."""
+        given = self.booster.dump_model(num_iteration=1).get("monotone_constraints") or []
+        return tuple(int(c) for c in given) if len(given) == self.booster.num_feature() else (0,) * self.booster.num_feature()
 
     @cached_property
     def tree_paths(self) -> TreePaths:

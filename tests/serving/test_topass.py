@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
 from samepage.definitions import Definitions
+from samepage.settings import Settings
 from serving.schemas import ScoresOut
 from tests.serving.conftest import AUTH
 
@@ -171,3 +174,90 @@ def test_combinations_come_fewest_first() -> None:
     counts = combinations(7, 3)
     assert len(counts) == 7 + 28 + 84 and (counts.sum(axis=1) == sorted(counts.sum(axis=1))).all()
     assert len({tuple(c) for c in counts.tolist()}) == len(counts)
+
+
+# -- pruning: one bound row per lead instead of every candidate, when the model never falls with a count ----
+@pytest.fixture(scope="module")
+def searched(workspace: Settings, definitions: Definitions, demo_leads: pd.DataFrame) -> dict[str, Any]:
+    """The served LightGBM champion with every demo lead's encoded row, verdict and values; a tenth of
+    the rows get a missing count, a tenth a few events more (so some leads pass, some get close)."""
+    from serving.explain import explain
+    from serving.mql import verdict
+    from serving.scorer import Scorer
+    from serving.topass import steps
+
+    scorer = Scorer(workspace, definitions)
+    scorer.refresh()
+    champion = scorer.champion
+    assert champion is not None
+    bundle = champion.bundle
+    frame = champion.online.get(demo_leads["lead_id"].astype(str).tolist())[bundle.feature_keys].reset_index(drop=True)
+    counts = [bundle.feature_keys[j] for s in steps(definitions, bundle.feature_keys) for j in s.columns]
+    rng = np.random.default_rng(3)
+    rows = rng.permutation(len(frame))
+    frame.loc[rows[:200], counts[0]] = np.nan
+    frame.loc[rows[200:400], counts[-1]] = frame.loc[rows[200:400], counts[-1]].fillna(0) + 2
+    exps = explain(bundle, definitions, frame)
+    values = [{c["feature"]: c["value"] for c in e.contributions} for e in exps]
+    verdicts = [verdict(definitions, e.score, v) for e, v in zip(exps, values, strict=True)]
+    return {"bundle": bundle, "X": bundle.encoder.transform(frame), "verdicts": verdicts, "values": values}
+
+
+def test_pruning_gives_exactly_the_full_search(searched: dict[str, Any], definitions: Definitions) -> None:
+    from serving.topass import _hopeful, to_pass
+
+    bundle, X, verdicts, values = searched["bundle"], searched["X"], searched["verdicts"], searched["values"]
+    pruned = to_pass(bundle, definitions, X, verdicts, values)
+    full = to_pass(bundle, definitions, X, verdicts, values, prune=False)
+    assert pruned == full
+    found = [p for p in full if p is not None and p.changes]
+    assert len(found) >= 10, "the data should hold leads a few events away from the threshold"
+    # pruning did happen: most searched leads were settled by their bound row alone
+    from serving.topass import _candidates, steps
+
+    plan = steps(definitions, bundle.feature_keys)
+    _, delta = _candidates(tuple(s.columns for s in plan), len(bundle.feature_keys), 3)
+    search = [i for i, v in enumerate(verdicts) if not v.passed and all(c.met for c in v.criteria)]
+    out: list[Any] = [None] * len(verdicts)
+    left = _hopeful(bundle, definitions, X, search, delta, out, 3)
+    settled = [i for i in search if i not in set(left)]
+    assert len(settled) > len(search) / 2 and len(left) >= len(found)
+    assert all(out[i] is not None and out[i].changes == [] for i in settled)
+    missing = np.isnan(X[search][:, plan[0].columns[0]])
+    assert missing.any() and {s for s, m in zip(search, missing.tolist(), strict=True) if m} <= set(left)  # not comparable
+
+
+def test_the_bound_row_is_above_every_candidate(searched: dict[str, Any], definitions: Definitions) -> None:
+    """What pruning rests on: a lead's bound row is at or above each of its candidates in every column, and
+    the served model, never falling with a count, scores it at least as high as each."""
+    from serving.topass import _candidates, bound_rows, candidate_rows, steps
+
+    bundle, X = searched["bundle"], searched["X"]
+    plan = steps(definitions, bundle.feature_keys)
+    _, delta = _candidates(tuple(s.columns for s in plan), len(bundle.feature_keys), 3)
+    rows = X[:400]
+    comparable, top = bound_rows(rows, delta)
+    assert 0 < comparable.sum() < len(rows)  # the rows with a missing count are left out
+    candidates = candidate_rows(rows[comparable], delta).reshape(len(top), len(delta), X.shape[1])
+    same = np.isnan(candidates) & np.isnan(top[:, None, :])
+    assert ((top[:, None, :] >= candidates) | same).all()
+    raised = np.flatnonzero(delta.max(axis=0) > 0)
+    assert np.array_equal(candidates.max(axis=1)[:, raised], top[:, raised])  # and no higher than some candidate
+    assert bundle.never_falls_with(raised.tolist())
+    scores = bundle.logit(candidates.reshape(-1, X.shape[1])).reshape(len(top), len(delta))
+    assert (scores <= bundle.logit(top)[:, None]).all()
+    assert (scores.max(axis=1) > bundle.logit(rows[comparable])).any()  # the counts do move these scores
+
+
+def test_no_pruning_unless_the_model_is_known_never_to_fall(definitions: Definitions, searched: dict[str, Any]) -> None:
+    from tests.serving.conftest import train_bundle
+
+    bundle = searched["bundle"]
+    frame = pd.DataFrame(searched["values"])[definitions.feature_keys]
+    unconstrained = train_bundle(frame, definitions, np.arange(len(frame)) % 3 == 0)
+    assert set(unconstrained.monotone_constraints) == {0} and not unconstrained.never_falls_with([0])
+    assert bundle.never_falls_with([]) and any(c == 0 for c in bundle.monotone_constraints)
+    unconstrained_col = bundle.monotone_constraints.index(0)
+    assert not bundle.never_falls_with([unconstrained_col])
+    flipped = dataclasses.replace(bundle, calib_a=-bundle.calib_a)
+    assert not flipped.never_falls_with([])
