@@ -7,7 +7,7 @@ summary says so in one sentence and names each failed criterion with the value t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,15 +48,30 @@ def criterion_fields(defs: Definitions) -> list[str]:
 
 def verdict(defs: Definitions, score: float, values: Mapping[str, Any]) -> Verdict:
     """`values` holds each criterion's field (a feature or lead attribute); absent means missing."""
+    return verdicts(defs, [score], [values])[0]
+
+
+def verdicts(defs: Definitions, scores: Sequence[float], values: Sequence[Mapping[str, Any]]) -> list[Verdict]:
+    """`verdict` for many leads at once: each criterion is checked once per distinct value (a batch
+    repeats a few seniorities and counts), the rest is per lead."""
     threshold = defs.mql.threshold
-    results = [
-        CriterionResult(c.key, c.description, check(c, values.get(c.field)), c.field, values.get(c.field))
-        for c in defs.mql.criteria
-    ]
-    above = score >= threshold
-    failed = [r for r in results if not r.met]
-    passed = above and not failed
-    return Verdict(passed, threshold, results, _summary(score, threshold, above, results, failed))
+    criteria = [(c, {}) for c in defs.mql.criteria]  # each with its checks so far, by (type, value)
+    out: list[Verdict] = []
+    for score, vals in zip(scores, values, strict=True):
+        results: list[CriterionResult] = []
+        for c, seen in criteria:
+            value = vals.get(c.field)
+            try:
+                met = seen[(type(value), value)]
+            except KeyError:
+                met = seen[(type(value), value)] = check(c, value)
+            except TypeError:  # unhashable (a list): checked as it comes
+                met = check(c, value)
+            results.append(CriterionResult(c.key, c.description, met, c.field, value))
+        above = score >= threshold
+        failed = [r for r in results if not r.met]
+        out.append(Verdict(above and not failed, threshold, results, _summary(score, threshold, above, results, failed)))
+    return out
 
 
 def _digits(score: float, threshold: float) -> int:

@@ -36,7 +36,7 @@ from samepage.errors import InvalidAttribute, NotReady, UnknownLead
 from samepage.settings import Settings
 from serving.explain import explain_columns
 from serving.metrics import Metrics
-from serving.mql import verdict
+from serving.mql import verdicts as mql_verdicts
 from serving.topass import to_pass
 
 log = logging.getLogger("samepage.serving")
@@ -324,13 +324,12 @@ class Scorer:
         model = champ.ref
         dv = self.defs.version_string
         values_all: list[dict[str, Any]] = []
-        verdicts = []
         for lead_id, attrs, exp in zip(ids, overrides, explanations, strict=True):
             values = {c["feature"]: c["value"] for c in exp.contributions}
             if extra_fields:
                 values.update(self._extra_values(champ, lead_id, attrs, extra_fields))
             values_all.append(values)
-            verdicts.append(verdict(self.defs, exp.score, values))
+        verdicts = mql_verdicts(self.defs, [exp.score for exp in explanations], values_all)
         search = suggest and not all(v.passed for v in verdicts)
         steps = to_pass(champ.bundle, self.defs, X, verdicts, values_all) if search else [None] * len(ids)
         previous = self.history.previous_scores(ids) if self.history is not None else {}

@@ -157,3 +157,22 @@ def test_verdict_pass_and_fail_sentences(definitions: Definitions) -> None:
     assert (
         not high_but_student.passed and "at or above" in high_but_student.summary and ", but it fails" in high_but_student.summary
     )
+
+
+def test_verdicts_of_a_batch_are_each_leads_own(definitions: Definitions) -> None:
+    """The batch form checks each distinct value once; every lead still gets exactly its own verdict."""
+    from serving.mql import verdicts
+
+    t = definitions.mql.threshold
+    seniorities = ["VP", "Student", "student", None, "VP", float("nan"), ["VP"], True, 1]
+    unsubscribes = [0, 1, 0.0, None, True, 2, 0, 0, False]
+    rows = [
+        {"seniority": s, "industry": ind, "unsubscribes_90d": u}
+        for s in seniorities
+        for u in unsubscribes
+        for ind in ("Software", "Competitor", "competitor ", None)
+    ]
+    scores = [t + (0.1 if i % 3 else -0.1) for i in range(len(rows))]
+    batch = verdicts(definitions, scores, rows)
+    assert batch == [verdict(definitions, s, r) for s, r in zip(scores, rows, strict=True)]
+    assert {v.passed for v in batch} == {True, False} and len({v.summary for v in batch}) > 20
