@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from samepage.criteria import check
-from samepage.definitions import Definitions
+from samepage.definitions import Criterion, Definitions
 from serving.explain import format_value
 
 
@@ -55,7 +55,7 @@ def verdicts(defs: Definitions, scores: Sequence[float], values: Sequence[Mappin
     """`verdict` for many leads at once: each criterion is checked once per distinct value (a batch
     repeats a few seniorities and counts), the rest is per lead."""
     threshold = defs.mql.threshold
-    criteria = [(c, {}) for c in defs.mql.criteria]  # each with its checks so far, by (type, value)
+    criteria: list[tuple[Criterion, dict[tuple[type, Any], bool]]] = [(c, {}) for c in defs.mql.criteria]  # checks so far
     out: list[Verdict] = []
     for score, vals in zip(scores, values, strict=True):
         results: list[CriterionResult] = []
