@@ -85,7 +85,7 @@ class RecordStore:
         migrate(self.engine)
         dialect = self.engine.dialect
         # Built once: the writer saves every 50 ms.
-        self._upsert = _upsert_text(dialect, UPSERT_ROWS) if dialect.name in ("sqlite", "postgresql") else None
+        self._upsert = _upsert_text(dialect, UPSERT_ROWS)
         # What SQLAlchemy would do to each value before the driver gets it (SQLite: a float, 0/1, the time as text).
         processors = {c.name: c.type.dialect_impl(dialect).bind_processor(dialect) for c in scores_table.columns}
         self._bind_stamp = processors.pop("scored_at") or _same
@@ -162,7 +162,9 @@ class RecordStore:
                 batches = [_flat(params[i : i + UPSERT_ROWS]) for i in range(0, full, UPSERT_ROWS)]
                 conn.exec_driver_sql(self._upsert, batches)
             if full < len(params):
-                conn.exec_driver_sql(_upsert_text(self.engine.dialect, len(params) - full), _flat(params[full:]))
+                rest = _upsert_text(self.engine.dialect, len(params) - full)
+                assert rest is not None, "the same dialect as self._upsert"
+                conn.exec_driver_sql(rest, _flat(params[full:]))
 
     def _bound(self, values: tuple[Any, ...], stamps: dict[datetime, Any]) -> tuple[Any, ...]:
         """scores_table values as the driver gets them from SQLAlchemy (`stamps`: the times bound so far)."""
@@ -270,15 +272,16 @@ def _make_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
-def _upsert_text(dialect: sa.Dialect, rows: int) -> str:
-    """`INSERT ... VALUES (...) x rows ON CONFLICT (lead_id) DO UPDATE` (SQLite, PostgreSQL), as SQLAlchemy's
-    `on_conflict_do_update` writes it, with the driver's positional markers."""
-    if dialect.paramstyle not in ("qmark", "format", "pyformat"):
-        raise ValueError(f"record store: the {dialect.driver} driver's {dialect.paramstyle} parameters are not supported")
+def _upsert_text(dialect: sa.Dialect, rows: int) -> str | None:
+    """`INSERT ... VALUES (...) x rows ON CONFLICT (lead_id) DO UPDATE` as SQLAlchemy's `on_conflict_do_update`
+    writes it, with the driver's positional markers; None where the database (SQLite and PostgreSQL have it)
+    or the driver's parameter style does not fit (scores are then deleted and inserted)."""
+    markers = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+    if dialect.name not in ("sqlite", "postgresql") or dialect.paramstyle not in markers:
+        return None
     quote = dialect.identifier_preparer.quote
     names = [quote(c) for c in _SCORE_COLUMNS]
-    marker = "?" if dialect.paramstyle == "qmark" else "%s"
-    row = f"({', '.join([marker] * len(names))})"
+    row = f"({', '.join([markers[dialect.paramstyle]] * len(names))})"
     replaced = ", ".join(f"{n} = excluded.{n}" for n in names[1:])
     return (
         f"INSERT INTO {quote(scores_table.name)} ({', '.join(names)}) VALUES {', '.join([row] * rows)} "
@@ -313,7 +316,7 @@ def _utc(value: datetime | pd.Timestamp | str) -> datetime:
     """`utc_timestamp` as a datetime: a naive value is UTC, an aware one is converted. Without pandas for
     a datetime (most of the time of reading every lead's score went there), once per text (a chunk of
     `score --all` shares one `scored_at`)."""
-    if type(value) is datetime:
+    if type(value) is datetime and not value.fold:  # pandas sets fold to 0: a folded time goes its way
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         if value.tzinfo is UTC:

@@ -34,6 +34,8 @@ STAMPS: list[Any] = [
     datetime(2026, 10, 25, 2, 30, tzinfo=PARIS),
     datetime(2026, 10, 25, 2, 30, fold=1, tzinfo=PARIS),
     datetime(2026, 11, 1, 9, 30, tzinfo=ZoneInfo("UTC")),
+    datetime(2026, 11, 1, 9, 30, fold=1),
+    datetime(2026, 11, 1, 9, 30, fold=1, tzinfo=UTC),
     "2026-12-06T08:39:25.050854Z",
     "2026-12-06T08:39:25+02:00",
     "2026-12-06 08:39:25",
@@ -125,10 +127,14 @@ def stores(request: pytest.FixtureRequest, settings: Settings) -> Iterator[tuple
             s.close()
 
 
-def test_saved_scores_read_back_as_before(stores: tuple[RecordStore, RecordStore]) -> None:
+@pytest.mark.parametrize("portable", [False, True], ids=["upsert", "delete-insert"])
+def test_saved_scores_read_back_as_before(stores: tuple[RecordStore, RecordStore], portable: bool) -> None:
     """Saved, replaced (a batch of new and known leads, one lead twice: the last row wins) and read back:
-    the same stored values, of the same types, and the same reads, as the implementation before."""
+    the same stored values, of the same types, and the same reads, as the implementation before; also
+    by the delete-and-insert kept for a database without ON CONFLICT."""
     new, old = stores
+    if portable:
+        new._upsert = None
     first = varied_scores(2 * UPSERT_ROWS + 7)  # whole multi-row statements and a remainder
     again = varied_scores(UPSERT_ROWS + 3, tag="again")[::-1]
     again = [{**r, "score": 0.9, "mql_passed": True, "scored_at": STAMPS[(i + 3) % len(STAMPS)]} for i, r in enumerate(again)]
