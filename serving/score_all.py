@@ -66,8 +66,7 @@ def score_all(
 ) -> BatchSummary:
     """Score every lead of the workspace as of `now` (default: now) and write `output` (CSV or Parquet).
 
-    `suggest=False` skips the `mql.to_pass` search (every `to_pass` null): the search costs more than
-    the scoring itself (`bench/score_scale.py`). `workers`: scoring processes of the local engine
+    `suggest=False` skips the `mql.to_pass` search (every `to_pass` null). `workers`: scoring processes of the local engine
     (default: one per core once the workspace holds `POOL_CHUNKS` chunks, else this process alone).
     """
     started = time.perf_counter()
