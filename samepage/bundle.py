@@ -233,15 +233,19 @@ class ModelBundle(Bundle):
         return base, self.calib_a * raw[:, :-1]
 
     def never_falls_with(self, columns: Sequence[int]) -> bool:
-        """Trained with a +1 monotone constraint on each of these columns (LightGBM keeps every tree
-        monotone in them) and a positive calibration slope."""
-        return self.calib_a > 0 and all(self.monotone_constraints[j] == 1 for j in columns)
+        """Trained with a +1 monotone constraint on each of these columns (LightGBM keeps every tree's
+        splits monotone in them; linear leaves would not be) and a positive calibration slope."""
+        linear = str(self.booster.params.get("linear_tree", False)).lower() in ("true", "1")
+        return not linear and self.calib_a > 0 and all(self.monotone_constraints[j] == 1 for j in columns)
 
     @cached_property
     def monotone_constraints(self) -> tuple[int, ...]:
-        """Per feature: +1, -1 or 0, as the booster was trained (all 0 when it had none)."""
-        given = self.booster.dump_model(num_iteration=1).get("monotone_constraints") or []
-        return tuple(int(c) for c in given) if len(given) == self.booster.num_feature() else (0,) * self.booster.num_feature()
+        """Per feature: +1, -1 or 0, as the booster was trained (read back from a saved model too; all 0 without)."""
+        given = self.booster.params.get("monotone_constraints") or []
+        if isinstance(given, str):
+            given = [c for c in given.split(",") if c.strip()]
+        n = self.booster.num_feature()
+        return tuple(int(c) for c in given) if len(given) == n else (0,) * n
 
     @cached_property
     def tree_paths(self) -> TreePaths:

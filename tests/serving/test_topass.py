@@ -6,6 +6,7 @@ import dataclasses
 from datetime import datetime
 from typing import Any
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
@@ -261,3 +262,15 @@ def test_no_pruning_unless_the_model_is_known_never_to_fall(definitions: Definit
     assert not bundle.never_falls_with([unconstrained_col])
     flipped = dataclasses.replace(bundle, calib_a=-bundle.calib_a)
     assert not flipped.never_falls_with([])
+
+
+def test_the_constraints_are_read_back_from_a_saved_model(searched: dict[str, Any], tmp_path: Any) -> None:
+    from samepage.bundle import Bundle
+
+    bundle = searched["bundle"]
+    again = Bundle.load(bundle.save(tmp_path / "bundle"))
+    assert again.monotone_constraints == bundle.monotone_constraints and set(bundle.monotone_constraints) == {-1, 0, 1}
+    assert again.never_falls_with([])
+    linear = dataclasses.replace(bundle, booster=lgb.Booster(model_str=bundle.booster.model_to_string()))
+    linear.booster.params["linear_tree"] = True  # a linear leaf may fall with a count whatever the split constraints
+    assert not linear.never_falls_with([])
