@@ -128,7 +128,8 @@ def check_output(output: Path) -> None:
 
 @dataclass
 class ScoredChunk:
-    """One chunk, scored: its output rows, its record-store rows (payload as JSON text) and its MQLs."""
+    """One chunk, scored: its output rows, its record-store rows still to save (payload as JSON text;
+    none when a scoring process saved them itself) and its MQLs."""
 
     table: pa.Table
     rows: list[dict[str, Any]]
@@ -184,13 +185,15 @@ def _previous_of(frame: pd.DataFrame, previous: dict[str, tuple[float, datetime]
     return {i: previous[i] for i in frame["lead_id"].astype(str).tolist() if i in previous}
 
 
-_worker: tuple[Scorer, Champion] | None = None  # a scoring process's own scorer and champion, set once at its start
+# A scoring process's own scorer, champion and record store, set once at its start.
+_worker: tuple[Scorer, Champion, RecordStore] | None = None
 
 
 def _start_worker(settings: Settings, defs: Definitions, champion: Champion) -> None:
     global _worker
-    _worker = (Scorer(settings, defs), champion)
+    # Watch first: opening the record store may wait on a lock the killed parent held.
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="samepage-parent-watch", daemon=True).start()
+    _worker = (Scorer(settings, defs), champion, RecordStore.from_settings(settings))
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -208,8 +211,12 @@ def _score_chunk(
     frame: pd.DataFrame, now: datetime, suggest: bool, previous: dict[str, tuple[float, datetime]]
 ) -> ScoredChunk:
     assert _worker is not None, "a scoring process starts with _start_worker"
-    scorer, champion = _worker
-    return finish(score_frame(scorer, champion, frame, now, suggest), previous)
+    scorer, champion, store = _worker
+    scored = finish(score_frame(scorer, champion, frame, now, suggest), previous)
+    # Saved here, one transaction per chunk as the parent would: the payloads (~4.5 KB a lead) need
+    # not cross to the parent, which otherwise spends on them the time it needs to feed the workers.
+    store.save_scores(scored.rows)
+    return dataclasses.replace(scored, rows=[])
 
 
 def score_frame(
@@ -236,10 +243,10 @@ def _sink(chunks: Iterator[ScoredChunk], output: Path, store: RecordStore, total
                 else:
                     writer = writer or pq.ParquetWriter(tmp, OUTPUT_SCHEMA)
                     writer.write_table(scored.table)
-                store.save_scores(scored.rows)
-                n += len(scored.rows)
+                store.save_scores(scored.rows)  # nothing left to save when a scoring process did
+                n += scored.table.num_rows
                 n_mql += scored.n_mql
-                bar.advance(task, len(scored.rows))
+                bar.advance(task, scored.table.num_rows)
         if writer is not None:
             writer.close()
             writer = None

@@ -145,9 +145,14 @@ def test_scoring_processes_give_the_same_output_and_records(
     store = RecordStore.from_settings(own_workspace_module)
     try:
         kept = store.latest_score(got["lead_id"].iloc[-1])
+        latest = store.latest_scores().set_index("lead_id")
     finally:
         store.close()
     assert kept is not None and kept["payload"]["trend"]["previous_score"] == got["previous_score"].iloc[-1]
+    # the scoring processes saved every lead's latest score themselves
+    saved = latest.loc[got["lead_id"]]
+    assert saved["score"].tolist() == got["score"].tolist() and saved["mql_passed"].tolist() == got["mql_passed"].tolist()
+    assert (saved["scored_at"] == pd.Timestamp(NOW)).all()
 
 
 def test_csv_output_without_to_pass_and_a_second_run_has_trend(
