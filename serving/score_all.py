@@ -4,11 +4,12 @@ Features come from the offline side in chunks (`features.offline`: the latest st
 before now per lead, the values the online store serves), so no lead costs an online look-up.
 Each chunk goes through `Scorer.score` like `POST /v1/score` (the one derivation, the one
 `explain`, the MQL verdict, `to_pass`, grade). A workspace of several chunks is scored by one
-process per core (the champion travels to each once; each chunk brings its leads and their
-previous scores, and comes back as output rows and record-store rows). The sink writes the output
-chunk by chunk under a temporary name (renamed into place only when complete: a killed run leaves
-no output) and records every lead's latest score with the API's payload, trend included. Memory
-is bounded by the chunk size times the processes.
+process per core: the champion travels to each once, each chunk brings its leads and their
+previous scores, and each process records its chunks' latest scores and sends back only the
+output rows. The sink writes the output chunk by chunk under a temporary name (renamed into place
+only when complete: a killed run leaves no output) and records the latest scores of chunks scored
+in this process, with the API's payload, trend included. Memory is bounded by the chunk size times
+the processes.
 """
 
 from __future__ import annotations
