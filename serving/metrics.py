@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -53,9 +55,9 @@ class Metrics:
         )
 
     def observe_scores(self, version: str, scores: list[float], passed: list[bool]) -> None:
-        hist = self.scores.labels(version)
-        for s in scores:
-            hist.observe(s)
+        """A batch's scores and verdicts: the buckets counted at once (a batch of 1,000 cost ~2 ms
+        in `Histogram.observe` calls, and `score --all` a second per 100,000 leads)."""
+        observe_many(self.scores.labels(version), scores)
         n_pass = sum(passed)
         if n_pass:
             self.mql.labels(version, "true").inc(n_pass)
@@ -75,3 +77,22 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def observe_many(hist: Histogram, amounts: Sequence[float]) -> None:
+    """`hist.observe(a)` for every amount, as one increment per bucket: the same counts, and the same
+    sum up to float rounding (summed pairwise, not one by one).
+
+    Relies on prometheus_client's pinned histogram layout (a value per bucket, each counted in the
+    first bucket whose upper bound is at or above it; the sum); tests compare it with `observe`.
+    """
+    values = np.asarray(amounts, dtype=np.float64)
+    if not len(values):
+        return
+    bounds = np.asarray(hist._upper_bounds, dtype=np.float64)
+    kept = values[~np.isnan(values)]  # NaN is in no bucket (`NaN <= bound` is false), as with observe
+    counts = np.bincount(np.searchsorted(bounds, kept, side="left"), minlength=len(bounds))
+    hist._sum.inc(float(values.sum()))
+    for bucket, n in zip(hist._buckets, counts.tolist(), strict=False):
+        if n:
+            bucket.inc(n)
