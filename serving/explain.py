@@ -53,14 +53,16 @@ def explain(bundle: Bundle, defs: Definitions, frame: pd.DataFrame) -> list[Expl
     return explain_columns(bundle, defs, columns, bundle.encoder.transform_columns(columns))
 
 
-def explain_columns(bundle: Bundle, defs: Definitions, columns: Sequence[np.ndarray], X: np.ndarray) -> list[Explanation]:
+def explain_columns(
+    bundle: Bundle, defs: Definitions, columns: Sequence[np.ndarray], X: np.ndarray, threads: int | None = None
+) -> list[Explanation]:
     """`explain` on one array per feature key (in the bundle's order) and their encoded matrix `X`:
-    the scorer encodes once and shares `X` with the `to_pass` search."""
+    the scorer encodes once and shares `X` with the `to_pass` search. `threads`: LightGBM's for a
+    batch (None: every core)."""
     keys = bundle.feature_keys
     if len(X) == 0:
         return []
-    threads = {"num_threads": 1} if len(X) < SMALL_BATCH else {}
-    base, contrib = bundle.contributions(X, **threads)
+    base, contrib = bundle.contributions(X, **lightgbm_threads(len(X), SMALL_BATCH, threads))
     scores = sigmoid(base + contrib.sum(axis=1)).tolist()
     order = np.argsort(-np.abs(contrib), axis=1, kind="stable").tolist()
     labels = [_label(defs, k) for k in keys]
@@ -89,6 +91,14 @@ def explain_columns(bundle: Bundle, defs: Definitions, columns: Sequence[np.ndar
                 break  # the rest push even less
         out.append(Explanation(scores[i], base_list[i], items, up, down))
     return out
+
+
+def lightgbm_threads(rows: int, small: int, threads: int | None) -> dict[str, int]:
+    """LightGBM's `num_threads` for a call on `rows` rows: one below `small` (waking a pool costs more),
+    else `threads` (None: LightGBM's default, every core)."""
+    if rows < small:
+        return {"num_threads": 1}
+    return {} if threads is None else {"num_threads": threads}
 
 
 def encode(encoder: FeatureEncoder, frame: pd.DataFrame) -> np.ndarray:

@@ -194,7 +194,9 @@ def _start_worker(settings: Settings, defs: Definitions, champion: Champion) -> 
     global _worker
     # Watch first: opening the record store may wait on a lock the killed parent held.
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="samepage-parent-watch", daemon=True).start()
-    _worker = (Scorer(settings, defs), champion, RecordStore.from_settings(settings))
+    # One LightGBM thread each: as many processes as cores already, and OpenMP pools on top of that
+    # spin on the cores the other processes need.
+    _worker = (Scorer(settings, defs, threads=1), champion, RecordStore.from_settings(settings))
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -208,9 +210,7 @@ def _ready() -> bool:
     return _worker is not None
 
 
-def _score_chunk(
-    frame: pd.DataFrame, now: datetime, suggest: bool, previous: dict[str, tuple[float, datetime]]
-) -> ScoredChunk:
+def _score_chunk(frame: pd.DataFrame, now: datetime, suggest: bool, previous: dict[str, tuple[float, datetime]]) -> ScoredChunk:
     assert _worker is not None, "a scoring process starts with _start_worker"
     scorer, champion, store = _worker
     scored = finish(score_frame(scorer, champion, frame, now, suggest), previous)

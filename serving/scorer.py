@@ -114,8 +114,10 @@ class Scorer:
         metrics: Metrics | None = None,
         model_name: str = MODEL_NAME,
         history: ScoreHistory | None = None,
+        threads: int | None = None,
     ) -> None:
         self.settings = settings
+        self.threads = threads  # LightGBM's for a batch: None, every core; 1 in each of score --all's processes
         self.history = history  # previous scores for `trend` (None: every answer's trend is null)
         self.defs = defs
         self.metrics = metrics or Metrics()
@@ -317,7 +319,7 @@ class Scorer:
         # the same matrix feeds the to_pass search.
         columns = [got.values[k] for k in champ.bundle.feature_keys]
         X = champ.bundle.encoder.transform_columns(columns)
-        explanations = explain_columns(champ.bundle, self.defs, columns, X)
+        explanations = explain_columns(champ.bundle, self.defs, columns, X, self.threads)
         feature_keys = set(champ.bundle.feature_keys)
         extra_fields = [c.field for c in self.defs.mql.criteria if c.field not in feature_keys]
         scored_at = now.isoformat().replace("+00:00", "Z")
@@ -331,7 +333,7 @@ class Scorer:
             values_all.append(values)
         verdicts = mql_verdicts(self.defs, [exp.score for exp in explanations], values_all)
         search = suggest and not all(v.passed for v in verdicts)
-        steps = to_pass(champ.bundle, self.defs, X, verdicts, values_all) if search else [None] * len(ids)
+        steps = to_pass(champ.bundle, self.defs, X, verdicts, values_all, threads=self.threads) if search else [None] * len(ids)
         previous = self.history.previous_scores(ids) if self.history is not None else {}
         results: list[dict[str, Any]] = []
         for lead_id, exp, mql, step in zip(ids, explanations, verdicts, steps, strict=True):

@@ -22,6 +22,7 @@ import numpy as np
 from samepage.bundle import Bundle
 from samepage.definitions import Definitions
 from samepage.values import sigmoid
+from serving.explain import lightgbm_threads
 from serving.mql import Verdict, check, shown_score
 
 BUDGET = 3  # events at most: "a demo request and two pricing page views" is a next step, ten webinars are not
@@ -52,9 +53,7 @@ def steps(defs: Definitions, feature_keys: Sequence[str]) -> list[Step]:
     labels = {e.key: e.label for e in defs.event_types}
     out: list[Step] = []
     for event_type in labels:
-        columns = tuple(
-            position[f.key] for f in defs.actionable_features if f.event_type == event_type and f.key in position
-        )
+        columns = tuple(position[f.key] for f in defs.actionable_features if f.event_type == event_type and f.key in position)
         if columns:
             out.append(Step(event_type, labels[event_type], columns))
     return out
@@ -93,10 +92,12 @@ def to_pass(
     values: Sequence[Mapping[str, Any]],
     budget: int = BUDGET,
     prune: bool = True,
+    threads: int | None = None,
 ) -> list[ToPass | None]:
     """Per lead (rows of the encoded `X`, their verdicts and criterion/feature values): None for an MQL, else `ToPass`.
 
-    `prune=False` rescores every candidate of every lead (the tests' oracle for `_hopeful`)."""
+    `prune=False` rescores every candidate of every lead (the tests' oracle for `_hopeful`); `threads`:
+    LightGBM's for a large search (None: every core)."""
     keys = bundle.feature_keys
     plan = steps(defs, keys)
     changeable = {keys[j] for s in plan for j in s.columns}
@@ -116,13 +117,12 @@ def to_pass(
         return out
     counts, delta = _candidates(tuple(s.columns for s in plan), len(keys), budget)  # (m, steps), (m, features)
     if prune:
-        search = _hopeful(bundle, defs, X, search, delta, out, budget)
+        search = _hopeful(bundle, defs, X, search, delta, out, budget, threads)
         if not search:
             return out
     m = len(counts)
     candidates = candidate_rows(X[search], delta)
-    threads = {"num_threads": 1} if len(candidates) < SMALL_SEARCH else {}
-    scores = sigmoid(bundle.logit(candidates, **threads)).reshape(len(search), m)
+    scores = sigmoid(bundle.logit(candidates, **lightgbm_threads(len(candidates), SMALL_SEARCH, threads))).reshape(len(search), m)
     ok = scores >= defs.mql.threshold
     for criterion in defs.mql.criteria:  # criteria on a count a step changes are checked on the new count
         if criterion.field in changeable:
@@ -142,7 +142,14 @@ def to_pass(
 
 
 def _hopeful(
-    bundle: Bundle, defs: Definitions, X: np.ndarray, search: list[int], delta: np.ndarray, out: list[ToPass | None], budget: int
+    bundle: Bundle,
+    defs: Definitions,
+    X: np.ndarray,
+    search: list[int],
+    delta: np.ndarray,
+    out: list[ToPass | None],
+    budget: int,
+    threads: int | None = None,
 ) -> list[int]:
     """The searched leads that some candidate might pass; the others get the nothing-found answer here.
 
@@ -155,9 +162,9 @@ def _hopeful(
     if not len(raised) or not bundle.never_falls_with(raised.tolist()):
         return search
     comparable, top = bound_rows(X[search], delta)
-    threads = {"num_threads": 1} if len(top) < SMALL_SEARCH else {}
     hopeless = np.zeros(len(search), dtype=bool)
-    hopeless[comparable] = sigmoid(bundle.logit(top, **threads)) < defs.mql.threshold
+    logits = bundle.logit(top, **lightgbm_threads(len(top), SMALL_SEARCH, threads))
+    hopeless[comparable] = sigmoid(logits) < defs.mql.threshold
     for i in np.asarray(search)[hopeless].tolist():
         out[i] = ToPass([], None, nothing_note(defs, budget))
     return np.asarray(search)[~hopeless].tolist()
