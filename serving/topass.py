@@ -2,9 +2,11 @@
 
 A step is one more event of a type whose counts the definitions mark `actionable` (a demo request
 raises every actionable count of demo requests by one). Every combination of up to `BUDGET` steps
-is rescored in one batched model call over all candidates of all leads (`Bundle.logit` on the
+is rescored in batched model calls over the candidates of all leads (`Bundle.logit` on the
 encoded rows, exactly what scoring the lead with those counts as overrides gives); the answer is
-the passing combination with the fewest steps, then the highest score. A failed MQL criterion on a
+the passing combination with the fewest steps, then the highest score. Leads no candidate can
+pass are settled by one bound row first (`_hopeful`), and a large search goes by number of steps,
+each stage only for the leads the smaller ones left without an answer. A failed MQL criterion on a
 field no step changes (a student, a competitor) cannot be fixed by marketing: then the answer is
 `[]` and the note names the criterion. The API, batch scoring, the lead page and the notebook call `to_pass`.
 """
@@ -96,7 +98,8 @@ def to_pass(
 ) -> list[ToPass | None]:
     """Per lead (rows of the encoded `X`, their verdicts and criterion/feature values): None for an MQL, else `ToPass`.
 
-    `prune=False` rescores every candidate of every lead (the tests' oracle for `_hopeful`); `threads`:
+    `prune=False` rescores every candidate of every lead at once (the tests' oracle for `_hopeful` and
+    the staged search); `threads`:
     LightGBM's for a large search (None: every core)."""
     keys = bundle.feature_keys
     plan = steps(defs, keys)
@@ -116,29 +119,60 @@ def to_pass(
     if not search:
         return out
     counts, delta = _candidates(tuple(s.columns for s in plan), len(keys), budget)  # (m, steps), (m, features)
+    stages = [np.arange(len(counts))]  # every candidate at once: the oracle
     if prune:
         search = _hopeful(bundle, defs, X, search, delta, out, budget, threads)
+        if len(search) * len(counts) >= SMALL_SEARCH:  # a few leads: one call costs less than three
+            # Fewest steps first: a lead with a passing candidate of n steps needs none of the larger ones.
+            sizes = counts.sum(axis=1)
+            stages = [np.flatnonzero(sizes == size) for size in range(1, budget + 1)]
+    for picked in stages:
         if not search:
-            return out
+            break
+        best, best_scores = _search(bundle, defs, X[search], counts[picked], delta[picked], changeable, threads)
+        left: list[int] = []
+        for row, i in enumerate(search):
+            b = int(best[row])
+            if b < 0:
+                left.append(i)
+            else:
+                out[i] = _answer(defs, keys, plan, counts[picked[b]], values[i], float(best_scores[row]))
+        search = left
+    for i in search:
+        out[i] = ToPass([], None, nothing_note(defs, budget))
+    return out
+
+
+def _search(
+    bundle: Bundle,
+    defs: Definitions,
+    rows: np.ndarray,
+    counts: np.ndarray,
+    delta: np.ndarray,
+    changeable: set[str],
+    threads: int | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each lead's best passing candidate among these (fewest steps, then the highest score; -1: none) and its score.
+
+    A candidate's score does not depend on which others are scored with it, so searching the
+    candidates in stages finds what searching them all at once does."""
+    keys = bundle.feature_keys
     m = len(counts)
-    candidates = candidate_rows(X[search], delta)
-    scores = sigmoid(bundle.logit(candidates, **lightgbm_threads(len(candidates), SMALL_SEARCH, threads))).reshape(len(search), m)
+    candidates = candidate_rows(rows, delta)
+    logits = bundle.logit(candidates, **lightgbm_threads(len(candidates), SMALL_SEARCH, threads))
+    scores = sigmoid(logits).reshape(len(rows), m)
     ok = scores >= defs.mql.threshold
     for criterion in defs.mql.criteria:  # criteria on a count a step changes are checked on the new count
         if criterion.field in changeable:
-            j = keys.index(criterion.field)
-            met = np.array([check(criterion, None if np.isnan(x) else x) for x in candidates[:, j].tolist()])
-            ok &= met.reshape(len(search), m)
+            column = candidates[:, keys.index(criterion.field)]
+            distinct, where = np.unique(column, return_inverse=True)  # counts: a few values, each checked once
+            met = np.array([check(criterion, None if np.isnan(x) else x) for x in distinct.tolist()], dtype=bool)
+            ok &= met[where.reshape(-1)].reshape(len(rows), m)
     sizes = counts.sum(axis=1)
     rank = np.where(ok, -sizes * 2.0 + scores, -np.inf)  # fewest steps first (scores are below 1), then the highest score
     best = rank.argmax(axis=1)
-    for row, i in enumerate(search):
-        b = int(best[row])
-        if not ok[row, b]:
-            out[i] = ToPass([], None, nothing_note(defs, budget))
-            continue
-        out[i] = _answer(defs, keys, plan, counts[b], values[i], float(scores[row, b]))
-    return out
+    at = np.arange(len(rows))
+    return np.where(ok[at, best], best, -1), scores[at, best]
 
 
 def _hopeful(

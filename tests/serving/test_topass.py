@@ -274,3 +274,42 @@ def test_the_constraints_are_read_back_from_a_saved_model(searched: dict[str, An
     linear = dataclasses.replace(bundle, booster=lgb.Booster(model_str=bundle.booster.model_to_string()))
     linear.booster.params["linear_tree"] = True  # a linear leaf may fall with a count whatever the split constraints
     assert not linear.never_falls_with([])
+
+
+def test_the_staged_search_gives_exactly_the_full_search(definitions: Definitions, searched: dict[str, Any]) -> None:
+    """A large search goes by number of steps (1, then 2, then 3 for the leads still without an answer);
+    on a model that is not pruned (no constraints) and with a criterion on an actionable count, the
+    answers equal every candidate scored at once, and they come from more than one stage."""
+    from samepage.definitions import Criterion
+    from serving.explain import explain
+    from serving.mql import verdict
+    from serving.topass import SMALL_SEARCH, to_pass
+    from tests.serving.conftest import train_bundle
+
+    frame = pd.DataFrame(searched["values"])[definitions.feature_keys]
+    bundle = train_bundle(frame, definitions, np.arange(len(frame)) % 3 == 0)
+    asked = Criterion(key="asked_for_demo", description="Asked for a demo", field="demo_requests_90d", min=1)
+    # A threshold that some leads reach with one step, some with two or three, and some not at all.
+    exps = explain(bundle, definitions, frame)
+    threshold = float(np.quantile([e.score for e in exps], 0.9))
+    for criteria in ([], [asked]):
+        mql = definitions.mql.model_copy(update={"criteria": criteria, "threshold": threshold})
+        defs = definitions.model_copy(update={"mql": mql})
+        values = [{c["feature"]: c["value"] for c in e.contributions} for e in exps]
+        verdicts = [verdict(defs, e.score, v) for e, v in zip(exps, values, strict=True)]
+        X = bundle.encoder.transform(frame)
+        assert sum(not v.passed for v in verdicts) * 119 >= SMALL_SEARCH  # large enough to be staged
+        staged = to_pass(bundle, defs, X, verdicts, values)
+        assert staged == to_pass(bundle, defs, X, verdicts, values, prune=False)
+        events = [_events(definitions, p.changes) for p in staged if p is not None and p.changes]
+        assert len(set(events)) >= 2, events  # answers of more than one stage
+        assert any(p is not None and p.changes == [] for p in staged)
+
+
+def _events(defs: Definitions, changes: list[dict[str, Any]]) -> int:
+    """How many events a `to_pass` asks for (a pricing page view raises two counts by one)."""
+    per_type: dict[str, int] = {}
+    for c in changes:
+        kind = defs.feature(c["feature"]).event_type or c["feature"]
+        per_type[kind] = max(per_type.get(kind, 0), int(c["to"] or 0) - int(c["from"] or 0))
+    return sum(per_type.values())
