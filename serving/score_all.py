@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
+import select
 import threading
 import time
 from collections import deque
@@ -165,11 +166,14 @@ def local_results(
             yield finish(score_frame(scorer, champion, frame, now, suggest), _previous_of(frame, previous))
         return
     portable = dataclasses.replace(champion, online=None)  # the Feast store stays here; each chunk brings its features
-    # spawn, not fork: LightGBM's OpenMP runtime is not safe to use in a child forked after it ran
-    context = multiprocessing.get_context("spawn")
-    start = (scorer.settings, scorer.defs, portable)
+    # Not fork: LightGBM's OpenMP runtime is not safe to use in a child forked after it ran here. A
+    # fork server that has imported the scoring code (and run none of it) forks each process, so the
+    # ~5 s of imports are paid once, not once per process.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    start = (os.getpid(), scorer.settings, scorer.defs, portable)
     with ProcessPoolExecutor(workers, context, initializer=_start_worker, initargs=start) as pool:
-        # The processes start (about 10 s of imports each) while this one reads the latest engagement rows.
+        # The processes start while this one reads the latest engagement rows.
         ready = [pool.submit(_ready) for _ in range(workers)]
         pending: deque[Future[ScoredChunk]] = deque()
         for frame in frames:
@@ -190,20 +194,38 @@ def _previous_of(frame: pd.DataFrame, previous: dict[str, tuple[float, datetime]
 _worker: tuple[Scorer, Champion, RecordStore] | None = None
 
 
-def _start_worker(settings: Settings, defs: Definitions, champion: Champion) -> None:
+def _start_worker(run: int, settings: Settings, defs: Definitions, champion: Champion) -> None:
     global _worker
     # Watch first: opening the record store may wait on a lock the killed parent held.
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="samepage-parent-watch", daemon=True).start()
+    threading.Thread(target=_exit_with_run, args=(run,), name="samepage-run-watch", daemon=True).start()
     # One LightGBM thread each: as many processes as cores already, and OpenMP pools on top of that
     # spin on the cores the other processes need.
     _worker = (Scorer(settings, defs, threads=1), champion, RecordStore.from_settings(settings))
 
 
-def _exit_with_parent(parent: int) -> None:
-    """A scoring process ends when `score --all` is gone (killed: nobody else would ever end it)."""
-    while os.getppid() == parent:
-        time.sleep(0.5)
+def _exit_with_run(run: int) -> None:
+    """A scoring process ends when the `score --all` process `run` is gone (killed: nobody else would
+    ever end it; its parent is the fork server, which lives as long as its children)."""
+    try:
+        watch = os.pidfd_open(run)  # readable once `run` has exited (Linux)
+    except ProcessLookupError:
+        os._exit(1)
+    except (AttributeError, OSError):  # no pidfd here: ask every half second
+        while _alive(run):
+            time.sleep(0.5)
+        os._exit(1)
+    select.select([watch], [], [])
     os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process now holds the number: ours is gone
+        return False
+    return True
 
 
 def _ready() -> bool:
