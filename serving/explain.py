@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,7 @@ class Explanation:
     contributions: list[dict[str, Any]]  # every model feature, largest |contribution| first
     reasons_up: list[str]
     reasons_down: list[str]
+    values: dict[str, Any] = field(default_factory=dict)  # feature -> the JSON value its contribution shows
 
     def as_dict(self) -> dict[str, Any]:
         """The contract's `explanation` object."""
@@ -63,33 +64,34 @@ def explain_columns(
     if len(X) == 0:
         return []
     base, contrib = bundle.contributions(X, **lightgbm_threads(len(X), SMALL_BATCH, threads))
+    n = len(X)
     scores = sigmoid(base + contrib.sum(axis=1)).tolist()
-    order = np.argsort(-np.abs(contrib), axis=1, kind="stable").tolist()
+    order_array = np.argsort(-np.abs(contrib), axis=1, kind="stable")
+    order = order_array.tolist()
     labels = [_label(defs, k) for k in keys]
     formats = [formatter(defs, k) for k in keys]
-    rows = zip(*(_json_column(col) for col in columns), strict=True)  # each row's JSON values, by feature position
+    json_columns = [_json_column(col) for col in columns]  # each feature's JSON values, by lead
+    # The reasons: the first REASONS_PER_SIDE features (by |contribution|) pushing each way by at least MIN_REASON.
+    pushes = np.take_along_axis(contrib, order_array, axis=1)
+    reasons: tuple[list[list[str]], list[list[str]]] = ([[] for _ in range(n)], [[] for _ in range(n)])
+    shown: dict[tuple[int, int, type, Any], str] = {}  # a reason, worded once per side, feature and distinct value
+    for side, pushing, words in ((0, pushes >= MIN_REASON, "raises"), (1, pushes <= -MIN_REASON, "lowers")):
+        pushing &= np.cumsum(pushing, axis=1) <= REASONS_PER_SIDE
+        leads, at = np.nonzero(pushing)  # lead by lead, strongest first
+        out_side = reasons[side]
+        for i, j in zip(leads.tolist(), order_array[leads, at].tolist(), strict=True):
+            value = json_columns[j][i]
+            key = (side, j, type(value), value)  # the type too: True == 1, but reads "yes"
+            text = shown.get(key)
+            if text is None:
+                text = shown[key] = f"{labels[j]}: {formats[j](value)} ({words} the score)"
+            out_side[i].append(text)
     base_list = base.tolist()
     out: list[Explanation] = []
-    for i, (row, values) in enumerate(zip(contrib.tolist(), rows, strict=True)):
-        row_order = order[i]
-        items = [{"feature": keys[j], "label": labels[j], "value": values[j], "contribution": row[j]} for j in row_order]
-        up: list[str] = []
-        down: list[str] = []
-        for j in row_order:  # already by |contribution|, so the first ones found are the top ones
-            c = row[j]
-            if c >= MIN_REASON:
-                if len(up) < REASONS_PER_SIDE:
-                    up.append(f"{labels[j]}: {formats[j](values[j])} (raises the score)")
-                elif len(down) == REASONS_PER_SIDE:
-                    break  # both sides are full
-            elif c <= -MIN_REASON:
-                if len(down) < REASONS_PER_SIDE:
-                    down.append(f"{labels[j]}: {formats[j](values[j])} (lowers the score)")
-                elif len(up) == REASONS_PER_SIDE:
-                    break
-            else:
-                break  # the rest push even less
-        out.append(Explanation(scores[i], base_list[i], items, up, down))
+    for i, (row, values) in enumerate(zip(contrib.tolist(), zip(*json_columns, strict=True), strict=True)):
+        items = [{"feature": keys[j], "label": labels[j], "value": values[j], "contribution": row[j]} for j in order[i]]
+        by_key = dict(zip(keys, values, strict=True))
+        out.append(Explanation(scores[i], base_list[i], items, reasons[0][i], reasons[1][i], by_key))
     return out
 
 

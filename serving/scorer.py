@@ -327,9 +327,9 @@ class Scorer:
         dv = self.defs.version_string
         values_all: list[dict[str, Any]] = []
         for lead_id, attrs, exp in zip(ids, overrides, explanations, strict=True):
-            values = {c["feature"]: c["value"] for c in exp.contributions}
+            values = exp.values
             if extra_fields:
-                values.update(self._extra_values(champ, lead_id, attrs, extra_fields))
+                values = {**values, **self._extra_values(champ, lead_id, attrs, extra_fields)}
             values_all.append(values)
         verdicts = mql_verdicts(self.defs, [exp.score for exp in explanations], values_all)
         search = suggest and not all(v.passed for v in verdicts)

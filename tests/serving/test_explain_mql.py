@@ -60,8 +60,10 @@ def test_contributions_are_exact_and_complete(bundle_and_frame, definitions: Def
 
 def test_reasons_are_the_top_pushes_in_plain_words(bundle_and_frame, definitions: Definitions) -> None:
     bundle, frame = bundle_and_frame
-    exp = explain(bundle, definitions, frame.iloc[:50])
+    exp = explain(bundle, definitions, frame)
     some_up = False
+    raising: set[str] = set()
+    lowering: set[str] = set()
 
     def shown(c) -> str:
         if definitions.feature(c["feature"]).kind == "icp_match":
@@ -74,7 +76,11 @@ def test_reasons_are_the_top_pushes_in_plain_words(bundle_and_frame, definitions
         assert e.reasons_up == [f"{c['label']}: {shown(c)} (raises the score)" for c in ups]
         assert e.reasons_down == [f"{c['label']}: {shown(c)} (lowers the score)" for c in downs]
         some_up |= bool(e.reasons_up)
+        raising.update(r.removesuffix(" (raises the score)") for r in e.reasons_up)
+        lowering.update(r.removesuffix(" (lowers the score)") for r in e.reasons_down)
+        assert e.values == {c["feature"]: c["value"] for c in e.contributions}
     assert some_up
+    assert raising & lowering, "a feature's value that raises one lead's score and lowers another's"
 
 
 def test_values_are_plain_json(bundle_and_frame, definitions: Definitions) -> None:
