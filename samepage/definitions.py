@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -427,10 +428,13 @@ class Definitions(_Strict):
 
     def grade(self, score: float) -> GradeLetter:
         """The grade whose band holds `score` (bands are [min, max); 1.0 is in the top band)."""
-        for g in self.grade_bands:
-            if score >= g.min:
-                return g.grade
-        return GRADE_LETTERS[-1]
+        return self.grades_of([score])[0]
+
+    def grades_of(self, scores: Sequence[float]) -> list[GradeLetter]:
+        """`grade` of each score, the bands made once."""
+        bands = [(g.min, g.grade) for g in self.grade_bands]
+        lowest = GRADE_LETTERS[-1]
+        return [next((grade for low, grade in bands if score >= low), lowest) for score in scores]
 
     @property
     def actionable_features(self) -> list[Feature]:

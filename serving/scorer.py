@@ -336,7 +336,8 @@ class Scorer:
         steps = to_pass(champ.bundle, self.defs, X, verdicts, values_all, threads=self.threads) if search else [None] * len(ids)
         previous = self.history.previous_scores(ids) if self.history is not None else {}
         results: list[dict[str, Any]] = []
-        for lead_id, exp, mql, step in zip(ids, explanations, verdicts, steps, strict=True):
+        grades = self.defs.grades_of([exp.score for exp in explanations])
+        for lead_id, exp, mql, step, grade in zip(ids, explanations, verdicts, steps, grades, strict=True):
             answer = mql.as_dict()
             if step is not None:
                 answer["summary"] = f"{answer['summary']} {step.note}"
@@ -349,7 +350,7 @@ class Scorer:
                     "mql": answer,
                     "explanation": exp.as_dict(),
                     "model": model,
-                    "grade": self.defs.grade(exp.score),
+                    "grade": grade,
                     "trend": trend(exp.score, previous.get(lead_id)),
                     "definitions_version": dv,
                     "scored_at": scored_at,

@@ -205,6 +205,8 @@ def test_grades_read_the_score_in_bands(definitions) -> None:
         assert definitions.grade((lo + hi) / 2) == letter
     assert definitions.grade(1.0) == "A" and definitions.grade(0.0) == "D"
     assert definitions.grade(bands["B"][0] - 1e-9) == "C"  # a band holds its min, not its max
+    scores = [x for lo, hi in bands.values() for x in (lo, hi, (lo + hi) / 2, lo - 1e-9)] + [-0.5, 1.5]
+    assert definitions.grades_of(scores) == [definitions.grade(x) for x in scores]  # a batch: each score's own
 
 
 @pytest.mark.parametrize(
