@@ -172,18 +172,33 @@ def local_results(
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])
     start = (os.getpid(), scorer.settings, scorer.defs, portable)
-    with ProcessPoolExecutor(workers, context, initializer=_start_worker, initargs=start) as pool:
-        # The processes start while this one reads the latest engagement rows.
-        ready = [pool.submit(_ready) for _ in range(workers)]
-        pending: deque[Future[ScoredChunk]] = deque()
-        for frame in frames:
-            pending.append(pool.submit(_score_chunk, frame, now, suggest, _previous_of(frame, previous)))
-            if len(pending) > workers:  # bounded: a few chunks in flight, results taken in order
+    try:
+        with ProcessPoolExecutor(workers, context, initializer=_start_worker, initargs=start) as pool:
+            # The processes start while this one reads the latest engagement rows.
+            ready = [pool.submit(_ready) for _ in range(workers)]
+            pending: deque[Future[ScoredChunk]] = deque()
+            for frame in frames:
+                pending.append(pool.submit(_score_chunk, frame, now, suggest, _previous_of(frame, previous)))
+                # Bounded: two chunks in flight per process, results taken in order (a slow chunk
+                # leaves the other processes work to go on with while this one waits for it).
+                if len(pending) > 2 * workers:
+                    yield pending.popleft().result()
+            while pending:
                 yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-        for started in ready:
-            started.result()
+            for started in ready:
+                started.result()
+    finally:
+        _stop_fork_server()
+
+
+def _stop_fork_server() -> None:
+    """End the fork server with the run, and wait for it: it would otherwise outlive the pool, and the
+    scoring processes' CPU time would never count among this process's children (bench/score_scale.py)."""
+    from multiprocessing import forkserver
+
+    stop = getattr(getattr(forkserver, "_forkserver", None), "_stop", None)  # CPython's own; absent elsewhere
+    if stop is not None:
+        stop()
 
 
 def _previous_of(frame: pd.DataFrame, previous: dict[str, tuple[float, datetime]]) -> dict[str, tuple[float, datetime]]:
