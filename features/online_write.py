@@ -37,8 +37,11 @@ _LENGTH = struct.Struct("<I")
 _DOUBLE = np.dtype([("tag", "u1"), ("value", "<f8")])
 _DOUBLE_TAG = 0x29  # field 5 (double_val), 8 bytes: every double serializes to 9 bytes
 _STRING_TAG = b"\x12"  # field 2 (string_val), length-delimited
+_STRING_LIST_TAG = b"\x62"  # field 12 (string_list_val), length-delimited
+_INT64_LIST_TAG = b"\x72"  # field 14 (int64_list_val), length-delimited
 _BOOL = {True: (b"\x38\x01", "True"), False: (b"\x38\x00", "False"), None: (b"", None)}  # field 7 (bool_val)
-# Lists and sets Feast converts itself (per column, from the values it would see); scalars are built here.
+# Lists and sets: string and int64 lists are built here, any other (or with null items) Feast converts
+# itself, column by column, from the values it would see.
 _FEAST_CONVERTED = frozenset(t for t in ValueType if t.name.endswith(("_LIST", "_SET")))
 
 
@@ -140,6 +143,11 @@ class SqliteViewWriter:
             return [p[0] for p in pairs], [p[1] for p in pairs]
         if kind == ValueType.UNIX_TIMESTAMP:
             return _times(column)
+        items = column.type.value_type if pa.types.is_list(column.type) else None
+        if kind == ValueType.STRING_LIST and items is not None and _is_string(items) and _no_missing_items(column):
+            return _string_lists(column)
+        if kind == ValueType.INT64_LIST and items is not None and pa.types.is_int64(items) and _no_missing_items(column):
+            return _int64_lists(column)
         return _feast_converted(column, kind)
 
     def _event_ts(self, stamps: pa.ChunkedArray) -> list[Any]:
@@ -199,6 +207,11 @@ def _exact(kind: pa.DataType, value_type: ValueType) -> bool:
     return value_type in _FEAST_CONVERTED and (pa.types.is_list(kind) or pa.types.is_large_list(kind))
 
 
+def _no_missing_items(column: pa.ChunkedArray) -> bool:
+    """No null inside any list (Feast puts a default in their place: left to Feast's conversion)."""
+    return all(chunk.flatten().null_count == 0 for chunk in column.chunks)
+
+
 def _all_missing(column: pa.ChunkedArray) -> bool:
     """pandas' isnull over the whole column (null, NaN, NaT): Feast skips a batch whose features all are."""
     if pa.types.is_floating(column.type):
@@ -224,13 +237,63 @@ def _doubles(column: pa.ChunkedArray) -> Values:
 def _strings(column: pa.ChunkedArray) -> Values:
     """string_val: the tag, the UTF-8 length as a varint and the bytes (an empty string too); null is b"".
     The text is the string itself."""
-    data = pc.cast(column, pa.large_binary())
-    lengths = pc.fill_null(pc.binary_length(data), 0).to_numpy()
-    distinct, where = np.unique(lengths, return_inverse=True)
-    heads = pa.array([_STRING_TAG + _varint(n) for n in distinct.tolist()], pa.large_binary())
-    joined = pc.binary_join_element_wise(pc.take(heads, pa.array(where.astype("int64"))), data, pa.scalar(b"", pa.large_binary()))
-    blobs: list[bytes] = pc.fill_null(joined, b"").to_pylist()
+    data = pc.cast(column.combine_chunks(), pa.large_binary())
+    blobs: list[bytes] = pc.fill_null(_delimited(_STRING_TAG, data), b"").to_pylist()
     return blobs, column.to_pylist()
+
+
+def _string_lists(column: pa.ChunkedArray) -> Values:
+    """string_list_val (a StringList: each string as field 1, tag + length + bytes); an empty list is the
+    empty message, a null list b"". No text."""
+    lists = column.combine_chunks()
+    items = _delimited(b"\x0a", pc.cast(lists.flatten(), pa.large_binary()))
+    inner = pc.binary_join(_regrouped(lists, items), pa.scalar(b"", pa.large_binary()))
+    return pc.fill_null(_delimited(_STRING_LIST_TAG, inner), b"").to_pylist(), [None] * len(lists)
+
+
+def _int64_lists(column: pa.ChunkedArray) -> Values:
+    """int64_list_val (an Int64List: its values packed, as proto3 repeats them: field 1, the length, the
+    varints; nothing for an empty list); a null list b"". No text."""
+    lists = column.combine_chunks()
+    numbers = np.asarray(lists.flatten().to_numpy(zero_copy_only=False), dtype="int64")
+    packed = pc.binary_join(_regrouped(lists, _binary(*_varints(numbers))), pa.scalar(b"", pa.large_binary()))
+    empty = pc.equal(pc.binary_length(packed), 0)
+    inner = pc.if_else(empty, pa.scalar(b"", pa.large_binary()), _delimited(b"\x0a", packed))
+    return pc.fill_null(_delimited(_INT64_LIST_TAG, inner), b"").to_pylist(), [None] * len(lists)
+
+
+def _regrouped(lists: pa.Array, items: pa.Array) -> pa.Array:
+    """`items` (one per element of `lists`, flattened) grouped back into the same lists (nulls kept)."""
+    lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False)
+    offsets = np.concatenate([[0], np.cumsum(lengths, dtype="int64")])
+    return pa.LargeListArray.from_arrays(pa.array(offsets), items, mask=lists.is_null())
+
+
+def _delimited(tag: bytes, payload: pa.Array) -> pa.Array:
+    """Each payload as a length-delimited protobuf field: the tag, the byte length as a varint, the bytes."""
+    lengths = pc.fill_null(pc.binary_length(payload), 0).to_numpy(zero_copy_only=False)
+    heads = _binary(*_varints(np.asarray(lengths, dtype="int64")))
+    return pc.binary_join_element_wise(pa.scalar(tag, pa.large_binary()), heads, payload, pa.scalar(b"", pa.large_binary()))
+
+
+def _varints(numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Protobuf varints of int64 values (negative ones as their 64-bit two's complement, 10 bytes), as
+    one byte string and each value's length in it."""
+    unsigned = numbers.astype("int64").view("uint64")
+    sizes = np.ones(len(unsigned), dtype="int64")
+    for k in range(1, 10):
+        sizes += unsigned >= np.uint64(1 << (7 * k))
+    groups = np.empty((len(unsigned), 10), dtype="uint8")
+    for k in range(10):
+        more = (sizes > k + 1).astype("uint8") << 7
+        groups[:, k] = ((unsigned >> np.uint64(7 * k)) & np.uint64(0x7F)).astype("uint8") | more
+    return groups[np.arange(10) < sizes[:, None]], sizes
+
+
+def _binary(data: np.ndarray, sizes: np.ndarray) -> pa.Array:
+    """A binary array of consecutive pieces of `data`, `sizes` bytes each."""
+    offsets = np.concatenate([[0], np.cumsum(sizes, dtype="int64")])
+    return pa.Array.from_buffers(pa.large_binary(), len(sizes), [None, pa.py_buffer(offsets), pa.py_buffer(data.tobytes())])
 
 
 def _times(column: pa.ChunkedArray) -> Values:
@@ -247,15 +310,3 @@ def _feast_converted(column: pa.ChunkedArray, kind: ValueType) -> Values:
     seen = pa.Table.from_pandas(pa.table({"c": column}).to_pandas()).column("c")
     protos = python_values_to_proto_values(seen.to_numpy(zero_copy_only=False), kind)
     return [v.SerializeToString() for v in protos], [extract_text_and_num(v, False)[0] for v in protos]
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        low = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(low | 0x80)
-        else:
-            out.append(low)
-            return bytes(out)

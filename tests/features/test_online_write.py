@@ -32,6 +32,11 @@ from tests.utils.builders import make_event, make_lead
 
 NOW = pd.Timestamp("2026-12-01T00:00:00Z")
 ODD_IDS = ["lead ü/42", "東京-7", "quote\"s and 'apostrophes'", "x" * 300, "tab\tand\nnewline"]
+LONG = "ü" * 100 + "東京"  # 206 bytes: a two-byte length
+LONG_ITEMS: dict[str, list[object]] = {  # list items of every length and sign protobuf encodes differently
+    "string": ["", LONG, "a", *(["page_view"] * 20)],
+    "int64": [0, 1, 127, 128, 16_383, 16_384, 2**40, 2**63 - 1, -1, -(2**63), *range(100)],
+}
 Write = Callable[[FeatureStore, str, pa.Table], None]
 
 
@@ -66,7 +71,7 @@ def _ours(store: FeatureStore, view: str, rows: pa.Table) -> None:
 
 def _holes(table: pa.Table, every: int, offset: int) -> pa.Table:
     """Every feature column with missing values in every `every`-th row from `offset` (null; NaN in floats
-    one row further), an empty string and list, -0.0 and infinities where they fit."""
+    one row further), empty and long strings and lists, -0.0 and infinities where they fit."""
     n = table.num_rows
     rows = np.arange(n)
     for i, name in enumerate(table.column_names):
@@ -83,9 +88,11 @@ def _holes(table: pa.Table, every: int, offset: int) -> pa.Table:
             column = pa.array(numbers, mask=column.is_null().to_numpy(zero_copy_only=False))
         elif pa.types.is_string(kind):
             column = pc.if_else(pa.array(rows % every == (offset + 1) % every), pa.scalar(""), column)
+            column = pc.if_else(pa.array(rows % every == (offset + 2) % every), pa.scalar(LONG), column)
         elif pa.types.is_list(kind):
-            empty = pa.array([[]] * n, kind)
-            column = pc.if_else(pa.array(rows % every == (offset + 1) % every), empty, column)
+            odd = LONG_ITEMS[str(kind.value_type)]
+            column = pc.if_else(pa.array(rows % every == (offset + 1) % every), pa.array([[]] * n, kind), column)
+            column = pc.if_else(pa.array(rows % every == (offset + 2) % every), pa.array([odd] * n, kind), column)
         gone = pa.array(rows % every == offset % every)
         column = pc.if_else(gone, pa.scalar(None, column.type), column)
         table = table.set_column(i, name, column)
