@@ -3,12 +3,13 @@
 `FeatureStore.write_to_online_store` on the SQLite store turns every value into a `ValueProto` in
 Python and runs one upsert per lead and field (1,000,000 leads x 13 fields: most of the build's
 time). `SqliteViewWriter` writes the same rows to the same table through the store's own
-connection: the serialized values built a column at a time (a double is a tag byte and 8 bytes, a
-string a tag, its length and its bytes), `value_text` as Feast's `extract_text_and_num` gives it,
-the times through the datetime adapter Feast registers with sqlite3, and one `executemany` of
-Feast's own upsert per batch, in Feast's row order. Lists go through Feast's own conversion, column
-by column. Whatever it cannot match (another online store, vector or `value_num` columns, a field
-mapping, a type it has no exact path for) is written by `write_to_online_store` itself.
+connection. The serialized values are built a column at a time (a double is a tag byte and 8 bytes,
+a string a tag, its length and its bytes, a list its items' encodings joined; varints in numpy),
+`value_text` as Feast's `extract_text_and_num` gives it, the times through the datetime adapter Feast
+registers with sqlite3; then Feast's own upsert runs 500 rows a statement, in Feast's row order, one
+transaction per batch. Whatever it cannot match (another online store, vector or `value_num` columns,
+a field mapping, a type it has no exact path for) is written by `write_to_online_store` itself, and
+lists of other types or with null items go through Feast's own conversion.
 tests/features/test_online_write.py compares both tables byte for byte.
 """
 
@@ -18,7 +19,6 @@ import sqlite3
 import struct
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,7 @@ from feast.value_type import ValueType
 
 from features.online_read import string_key_head
 
+_ROWS_PER_STATEMENT = 500  # 3,000 parameters: under SQLite's limit (32,766; 999 before 3.32, checked when writing)
 Values = tuple[list[bytes], list[str | None]]  # one field's serialized values and value_text, per row
 _LENGTH = struct.Struct("<I")
 _DOUBLE = np.dtype([("tag", "u1"), ("value", "<f8")])
@@ -80,13 +81,10 @@ class SqliteViewWriter:
             versioned = bool(getattr(config.registry, "enable_online_feature_view_versioning", False))
             self._table = _table_id(config.project, feature_view, versioned)
             self._conn: sqlite3.Connection = online_store._get_conn(config)
-        # Feast's own statement (SqliteOnlineStore.online_write_batch, without value_num / vector_value).
-        self._sql = (
-            f"INSERT INTO {_quote(self._table)} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
-            "value = excluded.value, value_text = excluded.value_text, event_ts = excluded.event_ts, "
-            "created_ts = excluded.created_ts;"
-        )
+        # Feast's own statement (SqliteOnlineStore.online_write_batch, without value_num / vector_value), for
+        # up to `_ROWS_PER_STATEMENT` rows at once: SQLite inserts a VALUES list row by row, each with its
+        # own upsert, so this is Feast's sequence of statements with less binding per row.
+        self._statements: dict[int, str] = {}
 
     @property
     def direct(self) -> bool:
@@ -107,17 +105,32 @@ class SqliteViewWriter:
         stamps = self._event_ts(table.column(self._timestamp))
         f = len(columns)
         # Feast's order: a lead's fields one after another, in the view's field order.
-        values = np.empty((n, f), dtype=object)
-        texts = np.empty((n, f), dtype=object)
+        params = np.empty((n, f, 6), dtype=object)
+        params[:, :, 0] = _objects(keys)[:, None]
+        params[:, :, 1] = _objects([name for name, _ in self._fields])[None, :]
+        params[:, :, 4] = _objects(stamps)[:, None]
         for j, (blobs, text) in enumerate(columns):
-            values[:, j] = blobs
-            texts[:, j] = text
-        names = [name for name, _ in self._fields] * n
-        per_row = zip(
-            _repeated(keys, f), names, values.ravel().tolist(), texts.ravel().tolist(), _repeated(stamps, f), repeat(None)
-        )
+            params[:, j, 2] = blobs
+            params[:, j, 3] = text
+        flat = params.reshape(-1)
+        per = min(_ROWS_PER_STATEMENT, self._conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 6)
+        whole = (n * f // per) * per * 6
         with self._conn:
-            self._conn.executemany(self._sql, per_row)
+            if whole:
+                self._conn.executemany(self._upsert(per), flat[:whole].reshape(-1, per * 6).tolist())
+            if whole < len(flat):
+                self._conn.execute(self._upsert((len(flat) - whole) // 6), flat[whole:].tolist())
+
+    def _upsert(self, rows: int) -> str:
+        """Feast's upsert of `rows` rows in one statement."""
+        if rows not in self._statements:
+            self._statements[rows] = (
+                f"INSERT INTO {_quote(self._table)} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
+                f"VALUES {', '.join(['(?, ?, ?, ?, ?, ?)'] * rows)} ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
+                "value = excluded.value, value_text = excluded.value_text, event_ts = excluded.event_ts, "
+                "created_ts = excluded.created_ts;"
+            )
+        return self._statements[rows]
 
     def _writable(self, table: pa.Table) -> bool:
         """Whether every column this batch needs has a type written here exactly (else Feast writes it)."""
@@ -181,11 +194,11 @@ def _datetime_adapter() -> Callable[[datetime], Any]:
     return adapters.get((datetime, sqlite3.PrepareProtocol), lambda value: value.isoformat(" "))
 
 
-def _repeated(values: Sequence[Any], times: int) -> list[Any]:
-    """Each value `times` times in a row: one per field of a lead."""
+def _objects(values: Sequence[Any]) -> np.ndarray:
+    """The values as a 1-d object array (bytes and strings stay whole)."""
     column = np.empty(len(values), dtype=object)
     column[:] = values
-    return np.repeat(column, times).tolist()
+    return column
 
 
 def _is_string(kind: pa.DataType) -> bool:

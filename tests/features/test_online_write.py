@@ -155,12 +155,14 @@ def _source(settings: Settings, view: str) -> pa.Table:
 
 @pytest.mark.parametrize("view", [ATTRIBUTES_VIEW, ACTIVITY_VIEW])
 def test_rows_equal_feasts_byte_for_byte(built: tuple[Settings, Definitions], view: str) -> None:
-    """First writes with holes of every kind, an upsert of changed values, a batch with nothing to write."""
+    """First writes with holes of every kind, an upsert of changed values, leads twice in one batch, batches
+    with nothing to write."""
     settings, _ = built
     source = _source(settings, view)
     assert set(ODD_IDS) <= set(source.column(LEAD_ID).to_pylist())
     first = _holes(source, 3, 0)
-    batches = [first, _changed(first).slice(5, 60), _all_missing(source.slice(0, 10)), source.slice(0, 0)]
+    twice = pa.concat_tables([first.slice(0, 4), _changed(first).slice(0, 4)])  # a lead twice in a batch: the last wins
+    batches = [first, _changed(first).slice(5, 60), twice, _all_missing(source.slice(0, 10)), source.slice(0, 0)]
     theirs = _written(settings, view, _feast, batches)
     ours = _written(settings, view, _ours, batches)
     assert len(theirs[0]) == source.num_rows * (source.num_columns - 2)
