@@ -26,6 +26,20 @@ _KEYS_PER_QUERY = 10_000  # SQLite binds at most 32,766 values in one statement
 _LENGTH = struct.Struct("<I")
 
 
+def string_key_head(join_key: str, version: int) -> bytes:
+    """What Feast's `serialize_entity_key` puts before a string id's 4-byte length and UTF-8 bytes for this
+    join key (the join key, the value type: Feast's own output), or b"" when a sample id's key is not
+    head + length + bytes (checked against `serialize_entity_key` here)."""
+
+    def feast_key(entity_id: str) -> bytes:
+        key = EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(string_val=entity_id)])
+        return serialize_entity_key(key, entity_key_serialization_version=version)
+
+    head = feast_key("")[: -_LENGTH.size]
+    data = "lead-ü/42".encode()
+    return head if head + _LENGTH.pack(len(data)) + data == feast_key("lead-ü/42") else b""
+
+
 class SqliteColumns:
     """Reads `views` ((feature view, field names) pairs) for many entity ids; create once and keep."""
 
@@ -41,12 +55,7 @@ class SqliteColumns:
         versioned = bool(getattr(store.config.registry, "enable_online_feature_view_versioning", False))
         self._tables = [(_table_id(store.config.project, view, versioned), list(names)) for view, names in views]
         self._version = store.config.entity_key_serialization_version
-        # A string key serializes as a fixed head (the join key, the value type) + the value's length and
-        # bytes; the head is Feast's own output, and the short form is checked against Feast's here.
-        self._head = self._feast_key("")[: -_LENGTH.size]
-        sample = "lead-ü/42"
-        if self._fast_key(sample) != self._feast_key(sample):
-            self._head = b""  # another layout: let Feast serialize every key
+        self._head = string_key_head(join_key, self._version)  # b"": another layout, Feast serializes every key
 
     def _feast_key(self, entity_id: str) -> bytes:
         key = EntityKeyProto(join_keys=[self._join_key], entity_values=[ValueProto(string_val=entity_id)])

@@ -1,7 +1,8 @@
 """The feature store's three uses: build it, read point-in-time training sets, serve online.
 
 - `build_features`: canonical tables → Feast sources (events streamed by chunks of leads) → `apply`
-  → the online views written through Feast in batches (`features.streamed`) (`samepage features`).
+  → the online views written in batches (`features.streamed`; on SQLite by columns, `features.online_write`)
+  (`samepage features`).
 - `training_frame`: (lead_id, as_of) rows → features exactly as known then, via
   `get_historical_features`, keeping every requested row.
 - `OnlineFeatures`: the same feature service through `get_online_features`, with request overrides.
