@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import uuid
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Histogram
@@ -10,13 +11,18 @@ from prometheus_client import CollectorRegistry, Histogram
 from serving.metrics import SCORE_BUCKETS, Metrics, observe_many
 
 
-def _histogram() -> Histogram:
-    return Histogram("h", "test", ["v"], buckets=SCORE_BUCKETS, registry=CollectorRegistry())
+def _histogram(name: str) -> Histogram:
+    # Names of their own: with PROMETHEUS_MULTIPROC_DIR set (mlflow sets it), equal names share their values.
+    return Histogram(f"h_{name}_{uuid.uuid4().hex}", "test", ["v"], buckets=SCORE_BUCKETS, registry=CollectorRegistry())
 
 
 def _samples(hist: Histogram) -> dict[tuple[str, str], float]:
+    prefix = hist._name  # each sample's name without it: "h_sum", "h_bucket", "h_count"
     return {
-        (s.name, s.labels.get("le", "")): s.value for m in hist.collect() for s in m.samples if not s.name.endswith("_created")
+        ("h" + s.name.removeprefix(prefix), s.labels.get("le", "")): s.value
+        for m in hist.collect()
+        for s in m.samples
+        if not s.name.endswith("_created")
     }
 
 
@@ -26,7 +32,7 @@ def test_batch_counts_equal_observe_one_by_one() -> None:
     bounds = np.array(SCORE_BUCKETS)
     edges = np.concatenate([bounds, np.nextafter(bounds, 0), np.nextafter(bounds, 2), [0.0, 1.0, 1.5, -0.1]])
     amounts = np.concatenate([edges, rng.random(500)]).tolist()
-    one_by_one, batched = _histogram(), _histogram()
+    one_by_one, batched = _histogram("one"), _histogram("batch")
     for a in amounts:
         one_by_one.labels("1").observe(a)
     observe_many(batched.labels("1"), amounts[:100])
@@ -43,7 +49,7 @@ def test_batch_counts_equal_observe_one_by_one() -> None:
 
 
 def test_nan_is_counted_in_no_bucket_as_with_observe() -> None:
-    one_by_one, batched = _histogram(), _histogram()
+    one_by_one, batched = _histogram("one"), _histogram("batch")
     for a in (0.3, math.nan):
         one_by_one.labels("1").observe(a)
     observe_many(batched.labels("1"), [0.3, math.nan])
@@ -53,10 +59,11 @@ def test_nan_is_counted_in_no_bucket_as_with_observe() -> None:
 
 def test_observe_scores_counts_scores_and_verdicts() -> None:
     metrics = Metrics()
-    metrics.observe_scores("3", [0.1, 0.7, 0.95], [False, True, True])
+    version = f"test-{uuid.uuid4().hex}"  # values of its own even where metrics of equal names share them
+    metrics.observe_scores(version, [0.1, 0.7, 0.95], [False, True, True])
     text = metrics.registry.get_sample_value
-    assert text("samepage_score_count", {"model_version": "3"}) == 3
-    assert text("samepage_score_bucket", {"model_version": "3", "le": "0.1"}) == 1
-    assert text("samepage_score_bucket", {"model_version": "3", "le": "0.7"}) == 2
-    assert text("samepage_mql_verdicts_total", {"model_version": "3", "passed": "true"}) == 2
-    assert text("samepage_mql_verdicts_total", {"model_version": "3", "passed": "false"}) == 1
+    assert text("samepage_score_count", {"model_version": version}) == 3
+    assert text("samepage_score_bucket", {"model_version": version, "le": "0.1"}) == 1
+    assert text("samepage_score_bucket", {"model_version": version, "le": "0.7"}) == 2
+    assert text("samepage_mql_verdicts_total", {"model_version": version, "passed": "true"}) == 2
+    assert text("samepage_mql_verdicts_total", {"model_version": version, "passed": "false"}) == 1
