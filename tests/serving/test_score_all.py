@@ -31,7 +31,13 @@ from serving.score_all import score_all
 from serving.scorer import Scorer
 from tests.serving.conftest import AUTH, lead_ids
 
-NOW = datetime.now(UTC).replace(microsecond=0)
+
+@pytest.fixture(scope="module")
+def now(workspace: Settings) -> datetime:
+    """The as-of time of these tests: after the session workspace was built. The online store keeps
+    only events of the longest window as of its build, so it cannot answer for a time before it (an
+    event leaving a window in between would count offline and not online)."""
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -40,18 +46,18 @@ def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a == b) | (np.isnan(a.astype(float)) & np.isnan(b.astype(float)))
 
 
-def test_offline_latest_rows_equal_the_online_store(workspace: Settings, definitions: Definitions) -> None:
+def test_offline_latest_rows_equal_the_online_store(workspace: Settings, definitions: Definitions, now: datetime) -> None:
     """The latest source row at or before now per lead holds what the online store serves now."""
     scorer = Scorer(workspace, definitions)
     scorer.refresh()
     assert scorer.champion is not None
     online = scorer.champion.online
-    chunks = list(lead_chunks(Sources.of(workspace, definitions), definitions, pd.Timestamp(NOW), 700))
+    chunks = list(lead_chunks(Sources.of(workspace, definitions), definitions, pd.Timestamp(now), 700))
     assert len(chunks) == 3 and sum(map(len, chunks)) == Sources.of(workspace, definitions).n_leads()
     engaged = 0
     for frame in chunks:
         offline = ChunkFeatures(frame, definitions)
-        got, want = offline.get(offline.ids, None, NOW), online.get(offline.ids, None, NOW)
+        got, want = offline.get(offline.ids, None, now), online.get(offline.ids, None, now)
         for key in [*definitions.feature_keys, "known"]:
             same = _same(got[key].to_numpy(), want[key].to_numpy())
             assert same.all(), f"{key}: offline {got[key][~same].head(3).tolist()} online {want[key][~same].head(3).tolist()}"
@@ -63,20 +69,23 @@ def test_offline_latest_rows_equal_the_online_store(workspace: Settings, definit
     assert engaged > 0
 
 
-class _Frozen(datetime):
-    """`datetime` whose `now` is NOW: the API and `--all` score as of the same instant."""
+def _frozen(at: datetime) -> type[datetime]:
+    """`datetime` whose `now` is `at`: the API and `--all` score as of the same instant."""
 
-    @classmethod
-    def now(cls, tz: Any = None) -> Any:
-        return NOW if tz is None else NOW.astimezone(tz)
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            return at if tz is None else at.astimezone(tz)
+
+    return Frozen
 
 
 @pytest.fixture(scope="module")
 def scored_all(
-    own_workspace_module: Settings, definitions: Definitions, tmp_path_factory: pytest.TempPathFactory
+    own_workspace_module: Settings, definitions: Definitions, tmp_path_factory: pytest.TempPathFactory, now: datetime
 ) -> pd.DataFrame:
     out = tmp_path_factory.mktemp("all") / "scores.parquet"
-    summary = score_all(own_workspace_module, definitions, out, chunk=600, progress=False, now=NOW)
+    summary = score_all(own_workspace_module, definitions, out, chunk=600, progress=False, now=now)
     frame = pd.read_parquet(out)
     assert summary.n_leads == len(frame) == Sources.of(own_workspace_module, definitions).n_leads()
     assert f"{summary.n_leads:,} leads" in str(summary)
@@ -84,7 +93,7 @@ def scored_all(
 
 
 def test_every_lead_scores_like_the_api(
-    scored_all: pd.DataFrame, own_workspace_module: Settings, definitions: Definitions, demo_leads: pd.DataFrame
+    scored_all: pd.DataFrame, own_workspace_module: Settings, definitions: Definitions, demo_leads: pd.DataFrame, now: datetime
 ) -> None:
     assert scored_all["lead_id"].is_unique and set(scored_all["lead_id"]) == set(demo_leads["lead_id"].astype(str))
     for _, row in scored_all.head(200).iterrows():
@@ -98,7 +107,7 @@ def test_every_lead_scores_like_the_api(
     ids = lead_ids(demo_leads, 40, seed=16) + scored_all.loc[scored_all["mql_passed"], "lead_id"].head(5).tolist()
     mine = scored_all.set_index("lead_id").loc[ids]
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("serving.scorer.datetime", _Frozen)
+        mp.setattr("serving.scorer.datetime", _frozen(now))
         app = create_app(own_workspace_module, definitions, access_log=False)
         with TestClient(app, raise_server_exceptions=False) as client:
             api = [client.post("/v1/score", json={"lead_id": i}, headers=AUTH).json() for i in ids]
@@ -132,11 +141,11 @@ def test_latest_scores_are_recorded_with_the_api_payload(scored_all: pd.DataFram
 
 
 def test_scoring_processes_give_the_same_output_and_records(
-    scored_all: pd.DataFrame, own_workspace_module: Settings, definitions: Definitions, tmp_path: Path
+    scored_all: pd.DataFrame, own_workspace_module: Settings, definitions: Definitions, tmp_path: Path, now: datetime
 ) -> None:
     """One process per core (forced here, on a small workspace) writes what one process writes."""
     out = tmp_path / "scores.parquet"
-    summary = score_all(own_workspace_module, definitions, out, chunk=600, progress=False, now=NOW, workers=2)
+    summary = score_all(own_workspace_module, definitions, out, chunk=600, progress=False, now=now, workers=2)
     got = pd.read_parquet(out)
     assert summary.n_leads == len(got) == len(scored_all)
     changing = ["previous_score", "previous_at", "delta"]  # the first run recorded scores: this one has a trend
@@ -152,14 +161,14 @@ def test_scoring_processes_give_the_same_output_and_records(
     # the scoring processes saved every lead's latest score themselves
     saved = latest.loc[got["lead_id"]]
     assert saved["score"].tolist() == got["score"].tolist() and saved["mql_passed"].tolist() == got["mql_passed"].tolist()
-    assert (saved["scored_at"] == pd.Timestamp(NOW)).all()
+    assert (saved["scored_at"] == pd.Timestamp(now)).all()
 
 
 def test_csv_output_without_to_pass_and_a_second_run_has_trend(
-    scored_all: pd.DataFrame, own_workspace_module: Settings, definitions: Definitions, tmp_path: Path
+    scored_all: pd.DataFrame, own_workspace_module: Settings, definitions: Definitions, tmp_path: Path, now: datetime
 ) -> None:
     out = tmp_path / "scores.csv"
-    score_all(own_workspace_module, definitions, out, chunk=5_000, progress=False, now=NOW, suggest=False)
+    score_all(own_workspace_module, definitions, out, chunk=5_000, progress=False, now=now, suggest=False)
     got = pd.read_csv(out, dtype={"lead_id": str})
     assert got["to_pass"].isna().all() and (scored_all["to_pass"] != "").any()  # --no-to-pass: no search
     assert got.columns.tolist() == scored_all.columns.tolist() and len(got) == len(scored_all)
