@@ -71,28 +71,71 @@ def explain_columns(
     labels = [_label(defs, k) for k in keys]
     formats = [formatter(defs, k) for k in keys]
     json_columns = [_json_column(col) for col in columns]  # each feature's JSON values, by lead
-    # The reasons: the first REASONS_PER_SIDE features (by |contribution|) pushing each way by at least MIN_REASON.
-    pushes = np.take_along_axis(contrib, order_array, axis=1)
-    reasons: tuple[list[list[str]], list[list[str]]] = ([[] for _ in range(n)], [[] for _ in range(n)])
-    shown: dict[tuple[int, int, type, Any], str] = {}  # a reason, worded once per side, feature and distinct value
+    rows = contrib.tolist()
+    if n >= SMALL_BATCH:
+        reasons = _reasons_of_batch(contrib, order_array, json_columns, labels, formats)
+    else:  # a few leads: plain Python costs less than numpy's set-up
+        reasons = _reasons_of_each(rows, order, json_columns, labels, formats)
+    base_list = base.tolist()
+    out: list[Explanation] = []
+    for i, (row, values) in enumerate(zip(rows, zip(*json_columns, strict=True), strict=True)):
+        items = [{"feature": keys[j], "label": labels[j], "value": values[j], "contribution": row[j]} for j in order[i]]
+        by_key = dict(zip(keys, values, strict=True))
+        out.append(Explanation(scores[i], base_list[i], items, reasons[0][i], reasons[1][i], by_key))
+    return out
+
+
+Reasons = tuple[list[list[str]], list[list[str]]]  # per lead: the reasons up, the reasons down
+
+
+def _reasons_of_batch(
+    contrib: np.ndarray, order: np.ndarray, json_columns: list[list[Any]], labels: list[str], formats: list[Any]
+) -> Reasons:
+    """The first REASONS_PER_SIDE features (by |contribution|) pushing each way by at least MIN_REASON,
+    picked for every lead at once; each reason worded once per side, feature and value."""
+    n = len(contrib)
+    pushes = np.take_along_axis(contrib, order, axis=1)
+    reasons: Reasons = ([[] for _ in range(n)], [[] for _ in range(n)])
+    shown: dict[tuple[int, int, type, Any], str] = {}
     for side, pushing, words in ((0, pushes >= MIN_REASON, "raises"), (1, pushes <= -MIN_REASON, "lowers")):
         pushing &= np.cumsum(pushing, axis=1) <= REASONS_PER_SIDE
         leads, at = np.nonzero(pushing)  # lead by lead, strongest first
         out_side = reasons[side]
-        for i, j in zip(leads.tolist(), order_array[leads, at].tolist(), strict=True):
+        for i, j in zip(leads.tolist(), order[leads, at].tolist(), strict=True):
             value = json_columns[j][i]
             key = (side, j, type(value), value)  # the type too: True == 1, but reads "yes"
             text = shown.get(key)
             if text is None:
                 text = shown[key] = f"{labels[j]}: {formats[j](value)} ({words} the score)"
             out_side[i].append(text)
-    base_list = base.tolist()
-    out: list[Explanation] = []
-    for i, (row, values) in enumerate(zip(contrib.tolist(), zip(*json_columns, strict=True), strict=True)):
-        items = [{"feature": keys[j], "label": labels[j], "value": values[j], "contribution": row[j]} for j in order[i]]
-        by_key = dict(zip(keys, values, strict=True))
-        out.append(Explanation(scores[i], base_list[i], items, reasons[0][i], reasons[1][i], by_key))
-    return out
+    return reasons
+
+
+def _reasons_of_each(
+    rows: list[list[float]], order: list[list[int]], json_columns: list[list[Any]], labels: list[str], formats: list[Any]
+) -> Reasons:
+    """`_reasons_of_batch` lead by lead (tests: a batch and its leads one at a time explain alike)."""
+    reasons: Reasons = ([], [])
+    for i, (row, row_order) in enumerate(zip(rows, order, strict=True)):
+        up: list[str] = []
+        down: list[str] = []
+        for j in row_order:  # already by |contribution|, so the first ones found are the top ones
+            c = row[j]
+            if c >= MIN_REASON:
+                if len(up) < REASONS_PER_SIDE:
+                    up.append(f"{labels[j]}: {formats[j](json_columns[j][i])} (raises the score)")
+                elif len(down) == REASONS_PER_SIDE:
+                    break  # both sides are full
+            elif c <= -MIN_REASON:
+                if len(down) < REASONS_PER_SIDE:
+                    down.append(f"{labels[j]}: {formats[j](json_columns[j][i])} (lowers the score)")
+                elif len(up) == REASONS_PER_SIDE:
+                    break
+            else:
+                break  # the rest push even less
+        reasons[0].append(up)
+        reasons[1].append(down)
+    return reasons
 
 
 def lightgbm_threads(rows: int, small: int, threads: int | None) -> dict[str, int]:

@@ -86,9 +86,11 @@ def observe_many(hist: Histogram, amounts: Sequence[float]) -> None:
     Relies on prometheus_client's pinned histogram layout (a value per bucket, each counted in the
     first bucket whose upper bound is at or above it; the sum); tests compare it with `observe`.
     """
-    values = np.asarray(amounts, dtype=np.float64)
-    if not len(values):
+    if len(amounts) < 64:  # a few: numpy's set-up costs more than observing each
+        for amount in amounts:
+            hist.observe(amount)
         return
+    values = np.asarray(amounts, dtype=np.float64)
     bounds = np.asarray(hist._upper_bounds, dtype=np.float64)
     kept = values[~np.isnan(values)]  # NaN is in no bucket (`NaN <= bound` is false), as with observe
     counts = np.bincount(np.searchsorted(bounds, kept, side="left"), minlength=len(bounds))

@@ -36,7 +36,8 @@ def test_batch_counts_equal_observe_one_by_one() -> None:
     for a in amounts:
         one_by_one.labels("1").observe(a)
     observe_many(batched.labels("1"), amounts[:100])
-    observe_many(batched.labels("1"), amounts[100:])  # twice: counts add up across batches
+    observe_many(batched.labels("1"), amounts[100:103])  # a few: observed one by one
+    observe_many(batched.labels("1"), amounts[103:])  # counts add up across batches
     observe_many(batched.labels("1"), [])
     expected, got = _samples(one_by_one), _samples(batched)
     assert expected.keys() == got.keys()
