@@ -40,6 +40,12 @@ def string_key_head(join_key: str, version: int) -> bytes:
     return head if head + _LENGTH.pack(len(data)) + data == feast_key("lead-ü/42") else b""
 
 
+def string_keys(head: bytes, ids: Sequence[str]) -> list[bytes]:
+    """Feast's serialized entity keys of string ids, given `string_key_head` (not b"") for their join key."""
+    pack = _LENGTH.pack
+    return [head + pack(len(data)) + data for data in (i.encode("utf-8") for i in ids)]
+
+
 class SqliteColumns:
     """Reads `views` ((feature view, field names) pairs) for many entity ids; create once and keep."""
 
@@ -61,15 +67,10 @@ class SqliteColumns:
         key = EntityKeyProto(join_keys=[self._join_key], entity_values=[ValueProto(string_val=entity_id)])
         return serialize_entity_key(key, entity_key_serialization_version=self._version)
 
-    def _fast_key(self, entity_id: str) -> bytes:
-        data = entity_id.encode("utf-8")
-        return self._head + _LENGTH.pack(len(data)) + data
-
     def read(self, ids: Sequence[str]) -> dict[str, Column]:
         """One column per field (request order; repeats and unknown ids included), see `values_column`."""
         unique = list(dict.fromkeys(ids))
-        key_of = self._fast_key if self._head else self._feast_key
-        keys = [key_of(i) for i in unique]
+        keys = string_keys(self._head, unique) if self._head else [self._feast_key(i) for i in unique]
         position = {key: j for j, key in enumerate(keys)}
         where = None
         if len(unique) < len(ids):  # repeated ids: read once, then spread back

@@ -16,7 +16,6 @@ tests/features/test_online_write.py compares both tables byte for byte.
 from __future__ import annotations
 
 import sqlite3
-import struct
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -30,11 +29,10 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.type_map import python_values_to_proto_values
 from feast.value_type import ValueType
 
-from features.online_read import string_key_head
+from features.online_read import string_key_head, string_keys
 
 _ROWS_PER_STATEMENT = 500  # 3,000 parameters: under SQLite's limit (32,766; 999 before 3.32, checked when writing)
 Values = tuple[list[bytes], list[str | None]]  # one field's serialized values and value_text, per row
-_LENGTH = struct.Struct("<I")
 _DOUBLE = np.dtype([("tag", "u1"), ("value", "<f8")])
 _DOUBLE_TAG = 0x29  # field 5 (double_val), 8 bytes: every double serializes to 9 bytes
 _STRING_TAG = b"\x12"  # field 2 (string_val), length-delimited
@@ -143,8 +141,7 @@ class SqliteViewWriter:
         return all(_exact(table.column(name).type, kind) for name, kind in self._fields)
 
     def _keys(self, ids: pa.ChunkedArray) -> list[bytes]:
-        head, pack = self._head, _LENGTH.pack
-        return [head + pack(len(b)) + b for b in (s.encode("utf-8") for s in ids.to_pylist())]
+        return string_keys(self._head, ids.to_pylist())
 
     def _values(self, column: pa.ChunkedArray, kind: ValueType) -> Values:
         if kind == ValueType.DOUBLE:

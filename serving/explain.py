@@ -106,7 +106,7 @@ def _reasons_of_batch(
             key = (side, j, type(value), value)  # the type too: True == 1, but reads "yes"
             text = shown.get(key)
             if text is None:
-                text = shown[key] = f"{labels[j]}: {formats[j](value)} ({words} the score)"
+                text = shown[key] = _reason(labels[j], formats[j], value, words)
             out_side[i].append(text)
     return reasons
 
@@ -123,12 +123,12 @@ def _reasons_of_each(
             c = row[j]
             if c >= MIN_REASON:
                 if len(up) < REASONS_PER_SIDE:
-                    up.append(f"{labels[j]}: {formats[j](json_columns[j][i])} (raises the score)")
+                    up.append(_reason(labels[j], formats[j], json_columns[j][i], "raises"))
                 elif len(down) == REASONS_PER_SIDE:
                     break  # both sides are full
             elif c <= -MIN_REASON:
                 if len(down) < REASONS_PER_SIDE:
-                    down.append(f"{labels[j]}: {formats[j](json_columns[j][i])} (lowers the score)")
+                    down.append(_reason(labels[j], formats[j], json_columns[j][i], "lowers"))
                 elif len(up) == REASONS_PER_SIDE:
                     break
             else:
@@ -136,6 +136,11 @@ def _reasons_of_each(
         reasons[0].append(up)
         reasons[1].append(down)
     return reasons
+
+
+def _reason(label: str, fmt: Any, value: Any, words: str) -> str:
+    """One reason in the shared vocabulary: "Demo requests in the last 90 days: 2 (raises the score)"."""
+    return f"{label}: {fmt(value)} ({words} the score)"
 
 
 def lightgbm_threads(rows: int, small: int, threads: int | None) -> dict[str, int]:

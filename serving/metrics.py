@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
+FEW = 64  # scores observed one by one below this (a single /v1/score)
 
 
 class Metrics:
@@ -86,7 +87,7 @@ def observe_many(hist: Histogram, amounts: Sequence[float]) -> None:
     Relies on prometheus_client's pinned histogram layout (a value per bucket, each counted in the
     first bucket whose upper bound is at or above it; the sum); tests compare it with `observe`.
     """
-    if len(amounts) < 64:  # a few: numpy's set-up costs more than observing each
+    if len(amounts) < FEW:  # numpy's set-up costs more than observing each
         for amount in amounts:
             hist.observe(amount)
         return

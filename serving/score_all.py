@@ -236,9 +236,7 @@ def _exit_with_run(run: int) -> None:
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process now holds the number: ours is gone
+    except (ProcessLookupError, PermissionError):  # gone (PermissionError: the number is someone else's now)
         return False
     return True
 

@@ -331,12 +331,13 @@ class Scorer:
             if extra_fields:
                 values = {**values, **self._extra_values(champ, lead_id, attrs, extra_fields)}
             values_all.append(values)
-        verdicts = mql_verdicts(self.defs, [exp.score for exp in explanations], values_all)
+        scores = [exp.score for exp in explanations]
+        verdicts = mql_verdicts(self.defs, scores, values_all)
         search = suggest and not all(v.passed for v in verdicts)
         steps = to_pass(champ.bundle, self.defs, X, verdicts, values_all, threads=self.threads) if search else [None] * len(ids)
         previous = self.history.previous_scores(ids) if self.history is not None else {}
         results: list[dict[str, Any]] = []
-        grades = self.defs.grades_of([exp.score for exp in explanations])
+        grades = self.defs.grades_of(scores)
         for lead_id, exp, mql, step, grade in zip(ids, explanations, verdicts, steps, grades, strict=True):
             answer = mql.as_dict()
             if step is not None:

@@ -99,8 +99,7 @@ def to_pass(
     """Per lead (rows of the encoded `X`, their verdicts and criterion/feature values): None for an MQL, else `ToPass`.
 
     `prune=False` rescores every candidate of every lead at once (the tests' oracle for `_hopeful` and
-    the staged search); `threads`:
-    LightGBM's for a large search (None: every core)."""
+    the staged search); `threads`: LightGBM's for a large search (None: every core)."""
     keys = bundle.feature_keys
     plan = steps(defs, keys)
     changeable = {keys[j] for s in plan for j in s.columns}

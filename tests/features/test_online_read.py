@@ -14,7 +14,7 @@ from feast.protos.feast.types.Value_pb2 import DoubleList, Int64List, StringList
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from features.feast_repo import open_store
-from features.online_read import proto_column, values_column
+from features.online_read import proto_column, string_keys, values_column
 from features.store import OnlineFeatures, build_features
 from samepage.definitions import Definitions
 from samepage.settings import Settings
@@ -81,7 +81,7 @@ def test_keys_are_feasts_own(built: tuple[Settings, Definitions], lead_id: str) 
     assert reader is not None
     key = EntityKeyProto(join_keys=["lead_id"], entity_values=[ValueProto(string_val=lead_id)])
     version = open_store(settings).config.entity_key_serialization_version
-    assert reader._fast_key(lead_id) == serialize_entity_key(key, entity_key_serialization_version=version)
+    assert string_keys(reader._head, [lead_id])[0] == serialize_entity_key(key, entity_key_serialization_version=version)
 
 
 def test_read_equals_feasts_online_features(built: tuple[Settings, Definitions]) -> None:
