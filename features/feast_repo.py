@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -117,11 +118,16 @@ def open_store(settings: Settings) -> FeatureStore:
     config = repo / "feature_store.yaml"
     text = feature_store_yaml(settings)
     if not config.exists() or config.read_text(encoding="utf-8") != text:
-        tmp = config.with_suffix(".yaml.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        tmp.replace(config)
+        # A temporary file of its own (owner-only, as mkstemp makes it): the service's threads open
+        # the store at once at start-up, and a shared name let one rename another's half-written file.
+        fd, tmp = tempfile.mkstemp(prefix=".feature_store.", suffix=".yaml.tmp", dir=repo)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.replace(tmp, config)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     elif config.stat().st_mode & 0o077:
         config.chmod(0o600)  # written by an older version, readable by others
     return FeatureStore(repo_path=str(repo))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pandas as pd
 import yaml
 from feast.types import Bool, Float64, Int32, String, UnixTimestamp
@@ -95,3 +97,31 @@ def test_the_config_and_the_workspace_are_owner_only(settings: Settings) -> None
     config.chmod(0o644)  # as an older version left it
     open_store(settings)
     assert config.stat().st_mode & 0o777 == 0o600
+
+
+def test_threads_opening_the_store_at_once_all_open_it(settings: Settings) -> None:
+    # The service's champion loader and its online refresher open the store together at start-up, on
+    # a workspace whose config is out of date (a copied workspace): a shared temporary file let one
+    # rename the other's half-written config away, and the loser failed (the rules never scored).
+    config = settings.feature_repo_dir / "feature_store.yaml"
+    open_store(settings)
+    for _round in range(20):
+        config.write_text("# out of date\n", encoding="utf-8")
+        start = threading.Barrier(6)
+        failures: list[BaseException] = []
+
+        def open_it() -> None:
+            start.wait()
+            try:
+                open_store(settings)
+            except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+                failures.append(exc)
+
+        threads = [threading.Thread(target=open_it) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert failures == [], failures
+        assert config.read_text(encoding="utf-8") == feature_store_yaml(settings)
+    assert not list(settings.feature_repo_dir.glob("*.tmp*"))  # no temporary file left behind
