@@ -65,7 +65,7 @@ def test_service_has_every_field_the_features_are_derived_from(settings: Setting
 
 def test_yaml_follows_the_settings(settings: Settings) -> None:
     sqlite = yaml.safe_load(feature_store_yaml(settings))
-    assert sqlite["provider"] == "local" and sqlite["offline_store"]["type"] == "file"
+    assert sqlite["provider"] == "local" and sqlite["offline_store"]["type"] == "duckdb"
     assert sqlite["online_store"]["type"] == "sqlite"
     assert sqlite["registry"].startswith(str(settings.home_dir))
     redis = yaml.safe_load(feature_store_yaml(settings.model_copy(update={"online_store": "redis"})))
@@ -109,15 +109,7 @@ def test_threads_opening_the_store_at_once_all_open_it(settings: Settings) -> No
         config.write_text("# out of date\n", encoding="utf-8")
         start = threading.Barrier(6)
         failures: list[BaseException] = []
-
-        def open_it() -> None:
-            start.wait()
-            try:
-                open_store(settings)
-            except BaseException as exc:  # noqa: BLE001 - collected for the assertion
-                failures.append(exc)
-
-        threads = [threading.Thread(target=open_it) for _ in range(6)]
+        threads = [threading.Thread(target=_open_at_once, args=(settings, start, failures)) for _ in range(6)]
         for t in threads:
             t.start()
         for t in threads:
@@ -125,3 +117,11 @@ def test_threads_opening_the_store_at_once_all_open_it(settings: Settings) -> No
         assert failures == [], failures
         assert config.read_text(encoding="utf-8") == feature_store_yaml(settings)
     assert not list(settings.feature_repo_dir.glob("*.tmp*"))  # no temporary file left behind
+
+
+def _open_at_once(settings: Settings, start: threading.Barrier, failures: list[BaseException]) -> None:
+    start.wait()
+    try:
+        open_store(settings)
+    except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+        failures.append(exc)
