@@ -97,8 +97,8 @@ def feature_store_yaml(settings: Settings) -> str:
         f"project: {settings.feature_project}\n"
         "provider: local  # the embedded provider: no cloud services\n"
         f"registry: {_quoted(str(repo / 'registry.db'))}  # file registry in the workspace\n"
-        "offline_store:  # Parquet files under sources/, joined point-in-time by Feast\n"
-        "  type: file\n"
+        "offline_store:  # Parquet files under sources/, joined point-in-time by Feast in DuckDB\n"
+        "  type: duckdb  # out of core: the file store's Dask join held ~8 GiB for 100,000 leads\n"
         f"{online}"
         "entity_key_serialization_version: 3\n"
     )

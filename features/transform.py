@@ -435,7 +435,8 @@ def _nanoseconds(series: pd.Series) -> np.ndarray:
 
 def _empty_engagement(keys: list[str]) -> pd.DataFrame:
     frame = pd.DataFrame(
-        {LEAD_ID: pd.Series(dtype="object"), TIMESTAMP: pd.Series(dtype="datetime64[ns, UTC]")}
+        # Typed even when empty: Feast's DuckDB store cannot join on a column of Arrow type null.
+        {LEAD_ID: pd.Series(dtype="string"), TIMESTAMP: pd.Series(dtype="datetime64[ns, UTC]")}
     )
     for key in keys:
         frame[key] = pd.Series(dtype="int32")
