@@ -15,7 +15,6 @@ from serving.writer import ScoreWriter
 from tests.conftest import IN_CI
 from tests.utils.postgres import fresh_schema
 
-
 VOCAB = vocabulary(("employees", "industry"), ("Company size", "Industry"))
 
 
