@@ -2,8 +2,10 @@
 
     .venv/bin/python bench/record_scores.py --source /tmp/copy-of-ws/records.db [--url postgresql+psycopg2://...]
 
-Takes every latest score of `--source` (a copy of a workspace's records.db: opening it writes its WAL
-files) as the ScoreOut dicts they were saved from, makes their record-store rows with `score_row`,
+Takes every latest score of `--source` (a copy of a workspace's records.db: opening it migrates it and
+writes its WAL files) as the answers they were saved from (payloads kept whole by older versions are
+compacted in the order of the first one's features: the stored form's size does not depend on it),
+makes their record-store rows with `score_row`,
 saves them in chunks of `--chunk` into a fresh store (a new SQLite file per run, or `--url` emptied
 first), then reads them back with `previous_scores_all`: best of `--runs` (wall and this process's CPU time,
 less disturbed by other work on the machine), with the load average.
@@ -35,11 +37,27 @@ def main() -> None:
 
     import sqlalchemy as sa
 
+    from samepage.answers import compact, vocabulary
     from samepage.records import RecordStore, scores_table
+    from serving.scorer import Scored
     from serving.writer import score_row
 
+    source_store = RecordStore(f"sqlite:///{args.source}")  # migrated: the vocabularies table
     with sqlite3.connect(args.source) as source:
-        results = [json.loads(p) for (p,) in source.execute("SELECT payload FROM latest_scores ORDER BY lead_id")]
+        payloads = [json.loads(p) for (p,) in source.execute("SELECT payload FROM latest_scores ORDER BY lead_id")]
+    results: list[Scored] = []
+    whole = None
+    for p in payloads:
+        if "vocabulary" not in p["explanation"]:
+            if whole is None:
+                items = sorted(p["explanation"]["contributions"], key=lambda c: c["feature"])
+                whole = vocabulary(tuple(c["feature"] for c in items), tuple(c["label"] for c in items))
+            p = compact(p, whole)
+            results.append(Scored.from_record(p, whole))
+        else:
+            results.append(Scored.from_record(p, source_store.vocabulary(p["explanation"]["vocabulary"])))
+    source_store.close()
+    vocabularies = list({r.explanation.vocabulary.id: r.explanation.vocabulary for r in results}.values())
     rows: list[dict] = []
     made = []
     for _ in range(args.runs):
@@ -59,7 +77,7 @@ def main() -> None:
                 conn.execute(scores_table.delete())
             started, cpu = time.perf_counter(), time.process_time()
             for start in range(0, len(rows), args.chunk):
-                store.save_scores(rows[start : start + args.chunk])
+                store.save_scores(rows[start : start + args.chunk], vocabularies)
             saves.append(time.perf_counter() - started)
             save_cpu.append(time.process_time() - cpu)
             started, cpu = time.perf_counter(), time.process_time()

@@ -10,6 +10,7 @@ The tables below describe the head schema for queries; the migrations are its hi
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -19,9 +20,12 @@ from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from samepage.answers import Vocabulary, expand
 from samepage.settings import Settings
 from samepage.tables import STAGE_COLUMNS
 from samepage.values import utc_timestamp
@@ -55,6 +59,15 @@ scores_table = sa.Table(
     sa.Column("definitions_version", sa.String(100), nullable=False),
     sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("payload", sa.Text, nullable=False),
+)
+# A scoring model's feature keys and labels, once per content (`samepage.answers`): compact payloads name one by id.
+# Made by migration 0004; kept out of `_metadata`, which describes what stores made before migrations hold.
+vocabularies_table = sa.Table(
+    "answer_vocabularies",
+    sa.MetaData(),
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("features", sa.Text, nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
 )
 _SCORE_COLUMNS = [c.name for c in scores_table.columns]
 _AT = _SCORE_COLUMNS.index("scored_at")
@@ -90,6 +103,8 @@ class RecordStore:
         processors = {c.name: c.type.dialect_impl(dialect).bind_processor(dialect) for c in scores_table.columns}
         self._bind_stamp = processors.pop("scored_at") or _same
         self._processors = [(_SCORE_COLUMNS.index(name), p) for name, p in processors.items() if p is not None]
+        # Vocabularies known to be in the store (written or read by this process): a few per model, never dropped.
+        self._vocabularies: dict[str, Vocabulary] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RecordStore:
@@ -137,18 +152,22 @@ class RecordStore:
         return frame
 
     # -- scores -----------------------------------------------------------------------------
-    def save_scores(self, rows: list[dict[str, Any]]) -> None:
+    def save_scores(self, rows: list[dict[str, Any]], vocabularies: Iterable[Vocabulary] = ()) -> None:
         """Upsert the latest score per lead in one transaction (of a lead given twice, the last row
         wins); each row holds the scores_table columns, payload a dict or its JSON text (callers
-        with a faster serializer pass text)."""
+        with a faster serializer pass text). `vocabularies`: those the compact payloads name
+        (`samepage.answers`), stored in the same transaction unless stored already."""
         if not rows:
             return
         latest = list({r["lead_id"]: _score_values(r) for r in rows}.values())
+        new = {v.id: v for v in vocabularies if v.id not in self._vocabularies}
         if self._upsert is None:
             values = [dict(zip(_SCORE_COLUMNS, v, strict=True)) for v in latest]
             with self.engine.begin() as conn:
+                self._add_vocabularies(conn, new)
                 conn.execute(scores_table.delete().where(scores_table.c.lead_id.in_([v[0] for v in latest])))
                 conn.execute(scores_table.insert(), values)
+            self._vocabularies.update(new)  # committed
             return
         # The statement's text and each value through the bind processor SQLAlchemy would apply,
         # straight to the driver: SQLAlchemy's per-row parameter handling cost as much as SQLite's
@@ -158,6 +177,7 @@ class RecordStore:
         params = [self._bound(v, stamps) for v in latest]
         full = len(params) - len(params) % UPSERT_ROWS
         with self.engine.begin() as conn:
+            self._add_vocabularies(conn, new)
             if full:
                 batches = [_flat(params[i : i + UPSERT_ROWS]) for i in range(0, full, UPSERT_ROWS)]
                 conn.exec_driver_sql(self._upsert, batches)
@@ -165,6 +185,36 @@ class RecordStore:
                 rest = _upsert_text(self.engine.dialect, len(params) - full)
                 assert rest is not None, "the same dialect as self._upsert"
                 conn.exec_driver_sql(rest, _flat(params[full:]))
+        self._vocabularies.update(new)  # committed
+
+    def _add_vocabularies(self, conn: sa.Connection, new: dict[str, Vocabulary]) -> None:
+        """Insert each vocabulary unless a row of its id is there (another process may have stored it)."""
+        if not new:
+            return
+        rows = [{"id": v.id, "features": v.text(), "recorded_at": datetime.now(UTC)} for v in new.values()]
+        dialect = self.engine.dialect.name
+        if dialect in ("sqlite", "postgresql"):
+            insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+            conn.execute(insert(vocabularies_table).on_conflict_do_nothing(index_elements=["id"]), rows)
+            return
+        there = set(conn.execute(sa.select(vocabularies_table.c.id).where(vocabularies_table.c.id.in_(list(new)))).scalars())
+        if missing := [r for r in rows if r["id"] not in there]:
+            conn.execute(vocabularies_table.insert(), missing)
+
+    def vocabulary(self, vocabulary_id: str) -> Vocabulary:
+        """A stored vocabulary by id (cached); KeyError when the store has none of that id."""
+        known = self._vocabularies.get(vocabulary_id)
+        if known is not None:
+            return known
+        with self.engine.connect() as conn:
+            text = conn.execute(sa.select(vocabularies_table.c.features).where(vocabularies_table.c.id == vocabulary_id)).scalar()
+        if text is None:
+            raise KeyError(f"the record store has no answer vocabulary {vocabulary_id!r}")
+        vocab = Vocabulary.from_text(text)
+        if vocab.id != vocabulary_id:
+            raise ValueError(f"answer vocabulary {vocabulary_id!r}: its stored content hashes to {vocab.id!r}")
+        self._vocabularies[vocabulary_id] = vocab
+        return vocab
 
     def _bound(self, values: tuple[Any, ...], stamps: dict[datetime, Any]) -> tuple[Any, ...]:
         """scores_table values as the driver gets them from SQLAlchemy (`stamps`: the times bound so far)."""
@@ -182,7 +232,11 @@ class RecordStore:
             row = conn.execute(sa.select(scores_table).where(scores_table.c.lead_id == lead_id)).mappings().first()
         if row is None:
             return None
-        return {**row, "payload": json.loads(row["payload"]), "scored_at": _utc(row["scored_at"])}
+        payload = json.loads(row["payload"])
+        exp = payload.get("explanation") if isinstance(payload, dict) else None
+        if isinstance(exp, dict) and "vocabulary" in exp:  # compact: the ScoreOut answer as it was given
+            payload = expand(payload, {exp["vocabulary"]: self.vocabulary(exp["vocabulary"])})
+        return {**row, "payload": payload, "scored_at": _utc(row["scored_at"])}
 
     def previous_scores(self, lead_ids: list[str]) -> dict[str, tuple[float, datetime]]:
         """(score, scored_at) of the latest score kept for each of these leads that has one (for `trend`)."""

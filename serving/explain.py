@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from samepage.answers import Vocabulary, stored_explanation, vocabulary
 from samepage.bundle import Bundle, FeatureEncoder
 from samepage.definitions import Definitions
 from samepage.values import sigmoid
@@ -27,14 +28,28 @@ SMALL_BATCH = 64  # below this, one LightGBM thread beats waking a pool (measure
 
 @dataclass(slots=True)
 class Explanation:
-    """One lead's explanation; `contributions` are the contract's dicts (feature, label, value, contribution)."""
+    """One lead's explanation as arrays in the model's feature order (the vocabulary's); the contract's
+    `contributions` dicts are built only when asked for (`score --all` stores and writes the arrays)."""
 
     score: float
     base_value: float
-    contributions: list[dict[str, Any]]  # every model feature, largest |contribution| first
+    vocabulary: Vocabulary  # the feature keys and labels, shared by every lead of a model
+    row: list[float]  # contributions, in the vocabulary's order
+    order: list[int]  # feature positions, largest |contribution| first (the contract's order)
+    json_values: Sequence[Any]  # the JSON value each feature's contribution shows, in the vocabulary's order
     reasons_up: list[str]
     reasons_down: list[str]
-    values: dict[str, Any] = field(default_factory=dict)  # feature -> the JSON value its contribution shows
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """feature -> the JSON value its contribution shows."""
+        return dict(zip(self.vocabulary.keys, self.json_values, strict=True))
+
+    @property
+    def contributions(self) -> list[dict[str, Any]]:
+        """The contract's dicts (feature, label, value, contribution), every model feature, largest |contribution| first."""
+        keys, labels, values, row = self.vocabulary.keys, self.vocabulary.labels, self.json_values, self.row
+        return [{"feature": keys[j], "label": labels[j], "value": values[j], "contribution": row[j]} for j in self.order]
 
     def as_dict(self) -> dict[str, Any]:
         """The contract's `explanation` object."""
@@ -44,6 +59,33 @@ class Explanation:
             "reasons_up": self.reasons_up,
             "reasons_down": self.reasons_down,
         }
+
+    def stored(self) -> dict[str, Any]:
+        """The record store's `explanation` object (`samepage.answers`): `as_dict` once expanded."""
+        return stored_explanation(
+            self.base_value, self.vocabulary, self.order, list(self.json_values), self.row, self.reasons_up, self.reasons_down
+        )
+
+    def by_contribution(self) -> dict[str, float]:
+        """feature -> contribution, largest |contribution| first (the output file's `contributions` column)."""
+        keys, row = self.vocabulary.keys, self.row
+        return {keys[j]: row[j] for j in self.order}
+
+    @classmethod
+    def from_stored(cls, score: float, stored: dict[str, Any], vocab: Vocabulary) -> Explanation:
+        """The explanation of a stored answer (`stored`: its `explanation` object, naming `vocab`)."""
+        if stored["vocabulary"] != vocab.id:
+            raise ValueError(f"explanation: vocabulary {stored['vocabulary']!r} is not {vocab.id!r}")
+        return cls(
+            score,
+            stored["base_value"],
+            vocab,
+            stored["contributions"],
+            stored["order"],
+            stored["values"],
+            stored["reasons_up"],
+            stored["reasons_down"],
+        )
 
 
 def explain(bundle: Bundle, defs: Definitions, frame: pd.DataFrame) -> list[Explanation]:
@@ -68,7 +110,8 @@ def explain_columns(
     scores = sigmoid(base + contrib.sum(axis=1)).tolist()
     order_array = np.argsort(-np.abs(contrib), axis=1, kind="stable")
     order = order_array.tolist()
-    labels = [_label(defs, k) for k in keys]
+    vocab = vocabulary_of(bundle, defs)
+    labels = vocab.labels
     formats = [formatter(defs, k) for k in keys]
     json_columns = [_json_column(col) for col in columns]  # each feature's JSON values, by lead
     rows = contrib.tolist()
@@ -77,19 +120,24 @@ def explain_columns(
     else:  # a few leads: plain Python costs less than numpy's set-up
         reasons = _reasons_of_each(rows, order, json_columns, labels, formats)
     base_list = base.tolist()
-    out: list[Explanation] = []
-    for i, (row, values) in enumerate(zip(rows, zip(*json_columns, strict=True), strict=True)):
-        items = [{"feature": keys[j], "label": labels[j], "value": values[j], "contribution": row[j]} for j in order[i]]
-        by_key = dict(zip(keys, values, strict=True))
-        out.append(Explanation(scores[i], base_list[i], items, reasons[0][i], reasons[1][i], by_key))
-    return out
+    up, down = reasons
+    return [
+        Explanation(scores[i], base_list[i], vocab, row, order[i], values, up[i], down[i])
+        for i, (row, values) in enumerate(zip(rows, zip(*json_columns, strict=True), strict=True))
+    ]
+
+
+def vocabulary_of(bundle: Bundle, defs: Definitions) -> Vocabulary:
+    """The bundle's feature keys with their labels in the definitions: what every explanation of it names."""
+    keys = bundle.feature_keys
+    return vocabulary(tuple(keys), tuple(_label(defs, k) for k in keys))
 
 
 Reasons = tuple[list[list[str]], list[list[str]]]  # per lead: the reasons up, the reasons down
 
 
 def _reasons_of_batch(
-    contrib: np.ndarray, order: np.ndarray, json_columns: list[list[Any]], labels: list[str], formats: list[Any]
+    contrib: np.ndarray, order: np.ndarray, json_columns: list[list[Any]], labels: Sequence[str], formats: list[Any]
 ) -> Reasons:
     """The first REASONS_PER_SIDE features (by |contribution|) pushing each way by at least MIN_REASON,
     picked for every lead at once; each reason worded once per side, feature and value."""
@@ -112,7 +160,7 @@ def _reasons_of_batch(
 
 
 def _reasons_of_each(
-    rows: list[list[float]], order: list[list[int]], json_columns: list[list[Any]], labels: list[str], formats: list[Any]
+    rows: list[list[float]], order: list[list[int]], json_columns: list[list[Any]], labels: Sequence[str], formats: list[Any]
 ) -> Reasons:
     """`_reasons_of_batch` lead by lead (tests: a batch and its leads one at a time explain alike)."""
     reasons: Reasons = ([], [])

@@ -34,11 +34,12 @@ import pyarrow.parquet as pq
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from features.offline import ChunkFeatures, Sources, lead_chunks
+from samepage.answers import Vocabulary
 from samepage.definitions import Definitions
 from samepage.records import RecordStore
 from samepage.settings import Settings
 from serving.batch import FORMATS, OUTPUT_COLUMNS, BatchError, BatchSummary, _flat
-from serving.scorer import Champion, Scorer, trend
+from serving.scorer import Champion, Scored, Scorer, trend
 from serving.writer import score_row
 
 CHUNK = 20_000
@@ -130,22 +131,26 @@ def check_output(output: Path) -> None:
 
 @dataclass
 class ScoredChunk:
-    """One chunk, scored: its output rows, its record-store rows still to save (payload as JSON text;
-    none when a scoring process saved them itself) and its MQLs."""
+    """One chunk, scored: its output rows, its record-store rows still to save (payload as compact JSON
+    text; none when a scoring process saved them itself) with the vocabularies they name, and its MQLs."""
 
     table: pa.Table
     rows: list[dict[str, Any]]
     n_mql: int
+    vocabularies: list[Vocabulary] = dataclasses.field(default_factory=list)
 
 
-def finish(results: list[dict[str, Any]], previous: dict[str, tuple[float, datetime]]) -> ScoredChunk:
-    """ScoreOut dicts with their trend, as output rows and record-store rows (where they were scored)."""
+def finish(results: list[Scored], previous: dict[str, tuple[float, datetime]]) -> ScoredChunk:
+    """Answers with their trend, as output rows and record-store rows (where they were scored); from the
+    explanations' arrays: neither the contract's contribution dicts nor its JSON are made."""
     for r in results:
-        r["trend"] = trend(r["score"], previous.get(r["lead_id"]))
+        r.answer["trend"] = trend(r.answer["score"], previous.get(r.answer["lead_id"]))
     table = pa.Table.from_pandas(
         pd.DataFrame([_flat(r) for r in results], columns=OUTPUT_COLUMNS), OUTPUT_SCHEMA, preserve_index=False
     )
-    return ScoredChunk(table, [score_row(r) for r in results], sum(1 for r in results if r["mql"]["passed"]))
+    vocabularies = list({r.explanation.vocabulary.id: r.explanation.vocabulary for r in results}.values())
+    n_mql = sum(1 for r in results if r.answer["mql"]["passed"])
+    return ScoredChunk(table, [score_row(r) for r in results], n_mql, vocabularies)
 
 
 def local_results(
@@ -251,17 +256,15 @@ def _score_chunk(frame: pd.DataFrame, now: datetime, suggest: bool, previous: di
     scored = finish(score_frame(scorer, champion, frame, now, suggest), previous)
     # Saved here, one transaction per chunk as the parent would: the payloads (~4.5 KB a lead) need
     # not cross to the parent, which otherwise spends on them the time it needs to feed the workers.
-    store.save_scores(scored.rows)
-    return dataclasses.replace(scored, rows=[])
+    store.save_scores(scored.rows, scored.vocabularies)
+    return dataclasses.replace(scored, rows=[], vocabularies=[])
 
 
-def score_frame(
-    scorer: Scorer, champion: Champion, frame: pd.DataFrame, now: datetime, suggest: bool = True
-) -> list[dict[str, Any]]:
-    """One chunk (attribute and engagement columns, as `features.offline.lead_chunks` gives) through `Scorer.score`."""
+def score_frame(scorer: Scorer, champion: Champion, frame: pd.DataFrame, now: datetime, suggest: bool = True) -> list[Scored]:
+    """One chunk (attribute and engagement columns, as `features.offline.lead_chunks` gives) through `Scorer.scored`."""
     chunk_features = ChunkFeatures(frame, scorer.defs)
     reading = dataclasses.replace(champion, online=chunk_features)
-    return scorer.score([(lead_id, {}) for lead_id in chunk_features.ids], reading, suggest=suggest, now=now)
+    return scorer.scored([(lead_id, {}) for lead_id in chunk_features.ids], reading, suggest=suggest, now=now)
 
 
 def _sink(chunks: Iterator[ScoredChunk], output: Path, store: RecordStore, total: int, progress: bool) -> tuple[int, int]:
@@ -279,7 +282,7 @@ def _sink(chunks: Iterator[ScoredChunk], output: Path, store: RecordStore, total
                 else:
                     writer = writer or pq.ParquetWriter(tmp, OUTPUT_SCHEMA)
                     writer.write_table(scored.table)
-                store.save_scores(scored.rows)  # nothing left to save when a scoring process did
+                store.save_scores(scored.rows, scored.vocabularies)  # nothing left to save when a scoring process did
                 n += scored.table.num_rows
                 n_mql += scored.n_mql
                 bar.advance(task, scored.table.num_rows)

@@ -30,11 +30,12 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 import pandas as pd
 
+from samepage.answers import Vocabulary
 from samepage.bundle import CHAMPION, MODEL_NAME, Bundle, PointsBundle
 from samepage.definitions import Definitions
 from samepage.errors import InvalidAttribute, NotReady, UnknownLead
 from samepage.settings import Settings
-from serving.explain import explain_columns
+from serving.explain import Explanation, explain_columns
 from serving.metrics import Metrics
 from serving.mql import verdicts as mql_verdicts
 from serving.topass import to_pass
@@ -296,9 +297,20 @@ class Scorer:
         suggest: bool = True,
         now: datetime | None = None,
     ) -> list[dict[str, Any]]:
-        """Contract `ScoreOut` dicts for (lead_id, attributes) pairs, in order (`suggest=False`: no `to_pass`
-        search, every `to_pass` null; only bench/to_pass.py times that). `now`: the as-of time (default:
-        now; `score --all` passes its one run time to every chunk).
+        """Contract `ScoreOut` dicts for (lead_id, attributes) pairs, in order: `scored`'s answers, whole."""
+        return [s.contract() for s in self.scored(leads, champion, where, suggest, now)]
+
+    def scored(
+        self,
+        leads: list[tuple[str, dict[str, Any]]],
+        champion: Champion | None = None,
+        where: str = "",
+        suggest: bool = True,
+        now: datetime | None = None,
+    ) -> list[Scored]:
+        """The answers for (lead_id, attributes) pairs, in order, their explanations still arrays (`suggest=False`:
+        no `to_pass` search, every `to_pass` null; only bench/to_pass.py times that). `now`: the as-of time
+        (default: now; `score --all` passes its one run time to every chunk).
 
         `UnknownLead` names leads unknown to the store that came without attributes; `InvalidAttribute`
         an attribute whose value does not fit its feature (`where` prefixes its location); `NotReady`.
@@ -336,7 +348,7 @@ class Scorer:
         search = suggest and not all(v.passed for v in verdicts)
         steps = to_pass(champ.bundle, self.defs, X, verdicts, values_all, threads=self.threads) if search else [None] * len(ids)
         previous = self.history.previous_scores(ids) if self.history is not None else {}
-        results: list[dict[str, Any]] = []
+        results: list[Scored] = []
         grades = self.defs.grades_of(scores)
         for lead_id, exp, mql, step, grade in zip(ids, explanations, verdicts, steps, grades, strict=True):
             answer = mql.as_dict()
@@ -344,20 +356,19 @@ class Scorer:
                 answer["summary"] = f"{answer['summary']} {step.note}"
             answer["to_pass"] = None if step is None else step.changes
             answer["score_if"] = None if step is None else step.score_if
-            results.append(
-                {
-                    "lead_id": lead_id,
-                    "score": exp.score,
-                    "mql": answer,
-                    "explanation": exp.as_dict(),
-                    "model": model,
-                    "grade": grade,
-                    "trend": trend(exp.score, previous.get(lead_id)),
-                    "definitions_version": dv,
-                    "scored_at": scored_at,
-                }
-            )
-        self.metrics.observe_scores(champ.version, [r["score"] for r in results], [r["mql"]["passed"] for r in results])
+            head = {
+                "lead_id": lead_id,
+                "score": exp.score,
+                "mql": answer,
+                "explanation": None,  # its place among the keys: Scored fills it in
+                "model": model,
+                "grade": grade,
+                "trend": trend(exp.score, previous.get(lead_id)),
+                "definitions_version": dv,
+                "scored_at": scored_at,
+            }
+            results.append(Scored(head, exp))
+        self.metrics.observe_scores(champ.version, scores, [v.passed for v in verdicts])
         return results
 
     def _count_out_of_range(self, champ: Champion, columns: Mapping[str, np.ndarray]) -> None:
@@ -401,6 +412,29 @@ class Scorer:
             stored = champ.online.attributes(lead_id) or {}
             out.update({f: stored.get(f) for f in fields if f not in out})
         return out
+
+
+@dataclass(slots=True)
+class Scored:
+    """One lead's answer: the contract's `ScoreOut` fields with the explanation kept as arrays. The API
+    answers `contract()`; the record store keeps `record()` (`samepage.answers`' compact form); `score --all`
+    writes its output row from `explanation`'s arrays, so nobody builds the 28 contribution dicts it does not read."""
+
+    answer: dict[str, Any]  # ScoreOut's keys in the contract's order; "explanation" is None (a placeholder)
+    explanation: Explanation
+
+    def contract(self) -> dict[str, Any]:
+        """The contract's `ScoreOut` dict."""
+        return {**self.answer, "explanation": self.explanation.as_dict()}
+
+    def record(self) -> dict[str, Any]:
+        """The stored form: `samepage.answers.expand` with `explanation.vocabulary` gives `contract()` back."""
+        return {**self.answer, "explanation": self.explanation.stored()}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], vocab: Vocabulary) -> Scored:
+        """A stored answer (`record()`, e.g. back from a Spark executor as JSON) naming `vocab`."""
+        return cls({**record, "explanation": None}, Explanation.from_stored(record["score"], record["explanation"], vocab))
 
 
 def _as_numbers(column: Any) -> np.ndarray:

@@ -5,8 +5,9 @@ over `event_timestamp`, as `features.offline` does in chunks), and `mapInPandas`
 of leads through `serving.score_all.score_frame`, i.e. `Scorer.score`: the one derivation, the one
 `explain`, the verdict and `to_pass`. The champion's bundle travels to the executors with the
 function (pickled once per task), so executors need the samepage package, not the registry.
-The ScoreOut answers stream back to the driver (`toLocalIterator`), which adds trend, writes the
-output and records the latest scores exactly as the local engine does. pyspark is an optional
+The answers stream back to the driver (`toLocalIterator`) in the record store's compact form
+(`Scored.record`), which adds trend, writes the output and records the latest scores exactly as the
+local engine does. pyspark is an optional
 extra (`pip install 'samepage[spark]'`); under `spark-submit` the session takes its master from
 there, otherwise it runs in local mode on every core.
 """
@@ -30,7 +31,8 @@ from features.transform import LAST_ACTIVITY_AT, LEAD_ID, TIMESTAMP, engagement_
 from samepage.definitions import Definitions
 from samepage.settings import Settings
 from serving.batch import BatchError
-from serving.scorer import Champion
+from serving.explain import vocabulary_of
+from serving.scorer import Champion, Scored
 
 APP_NAME = "samepage score --all"
 RESULT_SCHEMA = "lead_id string, result string"
@@ -85,9 +87,10 @@ def latest_rows(spark: Any, sources: Sources, defs: Definitions, now: datetime) 
 
 def spark_results(
     settings: Settings, defs: Definitions, champion: Champion, sources: Sources, now: datetime, chunk: int, suggest: bool = True
-) -> Iterator[list[dict[str, Any]]]:
-    """ScoreOut dicts (trend left to the sink), `chunk` at a time, scored by Spark executors."""
+) -> Iterator[list[Scored]]:
+    """Answers (trend left to the sink), `chunk` at a time, scored by Spark executors."""
     spark = session()
+    vocab = vocabulary_of(champion.bundle, defs)  # what the executors' explanations name (checked on each answer)
     portable = dataclasses.replace(champion, online=None)  # the Feast store stays here; each batch brings its features
 
     def score_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
@@ -102,15 +105,18 @@ def spark_results(
                 continue
             results = score_frame(scorer, portable, frame, now, suggest)
             yield pd.DataFrame(
-                {"lead_id": [r["lead_id"] for r in results], "result": [to_json(r, fallback=str).decode() for r in results]}
+                {
+                    "lead_id": [r.answer["lead_id"] for r in results],
+                    "result": [to_json(r.record(), fallback=str).decode() for r in results],
+                }
             )
 
     # Partitions of about `chunk` leads: each task's answers (a few KB a lead) reach the driver in one piece.
     partitions = max(1, -(-sources.n_leads() // chunk))
     scored = latest_rows(spark, sources, defs, now).repartition(partitions).mapInPandas(score_batches, RESULT_SCHEMA)
-    batch: list[dict[str, Any]] = []
+    batch: list[Scored] = []
     for row in scored.toLocalIterator(prefetchPartitions=True):
-        batch.append(json.loads(row["result"]))
+        batch.append(Scored.from_record(json.loads(row["result"]), vocab))
         if len(batch) >= chunk:
             yield batch
             batch = []

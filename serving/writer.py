@@ -15,12 +15,16 @@ import logging
 import threading
 import time
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic_core import to_json
 
+from samepage.answers import Vocabulary
 from samepage.records import RecordStore
 from samepage.values import utc_timestamp
+
+if TYPE_CHECKING:
+    from serving.scorer import Scored
 
 log = logging.getLogger("samepage.serving")
 _STOP = object()
@@ -33,7 +37,7 @@ class ScoreWriter:
     def __init__(self, store: RecordStore, linger: float = LINGER) -> None:
         self.store = store
         self.linger = linger
-        self._items: list[Any] = []  # queued: (results, payloads), a flush's Event, or _STOP
+        self._items: list[Any] = []  # queued: a list of Scored, a flush's Event, or _STOP
         self._urgent = False  # a flush or close is queued: no lingering
         self._ready = threading.Condition()
         self._pending: dict[str, tuple[float, Any]] = {}  # queued, not yet written: lead -> (score, scored_at as given)
@@ -41,15 +45,13 @@ class ScoreWriter:
         self._thread = threading.Thread(target=self._run, name="samepage-score-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, results: list[dict[str, Any]], payloads: list[bytes] | None = None) -> None:
-        """Queue ScoreOut dicts to be kept as each lead's latest score; `payloads`: their JSON bytes
-        as already sent to the caller (serialized once, not again here)."""
-        if payloads is not None and len(payloads) != len(results):
-            raise ValueError(f"payloads: {len(payloads)} given for {len(results)} results")
+    def submit(self, results: list[Scored]) -> None:
+        """Queue answers to be kept as each lead's latest score (serialized in the writer's thread, in
+        the stored form: not the bytes the caller got)."""
         with self._pending_lock:
             for r in results:
-                self._pending[r["lead_id"]] = (r["score"], r["scored_at"])
-        self._put((results, payloads), urgent=False)
+                self._pending[r.answer["lead_id"]] = (r.answer["score"], r.answer["scored_at"])
+        self._put(results, urgent=False)
 
     def previous_scores(self, lead_ids: list[str]) -> dict[str, tuple[float, datetime]]:
         """Each lead's latest score: a queued one if any (the store has not got it yet), else the store's."""
@@ -100,6 +102,7 @@ class ScoreWriter:
         while not stop:
             items = self._take()
             rows: dict[str, dict[str, Any]] = {}
+            vocabularies: dict[str, Vocabulary] = {}
             events: list[threading.Event] = []
             for item in items:
                 if item is _STOP:
@@ -107,11 +110,11 @@ class ScoreWriter:
                 elif isinstance(item, threading.Event):
                     events.append(item)
                 else:
-                    results, payloads = item
-                    for i, r in enumerate(results):  # the last score of a lead wins
-                        rows[r["lead_id"]] = score_row(r, None if payloads is None else payloads[i])
+                    for r in item:  # the last score of a lead wins
+                        rows[r.answer["lead_id"]] = score_row(r)
+                        vocabularies[r.explanation.vocabulary.id] = r.explanation.vocabulary
             if rows:
-                self._save(list(rows.values()))
+                self._save(list(rows.values()), list(vocabularies.values()))
                 self._written(rows)
             for e in events:
                 e.set()
@@ -125,18 +128,18 @@ class ScoreWriter:
                 if held is not None and held == (row["score"], row["scored_at"]):
                     del self._pending[lead_id]
 
-    def _save(self, rows: list[dict[str, Any]]) -> None:
+    def _save(self, rows: list[dict[str, Any]], vocabularies: list[Vocabulary]) -> None:
         """One transaction for the batch; if the store refuses it, each row alone, so one row it
         cannot hold (a NUL in an id on PostgreSQL) costs only that row, not the whole batch."""
         try:
-            self.store.save_scores(rows)
+            self.store.save_scores(rows, vocabularies)
             return
         except Exception as exc:  # a full disk must not kill scoring; say so in the log
             first_error = type(exc).__name__
         failed = 0
         for row in rows:
             try:
-                self.store.save_scores([row])
+                self.store.save_scores([row], vocabularies)
             except Exception:
                 failed += 1
         # Counts and the error type only: lead ids may be personal data.
@@ -146,8 +149,10 @@ class ScoreWriter:
         )
 
 
-def score_row(result: dict[str, Any], payload: bytes | None = None) -> dict[str, Any]:
-    """A ScoreOut dict as a `latest_scores` row of the record store (`payload`: its JSON bytes, if made already)."""
+def score_row(scored: Scored) -> dict[str, Any]:
+    """An answer as a `latest_scores` row of the record store: the payload in the one stored form
+    (`Scored.record`, compact; save it with `scored.explanation.vocabulary`)."""
+    result = scored.answer
     return {
         "lead_id": result["lead_id"],
         "score": result["score"],
@@ -158,5 +163,5 @@ def score_row(result: dict[str, Any], payload: bytes | None = None) -> dict[str,
         "scored_at": result["scored_at"],
         # pydantic-core's serializer: a fraction of json.dumps' time, which here holds the GIL
         # while the next request is being scored.
-        "payload": (to_json(result, fallback=str) if payload is None else payload).decode("utf-8"),
+        "payload": to_json(scored.record(), fallback=str).decode("utf-8"),
     }

@@ -91,10 +91,10 @@ def _rescore(request: Request, lead_id: str) -> Response:
     """"Score again": the API's scorer on the feature store's current values, saved to the record."""
     state = request.app.state
     try:
-        result = state.scorer.score([(lead_id, {})])[0]
+        scored = state.scorer.scored([(lead_id, {})])
     except SamepageError as exc:
         return _lead_response(request, lead_id, None, f"Could not score this lead again: {exc.message}", domain_status(exc))
-    state.writer.submit([result])
+    state.writer.submit(scored)
     return RedirectResponse(f"/leads/{quote(lead_id, safe='')}?{urlencode({'rescored': '1'})}", status_code=303)
 
 
@@ -118,8 +118,8 @@ def _result(state: Any, record: dict[str, Any], lead_id: str) -> tuple[dict[str,
     if not record["known"]:
         return None, "Not scored yet: the feature store does not know this lead, and no score was sent for it."
     try:
-        result = state.scorer.score([(lead_id, {})])[0]
+        scored = state.scorer.scored([(lead_id, {})])
     except SamepageError as exc:
         return None, f"Not scored yet. {exc.message}"
-    state.writer.submit([result])
-    return result, ""
+    state.writer.submit(scored)
+    return scored[0].contract(), ""

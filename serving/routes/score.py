@@ -41,9 +41,9 @@ async def score(lead: LeadIn, request: Request) -> Response:
     scorer: Scorer = state.scorer
     writer: ScoreWriter = state.writer
     attribute_rules(defs).check(lead.attributes, "body.")
-    result = scorer.score([(lead.lead_id, lead.attributes)], where="body.")[0]
-    body = to_json(result)  # serialized once: the answer, and the record the writer keeps
-    writer.submit([result], [body])
+    scored = scorer.scored([(lead.lead_id, lead.attributes)], where="body.")
+    body = to_json(scored[0].contract())
+    writer.submit(scored)  # the writer's thread serializes the stored (compact) form
     return JSONBytes(body)
 
 
@@ -55,7 +55,7 @@ async def score_batch(body: ScoresIn, defs: DefsDep, scorer: ScorerDep, writer: 
     rules = attribute_rules(defs)
     for i, lead in enumerate(body.leads):
         rules.check(lead.attributes, f"body.leads[{i}].")
-    results = await run_in_threadpool(scorer.score, [(lead.lead_id, lead.attributes) for lead in body.leads], None, "body.")
-    parts = [to_json(r) for r in results]  # each result serialized once: the answer's part and the writer's record
-    writer.submit(results, parts)
+    scored = await run_in_threadpool(scorer.scored, [(lead.lead_id, lead.attributes) for lead in body.leads], None, "body.")
+    parts = [to_json(s.contract()) for s in scored]
+    writer.submit(scored)  # the writer's thread serializes the stored (compact) form
     return JSONBytes(b'{"results":[' + b",".join(parts) + b"]}")

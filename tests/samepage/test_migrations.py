@@ -13,7 +13,7 @@ from samepage.records import Feedback, RecordStore, schema_revision
 from tests.conftest import IN_CI
 from tests.utils.postgres import fresh_schema
 
-HEAD = "0003"  # 0003: the API inbox (lead updates and events)
+HEAD = "0004"  # 0004: answer vocabularies (compact latest-score payloads)
 
 
 def _feedback(lead_id: str) -> Feedback:

@@ -7,21 +7,28 @@ from typing import Any
 
 import pytest
 
+from samepage.answers import vocabulary
 from samepage.records import RecordStore
+from serving.explain import Explanation
+from serving.scorer import Scored
 from serving.writer import ScoreWriter
 from tests.conftest import IN_CI
 from tests.utils.postgres import fresh_schema
 
+VOCAB = vocabulary(("employees", "industry"), ("Company size", "Industry"))
 
-def _result(lead_id: str, score: float = 0.5) -> dict[str, Any]:
-    return {
+
+def _result(lead_id: str, score: float = 0.5, scored_at: datetime = datetime(2026, 11, 1, tzinfo=UTC)) -> Scored:
+    answer: dict[str, Any] = {
         "lead_id": lead_id,
         "score": score,
         "mql": {"passed": score >= 0.5},
+        "explanation": None,
         "model": {"name": "sql_likelihood", "version": "1"},
         "definitions_version": "1+abc",
-        "scored_at": datetime(2026, 11, 1, tzinfo=UTC),
+        "scored_at": scored_at,
     }
+    return Scored(answer, Explanation(score, -1.0, VOCAB, [0.25, -0.5], [1, 0], [420, None], [], []))
 
 
 @pytest.mark.services
@@ -49,12 +56,17 @@ def test_previous_scores_see_queued_scores_before_they_are_written(tmp_path) -> 
         assert writer.previous_scores(["a", "b"]) == {"a": (0.3, datetime(2026, 11, 1, tzinfo=UTC))}  # queued or written
         writer.flush()
         assert store.previous_scores(["a", "b"]) == {"a": (0.3, datetime(2026, 11, 1, tzinfo=UTC))}
-        later = {**_result("a", 0.6), "scored_at": datetime(2026, 11, 2, tzinfo=UTC)}
+        later = _result("a", 0.6, datetime(2026, 11, 2, tzinfo=UTC))
         writer.submit([later])
         assert writer.previous_scores(["a"]) == {"a": (0.6, datetime(2026, 11, 2, tzinfo=UTC))}
         writer.flush()
         assert writer.previous_scores(["a"]) == {"a": (0.6, datetime(2026, 11, 2, tzinfo=UTC))}
         assert writer._pending == {}  # forgotten once written
+        kept = store.latest_score("a")  # stored compact, read back whole
+        assert kept is not None and kept["payload"]["explanation"]["contributions"] == [
+            {"feature": "industry", "label": "Industry", "value": None, "contribution": -0.5},
+            {"feature": "employees", "label": "Company size", "value": 420, "contribution": 0.25},
+        ]
     finally:
         writer.close()
         store.close()
