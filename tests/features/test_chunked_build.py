@@ -97,8 +97,8 @@ def test_online_rows_equal_feasts_own_materialize(workspace: tuple[Settings, Inb
     # differently, or missing, would now differ.
     start = pd.Timestamp("2000-01-01", tz="UTC").to_pydatetime()
     views = [ATTRIBUTES_VIEW, ACTIVITY_VIEW]
-    # Through Feast's file offline store: its DuckDB store (the repo's) reads the activity view's
-    # timestamp column back as text in materialize, which Feast 0.67 then fails to convert.
+    # Through Feast's file offline store: its DuckDB store (the repo's) reads the views' timestamp
+    # columns back as text in materialize, which Feast 0.67 then fails to convert.
     file_store(settings).materialize(start_date=start, end_date=NOW.to_pydatetime(), feature_views=views)
     materialized = _online(settings, definitions, ids)
     assert streamed.keys() == materialized.keys()
