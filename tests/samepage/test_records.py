@@ -135,3 +135,30 @@ def test_previous_scores_of_many_leads(settings: Settings) -> None:
     store.close()
     assert len(got) == len(rows) and "never-scored" not in got
     assert got["L-3"] == (3 / 2000, at) and got[f"L-{ID_CHUNK + 9}"][0] == (ID_CHUNK + 9) / 2000
+
+
+def test_a_new_sqlite_store_has_large_pages_and_an_old_one_keeps_its_own(settings: Settings, tmp_path) -> None:
+    import sqlite3
+
+    from samepage.records import SQLITE_PAGE_SIZE
+
+    def page_size(path) -> int:
+        with sqlite3.connect(path) as conn:
+            return int(conn.execute("PRAGMA page_size").fetchone()[0])
+
+    store = RecordStore.from_settings(settings)
+    store.add_feedback(Feedback("L-1", "sql", datetime(2026, 1, 2, tzinfo=UTC), event_id="e-1"))
+    store.close()
+    assert SQLITE_PAGE_SIZE == 8192 and page_size(settings.home_dir / "records.db") == SQLITE_PAGE_SIZE
+    # A store made with SQLite's default pages (an earlier version) opens, migrates and keeps them.
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE t (x INTEGER)")
+    before = page_size(old)
+    assert before != SQLITE_PAGE_SIZE
+    kept = RecordStore(f"sqlite:///{old}")
+    assert kept.add_feedback(Feedback("L-1", "sql", datetime(2026, 1, 2, tzinfo=UTC), event_id="e-1"))
+    assert not kept.feedback("L-1").empty
+    kept.close()
+    assert page_size(old) == before
