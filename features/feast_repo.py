@@ -133,6 +133,18 @@ def open_store(settings: Settings) -> FeatureStore:
     return FeatureStore(repo_path=str(repo))
 
 
+def file_offline_store(settings: Settings) -> FeatureStore:
+    """This repo's store reading through Feast's file (Dask) offline store instead of DuckDB: the
+    reference the DuckDB store is tested and benchmarked against. `feature_store.yaml` stays as it is."""
+    import yaml
+    from feast.repo_config import RepoConfig
+
+    open_store(settings)  # the repo's own config written, as every reader does
+    config = yaml.safe_load(feature_store_yaml(settings))
+    config["offline_store"] = {"type": "file"}
+    return FeatureStore(config=RepoConfig(repo_path=settings.feature_repo_dir, **config))
+
+
 def lead_entity() -> Entity:
     return Entity(
         name=ENTITY,

@@ -232,7 +232,11 @@ def _column_values(series: pd.Series) -> np.ndarray:
 
 
 def training_frame(
-    settings: Settings, defs: Definitions, entity_df: pd.DataFrame, feature_service: str | None = None
+    settings: Settings,
+    defs: Definitions,
+    entity_df: pd.DataFrame,
+    feature_service: str | None = None,
+    store: FeatureStore | None = None,
 ) -> pd.DataFrame:
     """Features of each (lead_id, as_of) row exactly as known at as_of — the data scientist's entry point.
 
@@ -243,14 +247,15 @@ def training_frame(
     used. Rows Feast drops (no feature row yet) come back with missing values instead.
     `frame.attrs["labels"]` maps each feature key to its plain-words label and
     `frame.attrs["feature_service"]` names the service read; `labelled(frame, defs)` shows the
-    labels as a second column level and `describe_features(defs)` lists them.
+    labels as a second column level and `describe_features(defs)` lists them. `store`: the Feast store
+    to read (default: the repo's; bench/training_frame.py passes `file_offline_store`'s).
     """
     entities = _entity_frame(entity_df)
     n = len(entities)
     service_name = feature_service or DEFAULT_SERVICE
     raw: dict[str, np.ndarray] = {}
     if n:
-        store = open_store(settings)
+        store = store or open_store(settings)
         service = _service(store, service_name, settings)
         # Feast keeps one answer per (lead, time): ask for each pair once, then spread back.
         codes, pairs = pd.factorize(pd.MultiIndex.from_arrays([entities[LEAD_ID], entities[TIMESTAMP]]))

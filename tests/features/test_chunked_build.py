@@ -14,7 +14,7 @@ import pytest
 
 from features import streamed as streamed_build
 from features.activity import ACTIVITY_SOURCE, activity_chunk, activity_rows, activity_table
-from features.feast_repo import ACTIVITY_VIEW, ATTRIBUTES_VIEW
+from features.feast_repo import ACTIVITY_VIEW, ATTRIBUTES_VIEW, file_offline_store
 from features.partition import partitioned
 from features.store import OnlineFeatures, build_features
 from features.transform import ATTRIBUTES_SOURCE, ENGAGEMENT_SOURCE, write_sources
@@ -27,7 +27,6 @@ from samepage.settings import Settings
 from samepage.tables import CanonicalTables, empty_events, empty_stages, write_tables
 from tests.conftest import DEFINITIONS_FILE
 from tests.utils.builders import make_inbox_event
-from tests.utils.feast_file_store import file_store
 
 NOW = pd.Timestamp("2026-12-01T00:00:00Z")
 
@@ -99,7 +98,7 @@ def test_online_rows_equal_feasts_own_materialize(workspace: tuple[Settings, Inb
     views = [ATTRIBUTES_VIEW, ACTIVITY_VIEW]
     # Through Feast's file offline store: its DuckDB store (the repo's) reads the views' timestamp
     # columns back as text in materialize, which Feast 0.67 then fails to convert.
-    file_store(settings).materialize(start_date=start, end_date=NOW.to_pydatetime(), feature_views=views)
+    file_offline_store(settings).materialize(start_date=start, end_date=NOW.to_pydatetime(), feature_views=views)
     materialized = _online(settings, definitions, ids)
     assert streamed.keys() == materialized.keys()
     for key, values in streamed.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from features.store import build_features
@@ -66,28 +67,20 @@ def test_entry_only_training_set(workspace: Settings, definitions: Definitions, 
     assert entry.frame.set_index("lead_id")["label"].sort_index().equals(first.sort_index())
 
 
-def test_the_duckdb_offline_store_answers_as_feasts_file_store(workspace: Settings, data: TrainingData) -> None:
+def test_the_duckdb_offline_store_answers_as_feasts_file_store(
+    workspace: Settings, definitions: Definitions, data: TrainingData
+) -> None:
     """Training reads through Feast's DuckDB offline store (the file store's Dask join held ~8 GiB
-    for 100,000 leads); on the demo's snapshots both of Feast's stores give the same rows."""
-    from features.feast_repo import ACTIVITY_VIEW, open_store
-    from tests.utils.feast_file_store import file_store
+    for 100,000 leads); on the demo's snapshots both of Feast's stores give the same training frame."""
+    from features.feast_repo import file_offline_store, open_store
+    from features.store import training_frame
 
-    duck = open_store(workspace)
-    assert duck.config.offline_store.type == "duckdb"
-    file = file_store(workspace)
-    pairs = data.frame[["lead_id", "as_of"]].drop_duplicates().rename(columns={"as_of": "event_timestamp"})
-    pairs["row"] = np.arange(len(pairs))
-    assert len(pairs) > 1000
-    service = duck.get_feature_service(data.feature_service)
-    for projection in service.feature_view_projections:
-        if projection.name == ACTIVITY_VIEW:  # the online form of the engagement rows; training reads none
-            continue
-        refs = [f"{projection.name_to_use()}:{f.name}" for f in projection.features]
-        got = [s.get_historical_features(entity_df=pairs, features=refs).to_df() for s in (duck, file)]
-        # As training_frame reads them: one answer per row; a row a store leaves out has no values.
-        got = [g.drop_duplicates("row").set_index("row").reindex(pairs["row"]) for g in got]
-        assert got[0][[f.name for f in projection.features]].notna().any(axis=None), projection.name
-        for f in projection.features:
-            a, b = (g[f.name] for g in got)
-            same = (a == b) | (a.isna() & b.isna())
-            assert same.all(), (projection.name, f.name, a[~same].head(3).tolist(), b[~same].head(3).tolist())
+    assert open_store(workspace).config.offline_store.type == "duckdb"
+    file = file_offline_store(workspace)
+    assert file.config.offline_store.type == "file"
+    snapshots = data.frame[["lead_id", "as_of"]]
+    assert len(snapshots) > 1000 and snapshots["lead_id"].duplicated().any()  # leads at several as-of times
+    through_file = training_frame(workspace, definitions, snapshots, feature_service=data.feature_service, store=file)
+    keys = definitions.feature_keys
+    assert data.frame[keys].notna().any().all()  # every feature has values: nothing compared is all missing
+    pd.testing.assert_frame_equal(data.frame[["lead_id", "as_of", *keys]], through_file[["lead_id", "as_of", *keys]])
