@@ -112,6 +112,12 @@ def _quoted(value: str) -> str:
 def open_store(settings: Settings) -> FeatureStore:
     """The Feast store for these settings; (re)writes `feature_store.yaml` (owner-only: it may hold
     a password) when it differs."""
+    write_config(settings)
+    return FeatureStore(repo_path=str(settings.feature_repo_dir))
+
+
+def write_config(settings: Settings) -> str:
+    """Write `feature_store.yaml` for these settings when it differs (owner-only); its text."""
     settings.ensure_home()
     repo = settings.feature_repo_dir
     repo.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -130,7 +136,7 @@ def open_store(settings: Settings) -> FeatureStore:
             raise
     elif config.stat().st_mode & 0o077:
         config.chmod(0o600)  # written by an older version, readable by others
-    return FeatureStore(repo_path=str(repo))
+    return text
 
 
 def file_offline_store(settings: Settings) -> FeatureStore:
@@ -139,8 +145,7 @@ def file_offline_store(settings: Settings) -> FeatureStore:
     import yaml
     from feast.repo_config import RepoConfig
 
-    open_store(settings)  # the repo's own config written, as every reader does
-    config = yaml.safe_load(feature_store_yaml(settings))
+    config = yaml.safe_load(write_config(settings))  # the repo's own config written, as every reader does
     config["offline_store"] = {"type": "file"}
     return FeatureStore(config=RepoConfig(repo_path=settings.feature_repo_dir, **config))
 
