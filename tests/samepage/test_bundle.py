@@ -12,7 +12,7 @@ import pytest
 
 from samepage.bundle import BOOSTER_FILE, META_FILE, Bundle, FeatureEncoder, ModelBundle, PointsBundle
 from samepage.definitions import Definitions, Points, PointsRule, PointsScale
-from samepage.linear import LogRegBundle, fit_logreg_bundle
+from samepage.linear import LogRegBundle, design, fit_logreg_bundle
 from samepage.points import derived_points, scale_log_odds
 
 N = 600
@@ -183,6 +183,29 @@ def test_logreg_contribution_is_coefficient_times_distance_from_the_mean(logreg_
     assert contrib[0, j] == pytest.approx(expected)
     assert base[0] == pytest.approx(logreg_bundle.intercept + float(logreg_bundle.coef @ logreg_bundle.means))
     assert logreg_bundle.coef[c] > 0  # it learned the planted signal
+
+
+def test_logreg_contributions_equal_the_design_matrixs(logreg_bundle: LogRegBundle, data: Data, definitions: Definitions) -> None:
+    """Feature by feature (a table per category) gives what `(design - means) * coef`, column by column, gives."""
+    frame, _ = data
+    X = logreg_bundle.encoder.transform(pd.concat([frame, odd_rows(definitions, frame)]))
+    cats = logreg_bundle.encoder.categorical_indices
+    assert cats and all(logreg_bundle.specs[j].levels for j in cats)
+    later = X[:3].copy()  # codes the encoder may give that no level has: a later one, one between levels
+    later[:, cats] = np.array([[99.0], [np.nan], [float(logreg_bundle.specs[cats[0]].levels[-1] + 1)]])
+    not_codes = later.copy()  # values that are no codes at all go the long way
+    not_codes[:, cats] = np.array([[-2.0], [0.5], [1.0]])
+    for rows in (X, later, not_codes):
+        D = design(logreg_bundle.specs, rows)
+        widths = [s.width() for s in logreg_bundle.specs]
+        owner = np.zeros((sum(widths), len(widths)))
+        owner[np.arange(sum(widths)), np.repeat(np.arange(len(widths)), widths)] = 1.0
+        expected = ((D - logreg_bundle.means) * logreg_bundle.coef) @ owner
+        base, contrib = logreg_bundle.contributions(rows)
+        np.testing.assert_allclose(contrib, expected, rtol=0, atol=1e-12)
+        logit = logreg_bundle.intercept + D @ logreg_bundle.coef
+        np.testing.assert_allclose(logreg_bundle.logit(rows), logit, rtol=0, atol=1e-12)
+    assert base[0] == logreg_bundle.intercept + float(logreg_bundle.coef @ logreg_bundle.means)
 
 
 def test_save_and_load_round_trip_every_kind(
