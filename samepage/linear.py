@@ -11,6 +11,7 @@ missing, as the encoder makes it). A feature's contribution is the sum over its 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -145,6 +146,13 @@ class LogRegBundle(Bundle):
             start = end
         base = self.intercept + float(self.coef @ self.means)
         return np.full(X.shape[0], base), contrib
+
+    def never_falls_with(self, columns: Sequence[int]) -> bool:
+        """Each of these features is a number whose value column has a coefficient >= 0 (a positive scale):
+        its share then rises with it (signed log is increasing), and its missing flag stays as it is
+        from one number to a larger one. Fitting keeps the definitions' `direction: up` features so."""
+        start = np.cumsum([0] + [s.width() for s in self.specs])
+        return all(not self.specs[j].categorical and self.specs[j].scale > 0 and self.coef[start[j]] >= 0 for j in columns)
 
     def column_names(self) -> list[str]:
         return [n for s in self.specs for n in s.names(self.encoder.categories.get(s.key, []))]

@@ -264,6 +264,42 @@ def test_no_pruning_unless_the_model_is_known_never_to_fall(definitions: Definit
     assert not flipped.never_falls_with([])
 
 
+def test_a_logistic_champion_is_pruned_too(searched: dict[str, Any], definitions: Definitions) -> None:
+    """Fitted with the definitions' directions, a logistic regression never falls as a count rises: its
+    search is pruned, with exactly the full search's answers; a count it was let fall with is not pruned."""
+    from samepage.linear import fit_logreg_bundle
+    from serving.explain import explain
+    from serving.mql import verdict
+    from serving.topass import _candidates, _hopeful, steps, to_pass
+
+    frame = pd.DataFrame(searched["values"])[definitions.feature_keys]
+    lgb_scores = np.array([e.score for e in explain(searched["bundle"], definitions, frame)])
+    y = (np.random.default_rng(5).random(len(frame)) < lgb_scores).astype(int)
+    bundle = fit_logreg_bundle(definitions, frame, y)
+    plan = steps(definitions, bundle.feature_keys)
+    _, delta = _candidates(tuple(s.columns for s in plan), len(bundle.feature_keys), 3)
+    raised = np.flatnonzero(delta.max(axis=0) > 0).tolist()
+    assert bundle.never_falls_with(raised)
+    assert not bundle.never_falls_with([bundle.encoder.categorical_indices[0]])
+    exps = explain(bundle, definitions, frame)
+    mql = definitions.mql.model_copy(update={"threshold": float(np.quantile([e.score for e in exps], 0.9))})
+    defs = definitions.model_copy(update={"mql": mql})
+    values = [{c["feature"]: c["value"] for c in e.contributions} for e in exps]
+    verdicts = [verdict(defs, e.score, v) for e, v in zip(exps, values, strict=True)]
+    X = bundle.encoder.transform(frame)
+    full = to_pass(bundle, defs, X, verdicts, values, prune=False)
+    assert to_pass(bundle, defs, X, verdicts, values) == full
+    assert sum(1 for p in full if p is not None and p.changes) >= 10
+    search = [i for i, v in enumerate(verdicts) if not v.passed and all(c.met for c in v.criteria)]
+    out: list[Any] = [None] * len(verdicts)
+    left = _hopeful(bundle, defs, X, search, delta, out, 3)
+    assert len(left) < len(search) and all(out[i] is not None for i in set(search) - set(left))  # some settled by their bound row
+    falls = dataclasses.replace(bundle, coef=bundle.coef.copy())
+    start = np.cumsum([0] + [s.width() for s in bundle.specs])
+    falls.coef[start[raised[0]]] = -1.0
+    assert not falls.never_falls_with(raised)
+
+
 def test_the_constraints_are_read_back_from_a_saved_model(searched: dict[str, Any], tmp_path: Any) -> None:
     from samepage.bundle import Bundle
 
