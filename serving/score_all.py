@@ -38,7 +38,7 @@ from samepage.answers import Vocabulary
 from samepage.definitions import Definitions
 from samepage.records import RecordStore
 from samepage.settings import Settings
-from serving.batch import FORMATS, OUTPUT_COLUMNS, BatchError, BatchSummary, _flat
+from serving.batch import FORMATS, OUTPUT_COLUMNS, BatchError, BatchSummary, output_columns
 from serving.scorer import Champion, Scored, Scorer, trend
 from serving.writer import score_row
 
@@ -145,9 +145,7 @@ def finish(results: list[Scored], previous: dict[str, tuple[float, datetime]]) -
     explanations' arrays: neither the contract's contribution dicts nor its JSON are made."""
     for r in results:
         r.answer["trend"] = trend(r.answer["score"], previous.get(r.answer["lead_id"]))
-    table = pa.Table.from_pandas(
-        pd.DataFrame([_flat(r) for r in results], columns=OUTPUT_COLUMNS), OUTPUT_SCHEMA, preserve_index=False
-    )
+    table = pa.Table.from_pydict(output_columns(results), OUTPUT_SCHEMA)
     vocabularies = list({r.explanation.vocabulary.id: r.explanation.vocabulary for r in results}.values())
     n_mql = sum(1 for r in results if r.answer["mql"]["passed"])
     return ScoredChunk(table, [score_row(r) for r in results], n_mql, vocabularies)
