@@ -31,15 +31,14 @@ class Verdict:
     threshold: float
     criteria: list[CriterionResult]
     summary: str
+    shown: list[dict[str, Any]] | None = None  # the contract's criteria objects, when `verdicts` made them already
 
     def as_dict(self) -> dict[str, Any]:
         """The contract's `mql` object."""
-        return {
-            "passed": self.passed,
-            "threshold": self.threshold,
-            "criteria": [{"key": c.key, "description": c.description, "met": c.met} for c in self.criteria],
-            "summary": self.summary,
-        }
+        criteria = self.shown
+        if criteria is None:
+            criteria = [{"key": c.key, "description": c.description, "met": c.met} for c in self.criteria]
+        return {"passed": self.passed, "threshold": self.threshold, "criteria": criteria, "summary": self.summary}
 
 
 def criterion_fields(defs: Definitions) -> list[str]:
@@ -55,22 +54,30 @@ def verdicts(defs: Definitions, scores: Sequence[float], values: Sequence[Mappin
     """`verdict` for many leads at once: each criterion is checked once per distinct value (a batch
     repeats a few seniorities and counts), the rest is per lead."""
     threshold = defs.mql.threshold
-    criteria: list[tuple[Criterion, dict[tuple[type, Any], bool]]] = [(c, {}) for c in defs.mql.criteria]  # checks so far
+    # Results so far, per criterion and value; a result is never changed once made, so leads share them,
+    # and leads with the same met/unmet pattern share the contract's criteria objects (a million in score --all).
+    criteria: list[tuple[Criterion, dict[tuple[type, Any], CriterionResult]]] = [(c, {}) for c in defs.mql.criteria]
+    shown: dict[tuple[bool, ...], list[dict[str, Any]]] = {}
     out: list[Verdict] = []
     for score, vals in zip(scores, values, strict=True):
         results: list[CriterionResult] = []
         for c, seen in criteria:
             value = vals.get(c.field)
             try:
-                met = seen[(type(value), value)]
+                result = seen[(type(value), value)]
             except KeyError:
-                met = seen[(type(value), value)] = check(c, value)
+                result = seen[(type(value), value)] = CriterionResult(c.key, c.description, check(c, value), c.field, value)
             except TypeError:  # unhashable (a list): checked as it comes
-                met = check(c, value)
-            results.append(CriterionResult(c.key, c.description, met, c.field, value))
+                result = CriterionResult(c.key, c.description, check(c, value), c.field, value)
+            results.append(result)
+        pattern = tuple([r.met for r in results])
+        objects = shown.get(pattern)
+        if objects is None:
+            objects = shown[pattern] = [{"key": r.key, "description": r.description, "met": r.met} for r in results]
         above = score >= threshold
         failed = [r for r in results if not r.met]
-        out.append(Verdict(above and not failed, threshold, results, _summary(score, threshold, above, results, failed)))
+        summary = _summary(score, threshold, above, results, failed)
+        out.append(Verdict(above and not failed, threshold, results, summary, objects))
     return out
 
 
