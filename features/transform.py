@@ -13,7 +13,9 @@ time by `features.derive` (the same code offline and online).
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +45,7 @@ ENGAGEMENT_KINDS = ("event_count", "distinct_channels", "recency")
 ATTRIBUTES_SOURCE = "lead_attributes"
 ENGAGEMENT_SOURCE = "lead_engagement"
 CHUNK_LEADS = 25_000  # leads per chunk: bounds memory whatever the total (100,000 leads: peak 1.2 GiB, 100k chunks 2.0)
+WRITES_AHEAD = 2  # chunks the writer thread may have waiting while the next is computed
 _SECOND = 1_000_000_000
 _DAY_SECONDS = 86_400
 
@@ -136,15 +139,23 @@ def write_sources(
                 total = int(tables.events[LEAD_ID].nunique()) if on_progress is not None else 0
                 parts = ((empty_chunk(), chunk) for chunk in engagement_chunks(tables.events, defs))
             try:
-                for part, chunk in parts:
-                    append(ENGAGEMENT_SOURCE, _arrow(chunk))
-                    n_engagement += len(chunk)
-                    starts.append(chunk[TIMESTAMP].min())
-                    for name, rows_of in (per_chunk or {}).items():
-                        append(name, rows_of(part))
-                    if on_progress is not None:
-                        done += chunk[LEAD_ID].nunique()
-                        on_progress(done, total)
+                # One thread converts and writes each chunk's rows, in order, while the next chunk is
+                # computed: Arrow's conversion and Parquet's encoding run mostly without the GIL, so
+                # they can take the second core. At most WRITES_AHEAD chunks wait, bounding the memory.
+                with ThreadPoolExecutor(1, thread_name_prefix="samepage-sources") as pool:
+                    pending: deque[Future[None]] = deque()
+                    for part, chunk in parts:
+                        more = [(name, rows_of(part)) for name, rows_of in (per_chunk or {}).items()]
+                        pending.append(pool.submit(_append_all, append, [(ENGAGEMENT_SOURCE, chunk), *more]))
+                        n_engagement += len(chunk)
+                        starts.append(chunk[TIMESTAMP].min())
+                        if on_progress is not None:
+                            done += chunk[LEAD_ID].nunique()
+                            on_progress(done, total)
+                        while len(pending) > WRITES_AHEAD:
+                            pending.popleft().result()
+                    while pending:
+                        pending.popleft().result()
                 if ENGAGEMENT_SOURCE not in writers:  # no events: an empty, typed source
                     pq.write_table(_arrow(_empty_engagement(stored)), stage(ENGAGEMENT_SOURCE))
                 for name, rows_of in (per_chunk or {}).items():
@@ -168,6 +179,12 @@ def write_sources(
         with_engagement=has_engagement(defs),
         first_timestamp=min(starts) if starts else None,
     )
+
+
+def _append_all(append: Callable[[str, pa.Table], None], rows: list[tuple[str, pd.DataFrame | pa.Table]]) -> None:
+    """Each (source, rows) in order: a DataFrame as `_arrow` makes it, a table as it is."""
+    for name, table in rows:
+        append(name, table if isinstance(table, pa.Table) else _arrow(table))
 
 
 # -- attributes -------------------------------------------------------------------------------
