@@ -146,7 +146,7 @@ def write_sources(
                     pending: deque[Future[None]] = deque()
                     for part, chunk in parts:
                         more = [(name, rows_of(part)) for name, rows_of in (per_chunk or {}).items()]
-                        pending.append(pool.submit(_append_all, append, [(ENGAGEMENT_SOURCE, chunk), *more]))
+                        pending.append(pool.submit(_append_chunk, append, chunk, more))
                         n_engagement += len(chunk)
                         starts.append(chunk[TIMESTAMP].min())
                         if on_progress is not None:
@@ -181,10 +181,11 @@ def write_sources(
     )
 
 
-def _append_all(append: Callable[[str, pa.Table], None], rows: list[tuple[str, pd.DataFrame | pa.Table]]) -> None:
-    """Each (source, rows) in order: a DataFrame as `_arrow` makes it, a table as it is."""
-    for name, table in rows:
-        append(name, table if isinstance(table, pa.Table) else _arrow(table))
+def _append_chunk(append: Callable[[str, pa.Table], None], engagement: pd.DataFrame, more: list[tuple[str, pa.Table]]) -> None:
+    """One chunk's engagement rows (converted here, off the computing thread), then its rows of the other sources."""
+    append(ENGAGEMENT_SOURCE, _arrow(engagement))
+    for name, table in more:
+        append(name, table)
 
 
 # -- attributes -------------------------------------------------------------------------------

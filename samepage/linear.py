@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -139,11 +140,10 @@ class LogRegBundle(Bundle):
         # of ~100,000 candidate rows at a time, and their design matrix (a column per category
         # level) cost more than everything else in `score --all` with this kind of champion.
         contrib = np.empty((len(self.specs), X.shape[0])).T  # each feature's column contiguous
-        start = 0
+        offsets = self._offsets
         for j, spec in enumerate(self.specs):
-            end = start + spec.width()
+            start, end = offsets[j], offsets[j + 1]
             contrib[:, j] = spec.share(X[:, j], self.coef[start:end], self.means[start:end])
-            start = end
         base = self.intercept + float(self.coef @ self.means)
         return np.full(X.shape[0], base), contrib
 
@@ -151,8 +151,13 @@ class LogRegBundle(Bundle):
         """Each of these features is a number whose value column has a coefficient >= 0 (a positive scale):
         its share then rises with it (signed log is increasing), and its missing flag stays as it is
         from one number to a larger one. Fitting keeps the definitions' `direction: up` features so."""
-        start = np.cumsum([0] + [s.width() for s in self.specs])
+        start = self._offsets
         return all(not self.specs[j].categorical and self.specs[j].scale > 0 and self.coef[start[j]] >= 0 for j in columns)
+
+    @cached_property
+    def _offsets(self) -> list[int]:
+        """Where each feature's design columns start in `coef` and `means` (and, last, their number)."""
+        return np.cumsum([0] + [s.width() for s in self.specs]).tolist()
 
     def column_names(self) -> list[str]:
         return [n for s in self.specs for n in s.names(self.encoder.categories.get(s.key, []))]

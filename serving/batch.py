@@ -146,11 +146,6 @@ def output_columns(results: Sequence[Scored]) -> dict[str, list[Any]]:
 _NO_TREND = {"previous_score": None, "previous_at": None, "delta": None}
 
 
-def _flat(scored: Scored) -> dict[str, Any]:
-    """One answer as an output row (`output_columns` of it alone)."""
-    return {column: values[0] for column, values in output_columns([scored]).items()}
-
-
 def _first_row(path: Path) -> int:
     """Row numbers as a person counts them in the file: a CSV's header is row 1 (as `samepage import`)."""
     return 2 if path.suffix.lower() == ".csv" else 1

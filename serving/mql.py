@@ -31,14 +31,11 @@ class Verdict:
     threshold: float
     criteria: list[CriterionResult]
     summary: str
-    shown: list[dict[str, Any]] | None = None  # the contract's criteria objects, when `verdicts` made them already
+    shown: list[dict[str, Any]]  # the contract's criteria objects (`verdicts` shares them between leads)
 
     def as_dict(self) -> dict[str, Any]:
         """The contract's `mql` object."""
-        criteria = self.shown
-        if criteria is None:
-            criteria = [{"key": c.key, "description": c.description, "met": c.met} for c in self.criteria]
-        return {"passed": self.passed, "threshold": self.threshold, "criteria": criteria, "summary": self.summary}
+        return {"passed": self.passed, "threshold": self.threshold, "criteria": self.shown, "summary": self.summary}
 
 
 def criterion_fields(defs: Definitions) -> list[str]:
