@@ -14,9 +14,9 @@ from __future__ import annotations
 import json
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -118,6 +118,19 @@ class FeatureEncoder:
         return cached
 
 
+def model_text_of_trees(text: str, trees: Sequence[int]) -> str:
+    """LightGBM's model text (`model_to_string`) with only these trees, renumbered in this order. The
+    header's `tree_sizes` goes (it only speeds up loading); the rest is kept as it is."""
+    head, marker, rest = text.partition("\nTree=0\n")
+    body, end, tail = rest.partition("\nend of trees\n")
+    if not marker or not end:
+        raise ValueError("not a LightGBM model text: no 'Tree=0' or 'end of trees'")
+    blocks = [b for b in ("Tree=0\n" + body).split("\n\n\n") if b.strip()]
+    head = "\n".join(line for line in head.split("\n") if not line.startswith("tree_sizes="))
+    kept = [f"Tree={n}\n" + blocks[t].split("\n", 1)[1] for n, t in enumerate(trees)]
+    return head + "\n" + "\n\n\n".join(kept) + "\n\n\nend of trees\n" + tail
+
+
 def _plain_number(value: Any) -> float:
     """None, int or bool as a float; TypeError for anything pandas would have to coerce (text, NA, numpy)."""
     if value is None:
@@ -164,6 +177,12 @@ class Bundle(ABC):
         """Whether `logit` is certain never to fall when any of these encoded columns rises (from one
         number to a larger one, the rest alike). False unless the model kind can prove it."""
         return False
+
+    def logit_part(self, columns: Sequence[int]) -> Callable[..., np.ndarray] | None:
+        """The part of `logit` that these encoded columns can change, as a function of rows (with
+        `predict_params`), when it is less than the whole (None: the whole model reads them). Rows
+        that differ in these columns alone differ in `logit` by as much as in this part."""
+        return None
 
     @abstractmethod
     def to_json(self) -> dict[str, Any]:
@@ -231,6 +250,22 @@ class ModelBundle(Bundle):
             raw = np.asarray(self.booster.predict(X, pred_contrib=True, **predict_params))
         base = self.calib_a * raw[:, -1] + self.calib_b
         return base, self.calib_a * raw[:, :-1]
+
+    def logit_part(self, columns: Sequence[int]) -> Callable[..., np.ndarray] | None:
+        """`calib_a` times the raw score of the trees that split on any of these columns: the other trees
+        put rows that differ in them alone in the same leaves. The `to_pass` search's candidates differ
+        from their lead in a few counts, which most trees of our champions never read."""
+        reached = self.tree_paths.trees_using(columns)
+        if len(reached) == self.booster.num_trees():
+            return None
+        return partial(self._part_logit, reached)
+
+    def _part_logit(self, trees: tuple[int, ...], X: np.ndarray, **predict_params: Any) -> np.ndarray:
+        cache: dict[tuple[int, ...], lgb.Booster] = self.__dict__.setdefault("_tree_subsets", {})
+        part = cache.get(trees)
+        if part is None:  # a booster of these trees alone, made once per set
+            part = cache[trees] = lgb.Booster(model_str=model_text_of_trees(self.booster.model_to_string(), trees))
+        return self.calib_a * np.asarray(part.predict(X, raw_score=True, **predict_params))
 
     def never_falls_with(self, columns: Sequence[int]) -> bool:
         """Trained with a +1 monotone constraint on each of these columns (LightGBM keeps every tree's

@@ -59,6 +59,11 @@ class TreePaths:
         trees = [[_with_lookup(s, thresholds) for s in splits] for splits in trees]
         return cls(booster, trees, thresholds, booster.num_feature())
 
+    def trees_using(self, features: Sequence[int]) -> tuple[int, ...]:
+        """The trees with a split on any of these features, in order: the only ones whose leaf can change with them."""
+        wanted = set(features)
+        return tuple(i for i, splits in enumerate(self.trees) if any(s.feature in wanted for s in splits))
+
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """`pred_contrib`'s (n, k + 1) matrix for `X`, on one thread: LightGBM keeps the iteration range
         of a prediction in the booster itself, so two at once on different trees would mix them up."""

@@ -38,7 +38,7 @@ from samepage.settings import Settings
 from serving.explain import Explanation, explain_columns
 from serving.metrics import Metrics
 from serving.mql import verdicts as mql_verdicts
-from serving.topass import to_pass
+from serving.topass import ToPass, to_pass
 
 log = logging.getLogger("samepage.serving")
 
@@ -346,7 +346,11 @@ class Scorer:
         scores = [exp.score for exp in explanations]
         verdicts = mql_verdicts(self.defs, scores, values_all)
         search = suggest and not all(v.passed for v in verdicts)
-        steps = to_pass(champ.bundle, self.defs, X, verdicts, values_all, threads=self.threads) if search else [None] * len(ids)
+        steps: list[ToPass | None] = [None] * len(ids)
+        if search:
+            # the leads' own logits, as their explanations add up: the search rescores only what its steps change
+            logits = np.array([exp.base_value for exp in explanations]) + np.array([exp.row for exp in explanations]).sum(axis=1)
+            steps = to_pass(champ.bundle, self.defs, X, verdicts, values_all, threads=self.threads, logits=logits)
         previous = self.history.previous_scores(ids) if self.history is not None else {}
         results: list[Scored] = []
         grades = self.defs.grades_of(scores)

@@ -2,8 +2,9 @@
 
 A step is one more event of a type whose counts the definitions mark `actionable` (a demo request
 raises every actionable count of demo requests by one). Every combination of up to `BUDGET` steps
-is rescored in batched model calls over the candidates of all leads (`Bundle.logit` on the
-encoded rows, exactly what scoring the lead with those counts as overrides gives); the answer is
+is rescored in batched model calls over the candidates of all leads (the model's logit on the
+encoded rows, what scoring the lead with those counts as overrides gives; only the part of the
+model those counts reach is run again, `Rescore`); the answer is
 the passing combination with the fewest steps, then the highest score. Leads no candidate can
 pass are settled by one bound row first (`_hopeful`), and a large search goes by number of steps,
 each stage only for the leads the smaller ones left without an answer. A failed MQL criterion on a
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,11 +96,13 @@ def to_pass(
     budget: int = BUDGET,
     prune: bool = True,
     threads: int | None = None,
+    logits: np.ndarray | None = None,
 ) -> list[ToPass | None]:
     """Per lead (rows of the encoded `X`, their verdicts and criterion/feature values): None for an MQL, else `ToPass`.
 
     `prune=False` rescores every candidate of every lead at once (the tests' oracle for `_hopeful` and
-    the staged search); `threads`: LightGBM's for a large search (None: every core)."""
+    the staged search); `threads`: LightGBM's for a large search (None: every core); `logits`: the
+    rows' own (`bundle.logit(X)`, as their explanations sum), if known."""
     keys = bundle.feature_keys
     plan = steps(defs, keys)
     changeable = {keys[j] for s in plan for j in s.columns}
@@ -118,9 +121,10 @@ def to_pass(
     if not search:
         return out
     counts, delta = _candidates(tuple(s.columns for s in plan), len(keys), budget)  # (m, steps), (m, features)
+    rescore = Rescore.of(bundle, X, search, delta, len(counts), logits, threads)
     stages = [np.arange(len(counts))]  # every candidate at once: the oracle
     if prune:
-        search = _hopeful(bundle, defs, X, search, delta, out, budget, threads)
+        search = _hopeful(bundle, defs, X, search, delta, out, budget, rescore)
         if len(search) * len(counts) >= SMALL_SEARCH:  # a few leads: one call costs less than three
             # Fewest steps first: a lead with a passing candidate of n steps needs none of the larger ones.
             sizes = counts.sum(axis=1)
@@ -128,7 +132,7 @@ def to_pass(
     for picked in stages:
         if not search:
             break
-        best, best_scores = _search(bundle, defs, X[search], counts[picked], delta[picked], changeable, threads)
+        best, best_scores = _search(bundle, defs, X, search, counts[picked], delta[picked], changeable, rescore)
         left: list[int] = []
         for row, i in enumerate(search):
             b = int(best[row])
@@ -142,24 +146,75 @@ def to_pass(
     return out
 
 
+@dataclass(slots=True)
+class Rescore:
+    """The logit of rows that differ from a searched lead's row in the steps' columns alone.
+
+    When those columns reach only part of the model (`Bundle.logit_part`: for LightGBM, the trees
+    that split on them), only that part is scored again: a changed row's logit is its lead's, less
+    the part's value on the lead's row, plus the part's value on the changed row. The same for
+    every candidate and bound row, so pruned and full searches compare the same numbers."""
+
+    bundle: Bundle
+    raised: list[int]
+    threads: int | None
+    part: Callable[..., np.ndarray] | None = None
+    rest: np.ndarray | None = None  # per row of X: its logit less the part's value (NaN: not searched)
+
+    @classmethod
+    def of(
+        cls,
+        bundle: Bundle,
+        X: np.ndarray,
+        search: list[int],
+        delta: np.ndarray,
+        m: int,
+        logits: np.ndarray | None,
+        threads: int | None,
+    ) -> Rescore:
+        """For the leads `search` (rows of X) and their `m` candidates each; `logits`: X's own, if known."""
+        raised = np.flatnonzero(delta.max(axis=0) > 0).tolist()
+        out = cls(bundle, raised, threads)
+        if len(search) * m < SMALL_SEARCH:  # a lead or a few: two more model calls cost more than they save
+            return out
+        out.part = bundle.logit_part(raised)
+        if out.part is not None:
+            rows = X[search]
+            own = bundle.logit(rows, **out._threads(len(rows))) if logits is None else np.asarray(logits)[search]
+            out.rest = np.full(len(X), np.nan)
+            out.rest[search] = own - out.part(rows, **out._threads(len(rows)))
+        return out
+
+    def __call__(self, leads: Sequence[int], changed: np.ndarray) -> np.ndarray:
+        """Logits of `changed`: an equal number of rows per lead (rows of X) in `leads`, in their order."""
+        if self.part is None or self.rest is None:
+            return self.bundle.logit(changed, **self._threads(len(changed)))
+        per_lead = len(changed) // max(len(leads), 1)
+        return np.repeat(self.rest[list(leads)], per_lead) + self.part(changed, **self._threads(len(changed)))
+
+    def _threads(self, rows: int) -> dict[str, int]:
+        return lightgbm_threads(rows, SMALL_SEARCH, self.threads)
+
+
 def _search(
     bundle: Bundle,
     defs: Definitions,
-    rows: np.ndarray,
+    X: np.ndarray,
+    search: list[int],
     counts: np.ndarray,
     delta: np.ndarray,
     changeable: set[str],
-    threads: int | None,
+    rescore: Rescore,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each lead's best passing candidate among these (fewest steps, then the highest score; -1: none) and its score.
+    """Each searched lead's best passing candidate among these (fewest steps, then the highest score; -1: none) and its score.
 
     A candidate's score does not depend on which others are scored with it, so searching the
     candidates in stages finds what searching them all at once does."""
     keys = bundle.feature_keys
     m = len(counts)
+    rows = X[search]
     candidates = candidate_rows(rows, delta)
-    logits = bundle.logit(candidates, **lightgbm_threads(len(candidates), SMALL_SEARCH, threads))
-    scores = sigmoid(logits).reshape(len(rows), m)
+    scores = sigmoid(rescore(search, candidates)).reshape(len(rows), m)
     ok = scores >= defs.mql.threshold
     for criterion in defs.mql.criteria:  # criteria on a count a step changes are checked on the new count
         if criterion.field in changeable:
@@ -182,7 +237,7 @@ def _hopeful(
     delta: np.ndarray,
     out: list[ToPass | None],
     budget: int,
-    threads: int | None = None,
+    rescore: Rescore,
 ) -> list[int]:
     """The searched leads that some candidate might pass; the others get the nothing-found answer here.
 
@@ -191,13 +246,11 @@ def _hopeful(
     row stays below the threshold has no passing candidate: one model row instead of all of them
     (at 100,000 demo leads, all but a few in ten thousand).
     """
-    raised = np.flatnonzero(delta.max(axis=0) > 0)
-    if not len(raised) or not bundle.never_falls_with(raised.tolist()):
+    if not rescore.raised or not bundle.never_falls_with(rescore.raised):
         return search
     comparable, top = bound_rows(X[search], delta)
     hopeless = np.zeros(len(search), dtype=bool)
-    logits = bundle.logit(top, **lightgbm_threads(len(top), SMALL_SEARCH, threads))
-    hopeless[comparable] = sigmoid(logits) < defs.mql.threshold
+    hopeless[comparable] = sigmoid(rescore(np.asarray(search)[comparable].tolist(), top)) < defs.mql.threshold
     for i in np.asarray(search)[hopeless].tolist():
         out[i] = ToPass([], None, nothing_note(defs, budget))
     return np.asarray(search)[~hopeless].tolist()

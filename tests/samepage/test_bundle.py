@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import lightgbm as lgb
@@ -298,3 +299,48 @@ class LogisticRegressionCheck:
         names = [n for s in specs for n in s.names(encoder.categories.get(s.key, []))]
         coef = LogisticRegression(C=1.0, max_iter=2000).fit(D, y).coef_[0]
         return float(coef[names.index(key)])
+
+
+def test_a_booster_of_some_trees_scores_as_those_trees(lightgbm_bundle: ModelBundle, data: Data) -> None:
+    from samepage.bundle import model_text_of_trees
+
+    booster = lightgbm_bundle.booster
+    X = lightgbm_bundle.encoder.transform(data[0])
+    trees = (9, 2, 14)
+    part = lgb.Booster(model_str=model_text_of_trees(booster.model_to_string(), trees))
+    assert part.num_trees() == len(trees)
+    each = sum(booster.predict(X, raw_score=True, start_iteration=t, num_iteration=1) for t in trees)
+    assert np.abs(part.predict(X, raw_score=True) - each).max() < 1e-12
+    with pytest.raises(ValueError, match="not a LightGBM model text"):
+        model_text_of_trees("tree\nversion=v4\n", trees)
+
+
+def test_rows_changed_in_a_few_columns_score_from_the_trees_that_read_them(
+    lightgbm_bundle: ModelBundle, logreg_bundle: LogRegBundle, data: Data, definitions: Definitions
+) -> None:
+    """What the `to_pass` search rests on: a row's logit less the part these columns reach, plus that part
+    on the changed row, is the changed row's logit; and the part is fewer trees than the model has."""
+    bundle = lightgbm_bundle
+    X = bundle.encoder.transform(data[0])
+    numeric = [j for j, k in enumerate(bundle.feature_keys) if k not in bundle.encoder.categories]
+    used = [j for j in numeric if bundle.tree_paths.trees_using([j])]
+    columns = [min(used, key=lambda j: len(bundle.tree_paths.trees_using([j])))]  # a count few trees read
+    reached = bundle.tree_paths.trees_using(columns)
+    assert 0 < len(reached) < bundle.booster.num_trees()
+    part = bundle.logit_part(columns)
+    assert part is not None
+    changed = X.copy()
+    changed[:, columns[0]] = np.nan_to_num(changed[:, columns[0]]) + np.arange(len(X)) % 4
+    got = bundle.logit(X) - part(X) + part(changed)
+    assert np.abs(got - bundle.logit(changed)).max() < 1e-12
+    assert np.abs(got - bundle.logit(X)).max() > 0.1  # the change does move the scores
+    # The part must hold every tree that reads the column: leave one out and the logits are wrong.
+    short = partial_logit(bundle, reached[1:])
+    assert np.abs(bundle.logit(X) - short(X) + short(changed) - bundle.logit(changed)).max() > 1e-6
+    every = list(range(len(bundle.feature_keys)))
+    assert bundle.logit_part(every) is None  # every tree reads one of them: nothing to leave out
+    assert logreg_bundle.logit_part(columns) is None  # other kinds score changed rows whole
+
+
+def partial_logit(bundle: ModelBundle, trees: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda X: bundle._part_logit(trees, X)

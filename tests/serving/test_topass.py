@@ -205,7 +205,7 @@ def searched(workspace: Settings, definitions: Definitions, demo_leads: pd.DataF
 
 
 def test_pruning_gives_exactly_the_full_search(searched: dict[str, Any], definitions: Definitions) -> None:
-    from serving.topass import _hopeful, to_pass
+    from serving.topass import Rescore, _hopeful, to_pass
 
     bundle, X, verdicts, values = searched["bundle"], searched["X"], searched["verdicts"], searched["values"]
     pruned = to_pass(bundle, definitions, X, verdicts, values)
@@ -220,7 +220,7 @@ def test_pruning_gives_exactly_the_full_search(searched: dict[str, Any], definit
     _, delta = _candidates(tuple(s.columns for s in plan), len(bundle.feature_keys), 3)
     search = [i for i, v in enumerate(verdicts) if not v.passed and all(c.met for c in v.criteria)]
     out: list[Any] = [None] * len(verdicts)
-    left = _hopeful(bundle, definitions, X, search, delta, out, 3)
+    left = _hopeful(bundle, definitions, X, search, delta, out, 3, Rescore.of(bundle, X, search, delta, len(delta), None, None))
     settled = [i for i in search if i not in set(left)]
     assert len(settled) > len(search) / 2 and len(left) >= len(found)
     assert all(out[i] is not None and out[i].changes == [] for i in settled)
@@ -270,7 +270,7 @@ def test_a_logistic_champion_is_pruned_too(searched: dict[str, Any], definitions
     from samepage.linear import fit_logreg_bundle
     from serving.explain import explain
     from serving.mql import verdict
-    from serving.topass import _candidates, _hopeful, steps, to_pass
+    from serving.topass import Rescore, _candidates, _hopeful, steps, to_pass
 
     frame = pd.DataFrame(searched["values"])[definitions.feature_keys]
     lgb_scores = np.array([e.score for e in explain(searched["bundle"], definitions, frame)])
@@ -292,7 +292,7 @@ def test_a_logistic_champion_is_pruned_too(searched: dict[str, Any], definitions
     assert sum(1 for p in full if p is not None and p.changes) >= 10
     search = [i for i, v in enumerate(verdicts) if not v.passed and all(c.met for c in v.criteria)]
     out: list[Any] = [None] * len(verdicts)
-    left = _hopeful(bundle, defs, X, search, delta, out, 3)
+    left = _hopeful(bundle, defs, X, search, delta, out, 3, Rescore.of(bundle, X, search, delta, len(delta), None, None))
     assert len(left) < len(search) and all(out[i] is not None for i in set(search) - set(left))  # some settled by their bound row
     falls = dataclasses.replace(bundle, coef=bundle.coef.copy())
     start = np.cumsum([0] + [s.width() for s in bundle.specs])
@@ -349,3 +349,26 @@ def _events(defs: Definitions, changes: list[dict[str, Any]]) -> int:
         kind = defs.feature(c["feature"]).event_type or c["feature"]
         per_type[kind] = max(per_type.get(kind, 0), int(c["to"] or 0) - int(c["from"] or 0))
     return sum(per_type.values())
+
+
+def test_the_search_rescores_only_the_trees_its_steps_reach(searched: dict[str, Any], definitions: Definitions) -> None:
+    """The served champion's candidates are scored by the trees that read an actionable count alone (fewer
+    than all of them), and the answers are those of scoring every candidate with the whole model."""
+    from samepage.bundle import ModelBundle
+    from serving.topass import _candidates, steps, to_pass
+
+    class Whole(ModelBundle):
+        def logit_part(self, columns: Any) -> None:
+            return None
+
+    bundle, X, verdicts, values = searched["bundle"], searched["X"], searched["verdicts"], searched["values"]
+    _, delta = _candidates(tuple(s.columns for s in steps(definitions, bundle.feature_keys)), len(bundle.feature_keys), 3)
+    raised = np.flatnonzero(delta.max(axis=0) > 0).tolist()
+    assert 0 < len(bundle.tree_paths.trees_using(raised)) < bundle.booster.num_trees()
+    whole = Whole(bundle.encoder, bundle.booster, bundle.calib_a, bundle.calib_b, bundle.meta, bundle.is_calibrated)
+    for prune in (True, False):
+        got = to_pass(bundle, definitions, X, verdicts, values, prune=prune)
+        want = to_pass(whole, definitions, X, verdicts, values, prune=prune)
+        assert [(g.changes, g.note) if g else None for g in got] == [(w.changes, w.note) if w else None for w in want]
+        pairs = [(g.score_if, w.score_if) for g, w in zip(got, want, strict=True) if g and g.score_if is not None]
+        assert len(pairs) >= 10 and all(w is not None and abs(g - w) < 1e-12 for g, w in pairs if g is not None)
