@@ -92,8 +92,9 @@ class TreePaths:
             codes = []
             for split in splits:
                 f = split.feature
-                if split.lookup is not None:
-                    local, size = split.lookup[bins[f]], len(split.lookup)
+                if split.lookup is not None and split.thresholds is not None:
+                    # its own bins: below each of its thresholds, above all of them, NaN
+                    local, size = split.lookup[bins[f]], len(split.thresholds) + 2
                     if split.zero_matters:
                         zero = zeros.get(f)
                         if zero is None:
