@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cached_property, partial
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -178,11 +179,20 @@ class Bundle(ABC):
         number to a larger one, the rest alike). False unless the model kind can prove it."""
         return False
 
-    def logit_part(self, columns: Sequence[int]) -> Callable[..., np.ndarray] | None:
-        """The part of `logit` that these encoded columns can change, as a function of rows (with
-        `predict_params`), when it is less than the whole (None: the whole model reads them). Rows
-        that differ in these columns alone differ in `logit` by as much as in this part."""
+    def parts_reading(self, columns: Sequence[int]) -> tuple[int, ...] | None:
+        """The parts of the model that read any of these encoded columns (for LightGBM: its trees), when
+        the model is a sum of parts (None: it is not, or the kind cannot tell). A row's logit is a
+        constant plus every part's share of it (`part_shares`), so rows that differ in these columns
+        alone differ in `logit` by as much as these parts' shares differ."""
         return None
+
+    def part_shares(self, X: np.ndarray, parts: Sequence[int], **predict_params: Any) -> np.ndarray:
+        """(n, len(parts)): each of these parts' share of each row's logit."""
+        raise NotImplementedError(f"a {self.kind} model is not scored by parts")
+
+    def parts_logit(self, X: np.ndarray, parts: Sequence[int], **predict_params: Any) -> np.ndarray:
+        """These parts' shares summed, per row of X."""
+        raise NotImplementedError(f"a {self.kind} model is not scored by parts")
 
     @abstractmethod
     def to_json(self) -> dict[str, Any]:
@@ -251,21 +261,46 @@ class ModelBundle(Bundle):
         base = self.calib_a * raw[:, -1] + self.calib_b
         return base, self.calib_a * raw[:, :-1]
 
-    def logit_part(self, columns: Sequence[int]) -> Callable[..., np.ndarray] | None:
-        """`calib_a` times the raw score of the trees that split on any of these columns: the other trees
-        put rows that differ in them alone in the same leaves. The `to_pass` search's candidates differ
-        from their lead in a few counts, which most trees of our champions never read."""
-        reached = self.tree_paths.trees_using(columns)
-        if len(reached) == self.booster.num_trees():
-            return None
-        return partial(self._part_logit, reached)
+    def parts_reading(self, columns: Sequence[int]) -> tuple[int, ...]:
+        """The trees with a split on any of these columns: the others put rows that differ in them alone
+        in the same leaves. (The `to_pass` search's candidates differ from their lead in a few counts,
+        which most trees of our champions never read.)"""
+        return self.tree_paths.trees_using(columns)
 
-    def _part_logit(self, trees: tuple[int, ...], X: np.ndarray, **predict_params: Any) -> np.ndarray:
+    def part_shares(self, X: np.ndarray, parts: Sequence[int], **predict_params: Any) -> np.ndarray:
+        """Each tree's leaf value for each row (LightGBM's `pred_leaf` on a booster of these trees), times `calib_a`."""
+        trees = tuple(parts)
+        if not trees:
+            return np.zeros((len(X), 0))
+        leaves = np.asarray(self._trees(trees).predict(X, pred_leaf=True, **predict_params), dtype=np.int64).reshape(len(X), -1)
+        return self.calib_a * self._leaf_values[np.asarray(trees)[None, :], leaves]
+
+    def parts_logit(self, X: np.ndarray, parts: Sequence[int], **predict_params: Any) -> np.ndarray:
+        """`calib_a` times the raw score of these trees alone (a booster of them, made once per set)."""
+        trees = tuple(parts)
+        if not trees:
+            return np.zeros(len(X))
+        return self.calib_a * np.asarray(self._trees(trees).predict(X, raw_score=True, **predict_params))
+
+    def _trees(self, trees: tuple[int, ...]) -> lgb.Booster:
         cache: dict[tuple[int, ...], lgb.Booster] = self.__dict__.setdefault("_tree_subsets", {})
-        part = cache.get(trees)
-        if part is None:  # a booster of these trees alone, made once per set
-            part = cache[trees] = lgb.Booster(model_str=model_text_of_trees(self.booster.model_to_string(), trees))
-        return self.calib_a * np.asarray(part.predict(X, raw_score=True, **predict_params))
+        booster = cache.get(trees)
+        if booster is None:
+            booster = cache[trees] = lgb.Booster(model_str=model_text_of_trees(self._model_text, trees))
+        return booster
+
+    @cached_property
+    def _model_text(self) -> str:
+        return str(self.booster.model_to_string())
+
+    @cached_property
+    def _leaf_values(self) -> np.ndarray:
+        """(trees, most leaves): each leaf's value (LightGBM's `get_leaf_output`), NaN past a tree's leaves."""
+        counts = [int(n) for n in re.findall(r"^num_leaves=(\d+)$", self._model_text, flags=re.MULTILINE)]
+        table = np.full((len(counts), max(counts, default=1)), np.nan)
+        for t, n in enumerate(counts):
+            table[t, :n] = [self.booster.get_leaf_output(t, leaf) for leaf in range(n)]
+        return table
 
     def never_falls_with(self, columns: Sequence[int]) -> bool:
         """Trained with a +1 monotone constraint on each of these columns (LightGBM keeps every tree's

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -108,12 +108,16 @@ def to_pass(
     changeable = {keys[j] for s in plan for j in s.columns}
     out: list[ToPass | None] = [None] * len(verdicts)
     search: list[int] = []
+    stuck_notes: dict[tuple[str, ...], str] = {}  # worded once per batch: most leads share a few
     for i, v in enumerate(verdicts):
         if v.passed:
             continue
-        stuck = [c for c in v.criteria if not c.met and c.field not in changeable]
+        stuck = tuple(c.description for c in v.criteria if not c.met and c.field not in changeable)
         if stuck:
-            out[i] = ToPass([], None, stuck_note([c.description for c in stuck]))
+            note = stuck_notes.get(stuck)
+            if note is None:
+                note = stuck_notes[stuck] = stuck_note(stuck)
+            out[i] = ToPass([], None, note)
         elif not plan:
             out[i] = ToPass([], None, "No feature is marked actionable in the definitions, so no next step is suggested.")
         else:
@@ -121,7 +125,9 @@ def to_pass(
     if not search:
         return out
     counts, delta = _candidates(tuple(s.columns for s in plan), len(keys), budget)  # (m, steps), (m, features)
-    rescore = Rescore.of(bundle, X, search, delta, len(counts), logits, threads)
+    # by parts for a large search only (a lead or a few: fewer model calls cost less), decided once so that
+    # every stage, and the full search, score each candidate alike
+    rescore = Rescore(bundle, X, logits, threads, by_parts=len(search) * len(counts) >= SMALL_SEARCH)
     stages = [np.arange(len(counts))]  # every candidate at once: the oracle
     if prune:
         search = _hopeful(bundle, defs, X, search, delta, out, budget, rescore)
@@ -141,56 +147,61 @@ def to_pass(
             else:
                 out[i] = _answer(defs, keys, plan, counts[picked[b]], values[i], float(best_scores[row]))
         search = left
+    nothing = nothing_note(defs, budget)
     for i in search:
-        out[i] = ToPass([], None, nothing_note(defs, budget))
+        out[i] = ToPass([], None, nothing)
     return out
 
 
-@dataclass(slots=True)
+@dataclass
 class Rescore:
-    """The logit of rows that differ from a searched lead's row in the steps' columns alone.
+    """Logits of rows that differ from a lead's encoded row in a few columns (the steps' counts).
 
-    When those columns reach only part of the model (`Bundle.logit_part`: for LightGBM, the trees
-    that split on them), only that part is scored again: a changed row's logit is its lead's, less
-    the part's value on the lead's row, plus the part's value on the changed row. The same for
-    every candidate and bound row, so pruned and full searches compare the same numbers."""
+    When the model is a sum of parts (`Bundle.parts_reading`: LightGBM's trees), the candidates that
+    change the same columns are scored by the parts that read those columns alone: a candidate's
+    logit is its lead's, less those parts' shares of the lead's row, plus their value on the
+    candidate. A demo request reaches a third of our champions' trees, the three steps of a large
+    candidate together fewer than half. Any other model scores every candidate whole."""
 
     bundle: Bundle
-    raised: list[int]
+    X: np.ndarray
+    logits: np.ndarray | None  # X's own, if known (as the explanations add up)
     threads: int | None
-    part: Callable[..., np.ndarray] | None = None
-    rest: np.ndarray | None = None  # per row of X: its logit less the part's value (NaN: not searched)
+    by_parts: bool = True
+    _parts: dict[tuple[int, ...], tuple[int, ...] | None] = field(default_factory=dict)
 
-    @classmethod
-    def of(
-        cls,
-        bundle: Bundle,
-        X: np.ndarray,
-        search: list[int],
-        delta: np.ndarray,
-        m: int,
-        logits: np.ndarray | None,
-        threads: int | None,
-    ) -> Rescore:
-        """For the leads `search` (rows of X) and their `m` candidates each; `logits`: X's own, if known."""
-        raised = np.flatnonzero(delta.max(axis=0) > 0).tolist()
-        out = cls(bundle, raised, threads)
-        if len(search) * m < SMALL_SEARCH:  # a lead or a few: two more model calls cost more than they save
-            return out
-        out.part = bundle.logit_part(raised)
-        if out.part is not None:
-            rows = X[search]
-            own = bundle.logit(rows, **out._threads(len(rows))) if logits is None else np.asarray(logits)[search]
-            out.rest = np.full(len(X), np.nan)
-            out.rest[search] = own - out.part(rows, **out._threads(len(rows)))
+    def whole(self, rows: np.ndarray) -> np.ndarray:
+        """The model's logit of each row."""
+        return self.bundle.logit(rows, **self._threads(len(rows)))
+
+    def candidates(self, leads: list[int], delta: np.ndarray) -> np.ndarray:
+        """(leads, candidates): the logit of each lead's row (rows of X) with each row of `delta` added."""
+        rows = self.X[leads]
+        m = len(delta)
+        groups: dict[tuple[int, ...] | None, list[int]] = {None: []}
+        if self.by_parts:
+            groups = {}
+            for c in range(m):
+                groups.setdefault(self.parts(tuple(np.flatnonzero(delta[c] > 0).tolist())), []).append(c)
+        if None in groups:
+            return self.whole(candidate_rows(rows, delta)).reshape(len(leads), m)
+        reached = sorted({p for parts in groups if parts is not None for p in parts})
+        own = self.whole(rows) if self.logits is None else self.logits[leads]
+        shares = self.bundle.part_shares(rows, reached, **self._threads(len(rows)))
+        at = {p: k for k, p in enumerate(reached)}
+        out = np.empty((len(leads), m))
+        for parts, picked in groups.items():
+            assert parts is not None
+            rest = own - shares[:, [at[p] for p in parts]].sum(axis=1)
+            changed = candidate_rows(rows, delta[picked])
+            value = self.bundle.parts_logit(changed, parts, **self._threads(len(changed)))
+            out[:, picked] = rest[:, None] + value.reshape(len(leads), len(picked))
         return out
 
-    def __call__(self, leads: Sequence[int], changed: np.ndarray) -> np.ndarray:
-        """Logits of `changed`: an equal number of rows per lead (rows of X) in `leads`, in their order."""
-        if self.part is None or self.rest is None:
-            return self.bundle.logit(changed, **self._threads(len(changed)))
-        per_lead = len(changed) // max(len(leads), 1)
-        return np.repeat(self.rest[list(leads)], per_lead) + self.part(changed, **self._threads(len(changed)))
+    def parts(self, columns: tuple[int, ...]) -> tuple[int, ...] | None:
+        if columns not in self._parts:
+            self._parts[columns] = self.bundle.parts_reading(columns)
+        return self._parts[columns]
 
     def _threads(self, rows: int) -> dict[str, int]:
         return lightgbm_threads(rows, SMALL_SEARCH, self.threads)
@@ -211,21 +222,20 @@ def _search(
     A candidate's score does not depend on which others are scored with it, so searching the
     candidates in stages finds what searching them all at once does."""
     keys = bundle.feature_keys
-    m = len(counts)
-    rows = X[search]
-    candidates = candidate_rows(rows, delta)
-    scores = sigmoid(rescore(search, candidates)).reshape(len(rows), m)
+    scores = sigmoid(rescore.candidates(search, delta))
     ok = scores >= defs.mql.threshold
     for criterion in defs.mql.criteria:  # criteria on a count a step changes are checked on the new count
         if criterion.field in changeable:
-            column = candidates[:, keys.index(criterion.field)]
+            j = keys.index(criterion.field)
+            base = X[search, j][:, None]
+            column = np.where(delta[:, j] > 0, np.nan_to_num(base) + delta[:, j], base)  # as candidate_rows makes it
             distinct, where = np.unique(column, return_inverse=True)  # counts: a few values, each checked once
             met = np.array([check(criterion, None if np.isnan(x) else x) for x in distinct.tolist()], dtype=bool)
-            ok &= met[where.reshape(-1)].reshape(len(rows), m)
+            ok &= met[where.reshape(-1)].reshape(ok.shape)
     sizes = counts.sum(axis=1)
     rank = np.where(ok, -sizes * 2.0 + scores, -np.inf)  # fewest steps first (scores are below 1), then the highest score
     best = rank.argmax(axis=1)
-    at = np.arange(len(rows))
+    at = np.arange(len(search))
     return np.where(ok[at, best], best, -1), scores[at, best]
 
 
@@ -246,13 +256,15 @@ def _hopeful(
     row stays below the threshold has no passing candidate: one model row instead of all of them
     (at 100,000 demo leads, all but a few in ten thousand).
     """
-    if not rescore.raised or not bundle.never_falls_with(rescore.raised):
+    raised = np.flatnonzero(delta.max(axis=0) > 0)
+    if not len(raised) or not bundle.never_falls_with(raised.tolist()):
         return search
     comparable, top = bound_rows(X[search], delta)
     hopeless = np.zeros(len(search), dtype=bool)
-    hopeless[comparable] = sigmoid(rescore(np.asarray(search)[comparable].tolist(), top)) < defs.mql.threshold
+    hopeless[comparable] = sigmoid(rescore.whole(top)) < defs.mql.threshold
+    nothing = nothing_note(defs, budget)
     for i in np.asarray(search)[hopeless].tolist():
-        out[i] = ToPass([], None, nothing_note(defs, budget))
+        out[i] = ToPass([], None, nothing)
     return np.asarray(search)[~hopeless].tolist()
 
 

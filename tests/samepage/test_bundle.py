@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from pathlib import Path
 
 import lightgbm as lgb
@@ -318,29 +317,28 @@ def test_a_booster_of_some_trees_scores_as_those_trees(lightgbm_bundle: ModelBun
 def test_rows_changed_in_a_few_columns_score_from_the_trees_that_read_them(
     lightgbm_bundle: ModelBundle, logreg_bundle: LogRegBundle, data: Data, definitions: Definitions
 ) -> None:
-    """What the `to_pass` search rests on: a row's logit less the part these columns reach, plus that part
-    on the changed row, is the changed row's logit; and the part is fewer trees than the model has."""
+    """What the `to_pass` search rests on: the logit is the calibration's constant plus every tree's share;
+    a row's logit less the shares of the trees that read some columns, plus those trees on a row changed
+    in these columns alone, is the changed row's logit; and those trees are fewer than the model has."""
     bundle = lightgbm_bundle
     X = bundle.encoder.transform(data[0])
+    every = tuple(range(bundle.booster.num_trees()))
+    assert np.abs(bundle.calib_b + bundle.part_shares(X, every).sum(axis=1) - bundle.logit(X)).max() < 1e-12
     numeric = [j for j, k in enumerate(bundle.feature_keys) if k not in bundle.encoder.categories]
-    used = [j for j in numeric if bundle.tree_paths.trees_using([j])]
-    columns = [min(used, key=lambda j: len(bundle.tree_paths.trees_using([j])))]  # a count few trees read
-    reached = bundle.tree_paths.trees_using(columns)
-    assert 0 < len(reached) < bundle.booster.num_trees()
-    part = bundle.logit_part(columns)
-    assert part is not None
+    used = [j for j in numeric if bundle.parts_reading([j])]
+    columns = [min(used, key=lambda j: len(bundle.parts_reading([j])))]  # a count few trees read
+    parts = bundle.parts_reading(columns)
+    assert 0 < len(parts) < len(every)
     changed = X.copy()
     changed[:, columns[0]] = np.nan_to_num(changed[:, columns[0]]) + np.arange(len(X)) % 4
-    got = bundle.logit(X) - part(X) + part(changed)
+    shares = bundle.part_shares(X, parts)
+    assert np.abs(shares.sum(axis=1) - bundle.parts_logit(X, parts)).max() < 1e-12
+    got = bundle.logit(X) - shares.sum(axis=1) + bundle.parts_logit(changed, parts)
     assert np.abs(got - bundle.logit(changed)).max() < 1e-12
     assert np.abs(got - bundle.logit(X)).max() > 0.1  # the change does move the scores
-    # The part must hold every tree that reads the column: leave one out and the logits are wrong.
-    short = partial_logit(bundle, reached[1:])
-    assert np.abs(bundle.logit(X) - short(X) + short(changed) - bundle.logit(changed)).max() > 1e-6
-    every = list(range(len(bundle.feature_keys)))
-    assert bundle.logit_part(every) is None  # every tree reads one of them: nothing to leave out
-    assert logreg_bundle.logit_part(columns) is None  # other kinds score changed rows whole
-
-
-def partial_logit(bundle: ModelBundle, trees: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:
-    return lambda X: bundle._part_logit(trees, X)
+    # Every tree that reads the column must be among them: leave one out and the logits are wrong.
+    short = parts[1:]
+    wrong = bundle.logit(X) - bundle.part_shares(X, short).sum(axis=1) + bundle.parts_logit(changed, short)
+    assert np.abs(wrong - bundle.logit(changed)).max() > 1e-6
+    assert bundle.parts_reading(range(len(bundle.feature_keys))) == tuple(t for t in every if bundle.tree_paths.trees[t])
+    assert logreg_bundle.parts_reading(columns) is None  # other kinds score changed rows whole

@@ -220,7 +220,7 @@ def test_pruning_gives_exactly_the_full_search(searched: dict[str, Any], definit
     _, delta = _candidates(tuple(s.columns for s in plan), len(bundle.feature_keys), 3)
     search = [i for i, v in enumerate(verdicts) if not v.passed and all(c.met for c in v.criteria)]
     out: list[Any] = [None] * len(verdicts)
-    left = _hopeful(bundle, definitions, X, search, delta, out, 3, Rescore.of(bundle, X, search, delta, len(delta), None, None))
+    left = _hopeful(bundle, definitions, X, search, delta, out, 3, Rescore(bundle, X, None, None))
     settled = [i for i in search if i not in set(left)]
     assert len(settled) > len(search) / 2 and len(left) >= len(found)
     assert all(out[i] is not None and out[i].changes == [] for i in settled)
@@ -292,7 +292,7 @@ def test_a_logistic_champion_is_pruned_too(searched: dict[str, Any], definitions
     assert sum(1 for p in full if p is not None and p.changes) >= 10
     search = [i for i, v in enumerate(verdicts) if not v.passed and all(c.met for c in v.criteria)]
     out: list[Any] = [None] * len(verdicts)
-    left = _hopeful(bundle, defs, X, search, delta, out, 3, Rescore.of(bundle, X, search, delta, len(delta), None, None))
+    left = _hopeful(bundle, defs, X, search, delta, out, 3, Rescore(bundle, X, None, None))
     assert len(left) < len(search) and all(out[i] is not None for i in set(search) - set(left))  # some settled by their bound row
     falls = dataclasses.replace(bundle, coef=bundle.coef.copy())
     start = np.cumsum([0] + [s.width() for s in bundle.specs])
@@ -358,13 +358,13 @@ def test_the_search_rescores_only_the_trees_its_steps_reach(searched: dict[str, 
     from serving.topass import _candidates, steps, to_pass
 
     class Whole(ModelBundle):
-        def logit_part(self, columns: Any) -> None:
+        def parts_reading(self, columns: Any) -> None:  # type: ignore[override]
             return None
 
     bundle, X, verdicts, values = searched["bundle"], searched["X"], searched["verdicts"], searched["values"]
     _, delta = _candidates(tuple(s.columns for s in steps(definitions, bundle.feature_keys)), len(bundle.feature_keys), 3)
     raised = np.flatnonzero(delta.max(axis=0) > 0).tolist()
-    assert 0 < len(bundle.tree_paths.trees_using(raised)) < bundle.booster.num_trees()
+    assert 0 < len(bundle.parts_reading(raised)) < bundle.booster.num_trees()
     whole = Whole(bundle.encoder, bundle.booster, bundle.calib_a, bundle.calib_b, bundle.meta, bundle.is_calibrated)
     for prune in (True, False):
         got = to_pass(bundle, definitions, X, verdicts, values, prune=prune)
