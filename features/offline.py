@@ -12,7 +12,9 @@ the scorer derives and explains it with the same code as `/v1/score`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,27 +71,45 @@ def _seconds(values: pd.Series) -> np.ndarray:
     return stamps.dt.tz_localize(None).to_numpy().astype("datetime64[s]")
 
 
-def latest_engagement(path: Path, defs: Definitions, now: pd.Timestamp, batch_rows: int = BATCH_ROWS) -> pd.DataFrame:
+def latest_engagement(
+    path: Path, defs: Definitions, now: pd.Timestamp, batch_rows: int = BATCH_ROWS, threads: int | None = None
+) -> pd.DataFrame:
     """One row per lead with events at or before `now`: its latest engagement row, indexed by lead_id.
 
     Among rows with equal timestamps the later one in the file wins; rows are ordered by (timestamp,
     position) of the kept row. Arrow and numpy throughout (lead ids read as the Parquet dictionary
-    codes); pandas only for the one kept row per lead. Memory: one batch plus its kept rows.
+    codes); pandas only for the one kept row per lead. The file's row groups are read in `threads`
+    runs at once (None: one per core; Parquet decoding and numpy's sorts let go of the GIL), each
+    keeping its batches' latest rows. Memory: a batch per thread plus the kept rows.
     """
     fields = [*engagement_keys(defs), LAST_ACTIVITY_AT]
     cutoff = utc_timestamp(now).tz_localize(None).to_datetime64()
-    source = pq.ParquetFile(path, read_dictionary=[LEAD_ID])
-    kept: list[pa.RecordBatch] = []
-    had_nulls: set[str] = set()
-    for batch in source.iter_batches(batch_size=batch_rows, columns=[LEAD_ID, TIMESTAMP, *fields]):
-        had_nulls.update(name for name in fields if batch.column(name).null_count)
-        stamps = batch.column(TIMESTAMP).to_numpy(zero_copy_only=False)  # naive UTC, NaT where missing
-        rows = np.flatnonzero(stamps <= cutoff)  # NaT compares False: such rows are dropped, as before
-        rows = rows[_last_rows(_codes(batch.column(LEAD_ID))[rows], stamps[rows])]
-        latest = batch.take(pa.array(rows))
-        ids = latest.column(LEAD_ID)  # a dictionary unless the ids are not text
-        ids = ids.dictionary_decode() if pa.types.is_dictionary(ids.type) else ids
-        kept.append(pa.RecordBatch.from_arrays([ids, *latest.columns[1:]], names=latest.schema.names))
+    n_groups = pq.ParquetFile(path).metadata.num_row_groups
+    runs = [r for r in np.array_split(np.arange(n_groups), max(1, min(threads or os.cpu_count() or 1, n_groups))) if len(r)]
+
+    def kept_of(row_groups: np.ndarray) -> tuple[list[pa.RecordBatch], set[str]]:
+        source = pq.ParquetFile(path, read_dictionary=[LEAD_ID])  # a reader of its own per thread
+        kept: list[pa.RecordBatch] = []
+        had_nulls: set[str] = set()
+        columns = [LEAD_ID, TIMESTAMP, *fields]
+        for batch in source.iter_batches(batch_size=batch_rows, row_groups=row_groups.tolist(), columns=columns):
+            had_nulls.update(name for name in fields if batch.column(name).null_count)
+            stamps = batch.column(TIMESTAMP).to_numpy(zero_copy_only=False)  # naive UTC, NaT where missing
+            rows = np.flatnonzero(stamps <= cutoff)  # NaT compares False: such rows are dropped, as before
+            rows = rows[_last_rows(_codes(batch.column(LEAD_ID))[rows], stamps[rows])]
+            latest = batch.take(pa.array(rows))
+            ids = latest.column(LEAD_ID)  # a dictionary unless the ids are not text
+            ids = ids.dictionary_decode() if pa.types.is_dictionary(ids.type) else ids
+            kept.append(pa.RecordBatch.from_arrays([ids, *latest.columns[1:]], names=latest.schema.names))
+        return kept, had_nulls
+
+    if len(runs) > 1:
+        with ThreadPoolExecutor(len(runs), thread_name_prefix="samepage-engagement") as pool:
+            results = list(pool.map(kept_of, runs))  # in file order: ties go to the later row as before
+    else:
+        results = [kept_of(r) for r in runs]
+    kept = [b for batches, _ in results for b in batches]
+    had_nulls = set().union(*(nulls for _, nulls in results))
     if not kept:
         return pd.DataFrame(columns=fields, index=pd.Index([], name=LEAD_ID))
     table = pa.Table.from_batches(kept)

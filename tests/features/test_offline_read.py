@@ -125,9 +125,11 @@ def test_latest_engagement_equals_the_pandas_oracle(
     tmp_path: Path, definitions: Definitions, batch_rows: int, grouped: bool, nulls: str, seed: int
 ) -> None:
     path = _engagement_source(tmp_path / "e.parquet", definitions, seed=seed, grouped=grouped, nulls=nulls)
-    got = latest_engagement(path, definitions, NOW, batch_rows)
+    got = latest_engagement(path, definitions, NOW, batch_rows, threads=1)
     want = _old_latest_engagement(path, definitions, NOW, batch_rows)
     _assert_same(got, want)
+    for threads in (2, 5, 40):  # the 12 row groups read in runs at once, a lead's rows in several runs
+        _assert_same(latest_engagement(path, definitions, NOW, batch_rows, threads=threads), want)
     rows = pq.read_table(path).to_pandas()
     kept = rows[rows[TIMESTAMP] <= NOW]
     at_latest = kept[kept[TIMESTAMP] == kept.groupby(LEAD_ID)[TIMESTAMP].transform("max")]
@@ -149,10 +151,11 @@ def test_the_later_row_wins_among_equal_times_across_batches(tmp_path: Path, def
         LAST_ACTIVITY_AT: pa.array([r[1] for r in rows], type=UTC_NS),
     }
     path = tmp_path / "e.parquet"
-    pq.write_table(pa.table(columns), path)
+    pq.write_table(pa.table(columns), path, row_group_size=2)  # the tie at t2 spans two row groups
     for batch_rows in (1, 2, 100):
-        got = latest_engagement(path, definitions, NOW, batch_rows)
-        assert got.index.tolist() == ["L-3", "L-2", "L-1"] and got[key].tolist() == [7, 5, 3]
+        for threads in (1, 2, 3):
+            got = latest_engagement(path, definitions, NOW, batch_rows, threads=threads)
+            assert got.index.tolist() == ["L-3", "L-2", "L-1"] and got[key].tolist() == [7, 5, 3]
 
 
 @pytest.mark.parametrize(
