@@ -22,9 +22,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from features.offline import ChunkFeatures, Sources, lead_chunks
+from features.offline import ChunkFeatures, Sources, latest_engagement, lead_chunks
 from samepage.answers import Vocabulary
 from samepage.definitions import Definitions
 from samepage.records import RecordStore
@@ -43,6 +44,7 @@ from serving.scorer import Champion, Scored, Scorer, trend
 from serving.writer import score_row
 
 CHUNK = 20_000
+Previous = dict[str, tuple[float, datetime]]  # lead id -> its previous (score, scored_at), for the trend
 ENGINES = ("local", "spark")
 POOL_CHUNKS = 8  # chunks from which scoring is spread over one process per core (fewer: ~10 s start-up costs more)
 _TEXT = pa.string()
@@ -83,27 +85,38 @@ def score_all(
 
     refresh(settings, defs, rebuild_for_api=True)  # leads and events the API took since the last build
     when = (now or datetime.now(UTC)).astimezone(UTC)
-    scorer = Scorer(settings, defs)
-    scorer.refresh()
-    champion = scorer.champion
-    if champion is None:
-        raise BatchError(f"cannot score: {scorer.reason}")
     sources = Sources.of(settings, defs)
+    if engine == "local" and workers is None:
+        workers = (os.cpu_count() or 1) if sources.n_leads() >= POOL_CHUNKS * chunk else 1
+    if engine == "local" and workers is not None and workers > 1:
+        _start_fork_server()  # its imports (~4 s) go on while this process loads the champion
+    scorer = Scorer(settings, defs)
     store = RecordStore.from_settings(settings)
     try:
-        previous = store.previous_scores_all()  # one read, not one per chunk: trend for every lead
-        chunks: Iterator[ScoredChunk]
-        if engine == "spark":
-            from serving.spark_engine import spark_results
+        with ThreadPoolExecutor(2, thread_name_prefix="samepage-read") as reader:
+            # Read while the champion loads (and the fork server imports): every lead's previous
+            # score (one read, not one per chunk: trend for every lead) and, for the local engine,
+            # every lead's latest engagement row. The first chunk waits for both.
+            previous = reader.submit(store.previous_scores_all)
+            engagement = None
+            if engine == "local" and sources.engagement is not None:
+                engagement = reader.submit(latest_engagement, sources.engagement, defs, pd.Timestamp(when))
+            scorer.refresh()
+            champion = scorer.champion
+            if champion is None:
+                raise BatchError(f"cannot score: {scorer.reason}")
+            chunks: Iterator[ScoredChunk]
+            if engine == "spark":
+                from serving.spark_engine import spark_results
 
-            chunks = (finish(r, previous) for r in spark_results(settings, defs, champion, sources, when, chunk, suggest))
-        else:
-            if workers is None:
-                workers = (os.cpu_count() or 1) if sources.n_leads() >= POOL_CHUNKS * chunk else 1
-            chunks = local_results(scorer, champion, sources, when, chunk, suggest, previous, workers)
-        n, n_mql = _sink(chunks, output, store, sources.n_leads(), progress)
+                results = spark_results(settings, defs, champion, sources, when, chunk, suggest)
+                chunks = (finish(r, previous.result()) for r in results)
+            else:
+                chunks = local_results(scorer, champion, sources, when, chunk, suggest, previous, workers or 1, engagement)
+            n, n_mql = _sink(chunks, output, store, sources.n_leads(), progress)
     finally:
         store.close()
+        _stop_fork_server()  # started early: also when no chunk was scored
     return BatchSummary(
         n_leads=n,
         n_mql=n_mql,
@@ -158,30 +171,33 @@ def local_results(
     now: datetime,
     chunk: int,
     suggest: bool = True,
-    previous: dict[str, tuple[float, datetime]] | None = None,
+    previous: Future[Previous] | Previous | None = None,
     workers: int = 1,
+    engagement: Future[pd.DataFrame] | None = None,
 ) -> Iterator[ScoredChunk]:
-    """Scored chunks, in order: in this process, or in `workers` processes with a few chunks in flight each."""
-    previous = previous or {}
-    frames = lead_chunks(sources, scorer.defs, pd.Timestamp(now), chunk)  # reads nothing until the first chunk is asked for
+    """Scored chunks, in order: in this process, or in `workers` processes with a few chunks in flight each.
+    `previous`: every lead's previous score (or a read of them under way), for the trend; `engagement`:
+    a read of every lead's latest engagement row under way (None: `lead_chunks` reads it)."""
+
+    def chunks_of_leads() -> Iterator[pd.DataFrame]:  # reads nothing until the first chunk is asked for
+        latest = None if engagement is None else engagement.result()
+        yield from lead_chunks(sources, scorer.defs, pd.Timestamp(now), chunk, latest)
+
+    frames = chunks_of_leads()
     if workers <= 1:
         for frame in frames:
-            yield finish(score_frame(scorer, champion, frame, now, suggest), _previous_of(frame, previous))
+            yield finish(score_frame(scorer, champion, frame, now, suggest), _previous_of(frame, _read(previous)))
         return
     portable = dataclasses.replace(champion, online=None)  # the Feast store stays here; each chunk brings its features
-    # Not fork: LightGBM's OpenMP runtime is not safe to use in a child forked after it ran here. A
-    # fork server that has imported the scoring code (and run none of it) forks each process, so the
-    # ~5 s of imports are paid once, not once per process.
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
+    context = _start_fork_server()
     start = (os.getpid(), scorer.settings, scorer.defs, portable)
     try:
         with ProcessPoolExecutor(workers, context, initializer=_start_worker, initargs=start) as pool:
-            # The processes start while this one reads the latest engagement rows.
+            # The processes start while the latest engagement rows are still being read.
             ready = [pool.submit(_ready) for _ in range(workers)]
             pending: deque[Future[ScoredChunk]] = deque()
             for frame in frames:
-                pending.append(pool.submit(_score_chunk, frame, now, suggest, _previous_of(frame, previous)))
+                pending.append(pool.submit(_score_chunk, frame, now, suggest, _previous_of(frame, _read(previous))))
                 # Bounded: two chunks in flight per process, results taken in order (a slow chunk
                 # leaves the other processes work to go on with while this one waits for it).
                 if len(pending) > 2 * workers:
@@ -192,6 +208,26 @@ def local_results(
                 started.result()
     finally:
         _stop_fork_server()
+
+
+def _start_fork_server() -> BaseContext:
+    """The fork server the scoring processes come from, started (if it is not yet) with the scoring code
+    to import; returns its context. Not fork: LightGBM's OpenMP runtime is not safe to use in a child
+    forked after it ran here. A fork server that has imported the scoring code (and run none of it)
+    forks each process, so the ~4 s of imports are paid once, not once per process, and started
+    early they go on while this process does its own start-up."""
+    from multiprocessing import forkserver
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    forkserver.ensure_running()
+    return context
+
+
+def _read(previous: Future[Previous] | Previous | None) -> Previous:
+    if previous is None:
+        return {}
+    return previous.result() if isinstance(previous, Future) else previous
 
 
 def _stop_fork_server() -> None:
