@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -261,3 +262,18 @@ def _icp_match(f: Feature, raw: RawColumns, text: Any, n: int, defs: Definitions
     rows = list(zip(text("seniority"), text("department"), text("job_title"), strict=True))
     fit_rows = {row: persona(*row) for row in set(rows)}  # once per distinct (seniority, department, title)
     return np.array([fit_rows[row] for row in rows], dtype="float64")
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureColumns:
+    """Derived online features: `values[key]` per feature key (categories as object arrays with None,
+    everything else float64 with NaN) and `known` (the store had the lead), all in request order."""
+
+    values: dict[str, np.ndarray]
+    known: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.known)
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self.known if key == "known" else self.values[key]

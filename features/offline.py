@@ -25,9 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from features.derive import derive, known_rows
-from features.feast_repo import sources_dir
-from features.store import FeatureColumns
+from features.derive import FeatureColumns, derive, known_rows
 from features.transform import (
     ATTRIBUTES_SOURCE,
     ENGAGEMENT_SOURCE,
@@ -53,6 +51,8 @@ class Sources:
 
     @classmethod
     def of(cls, settings: Settings, defs: Definitions) -> Sources:
+        from features.feast_repo import sources_dir  # Feast's objects are not needed to read the files
+
         folder = sources_dir(settings)
         attributes = folder / f"{ATTRIBUTES_SOURCE}.parquet"
         engagement = folder / f"{ENGAGEMENT_SOURCE}.parquet" if has_engagement(defs) else None

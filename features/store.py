@@ -37,7 +37,7 @@ from features.activity import (
     counters,
     engagement_at,
 )
-from features.derive import derive, known_rows
+from features.derive import FeatureColumns, derive, known_rows  # FeatureColumns: importable from here too
 from features.feast_repo import (
     ACTIVITY_VIEW,
     ATTRIBUTES_VIEW,
@@ -292,21 +292,6 @@ def _service(store: FeatureStore, name: str, settings: Settings) -> Any:
 
 
 # -- online: serving ----------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class FeatureColumns:
-    """Derived online features: `values[key]` per feature key (categories as object arrays with None,
-    everything else float64 with NaN) and `known` (the store had the lead), all in request order."""
-
-    values: dict[str, np.ndarray]
-    known: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.known)
-
-    def __getitem__(self, key: str) -> np.ndarray:
-        return self.known if key == "known" else self.values[key]
-
-
 class OnlineFeatures:
     """Online feature vectors for serving; create once and keep (it holds the Feast store).
 
