@@ -80,49 +80,69 @@ def latest_engagement(
     position) of the kept row. Arrow and numpy throughout (lead ids read as the Parquet dictionary
     codes); pandas only for the one kept row per lead. The file's row groups are read in `threads`
     runs at once (None: one per core; Parquet decoding and numpy's sorts let go of the GIL), each
-    keeping its batches' latest rows. Memory: a batch per thread plus the kept rows.
+    keeping its batches' latest rows (`LatestRows`). Memory: a batch per thread plus the kept rows.
     """
-    fields = [*engagement_keys(defs), LAST_ACTIVITY_AT]
-    cutoff = utc_timestamp(now).tz_localize(None).to_datetime64()
-    n_groups = pq.ParquetFile(path).metadata.num_row_groups
-    runs = [r for r in np.array_split(np.arange(n_groups), max(1, min(threads or os.cpu_count() or 1, n_groups))) if len(r)]
+    runs = row_group_runs(path, threads or os.cpu_count() or 1)
+    if len(runs) > 1:
+        with ThreadPoolExecutor(len(runs), thread_name_prefix="samepage-engagement") as pool:
+            parts = list(pool.map(lambda run: LatestRows.of(path, defs, now, run, batch_rows), runs))
+    else:
+        parts = [LatestRows.of(path, defs, now, run, batch_rows) for run in runs]
+    return LatestRows.merged(parts, defs)
 
-    def kept_of(row_groups: np.ndarray) -> tuple[list[pa.RecordBatch], set[str]]:
+
+def row_group_runs(path: Path, n: int) -> list[list[int]]:
+    """The file's row groups in at most `n` runs of neighbours, in file order."""
+    groups = pq.ParquetFile(path).metadata.num_row_groups
+    return [r.tolist() for r in np.array_split(np.arange(groups), max(1, min(n, groups))) if len(r)]
+
+
+@dataclass
+class LatestRows:
+    """The latest engagement rows at or before a time of some row groups of the file (a lead's latest row
+    among them, per batch: `merged` keeps one per lead), and which fields had nulls there."""
+
+    batches: list[pa.RecordBatch]
+    had_nulls: set[str]
+
+    @classmethod
+    def of(
+        cls, path: Path, defs: Definitions, now: pd.Timestamp, row_groups: list[int], batch_rows: int = BATCH_ROWS
+    ) -> LatestRows:
+        fields = [*engagement_keys(defs), LAST_ACTIVITY_AT]
+        cutoff = utc_timestamp(now).tz_localize(None).to_datetime64()
         source = pq.ParquetFile(path, read_dictionary=[LEAD_ID])  # a reader of its own per thread
-        kept: list[pa.RecordBatch] = []
-        had_nulls: set[str] = set()
-        columns = [LEAD_ID, TIMESTAMP, *fields]
-        for batch in source.iter_batches(batch_size=batch_rows, row_groups=row_groups.tolist(), columns=columns):
-            had_nulls.update(name for name in fields if batch.column(name).null_count)
+        out = cls([], set())
+        for batch in source.iter_batches(batch_size=batch_rows, row_groups=row_groups, columns=[LEAD_ID, TIMESTAMP, *fields]):
+            out.had_nulls.update(name for name in fields if batch.column(name).null_count)
             stamps = batch.column(TIMESTAMP).to_numpy(zero_copy_only=False)  # naive UTC, NaT where missing
             rows = np.flatnonzero(stamps <= cutoff)  # NaT compares False: such rows are dropped, as before
             rows = rows[_last_rows(_codes(batch.column(LEAD_ID))[rows], stamps[rows])]
             latest = batch.take(pa.array(rows))
             ids = latest.column(LEAD_ID)  # a dictionary unless the ids are not text
             ids = ids.dictionary_decode() if pa.types.is_dictionary(ids.type) else ids
-            kept.append(pa.RecordBatch.from_arrays([ids, *latest.columns[1:]], names=latest.schema.names))
-        return kept, had_nulls
+            out.batches.append(pa.RecordBatch.from_arrays([ids, *latest.columns[1:]], names=latest.schema.names))
+        return out
 
-    if len(runs) > 1:
-        with ThreadPoolExecutor(len(runs), thread_name_prefix="samepage-engagement") as pool:
-            results = list(pool.map(kept_of, runs))  # in file order: ties go to the later row as before
-    else:
-        results = [kept_of(r) for r in runs]
-    kept = [b for batches, _ in results for b in batches]
-    had_nulls = set().union(*(nulls for _, nulls in results))
-    if not kept:
-        return pd.DataFrame(columns=fields, index=pd.Index([], name=LEAD_ID))
-    table = pa.Table.from_batches(kept)
-    stamps = table.column(TIMESTAMP).to_numpy()
-    rows = _last_rows(_codes(table.column(LEAD_ID).combine_chunks()), stamps)
-    out = table.take(pa.array(rows)).to_pandas().set_index(LEAD_ID)[fields]
-    for name in had_nulls:
-        # An integer column with nulls in any batch: pandas read batch by batch made it float64 even
-        # where the kept rows have none, and that is the dtype this has always returned.
-        if pa.types.is_integer(table.schema.field(name).type):
-            out[name] = out[name].astype("float64")
-    out[LAST_ACTIVITY_AT] = _seconds(out[LAST_ACTIVITY_AT])
-    return out
+    @staticmethod
+    def merged(parts: Sequence[LatestRows], defs: Definitions) -> pd.DataFrame:
+        """`latest_engagement`'s frame from the parts of consecutive runs of row groups, in file order."""
+        fields = [*engagement_keys(defs), LAST_ACTIVITY_AT]
+        kept = [b for part in parts for b in part.batches]
+        had_nulls = set().union(*(part.had_nulls for part in parts))
+        if not kept:
+            return pd.DataFrame(columns=fields, index=pd.Index([], name=LEAD_ID))
+        table = pa.Table.from_batches(kept)
+        stamps = table.column(TIMESTAMP).to_numpy()
+        rows = _last_rows(_codes(table.column(LEAD_ID).combine_chunks()), stamps)
+        out = table.take(pa.array(rows)).to_pandas().set_index(LEAD_ID)[fields]
+        for name in had_nulls:
+            # An integer column with nulls in any batch: pandas read batch by batch made it float64 even
+            # where the kept rows have none, and that is the dtype this has always returned.
+            if pa.types.is_integer(table.schema.field(name).type):
+                out[name] = out[name].astype("float64")
+        out[LAST_ACTIVITY_AT] = _seconds(out[LAST_ACTIVITY_AT])
+        return out
 
 
 def _codes(ids: pa.Array) -> np.ndarray:

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from features.offline import ChunkFeatures, Sources, latest_engagement, lead_chunks
+from features.offline import ChunkFeatures, LatestRows, Sources, latest_engagement, lead_chunks, row_group_runs
 from samepage.answers import Vocabulary
 from samepage.definitions import Definitions
 from samepage.records import RecordStore
@@ -98,8 +98,8 @@ def score_all(
             # score (one read, not one per chunk: trend for every lead) and, for the local engine,
             # every lead's latest engagement row. The first chunk waits for both.
             previous = reader.submit(store.previous_scores_all)
-            engagement = None
-            if engine == "local" and sources.engagement is not None:
+            engagement = None  # with scoring processes, they read it (`local_results`)
+            if engine == "local" and (workers or 1) <= 1 and sources.engagement is not None:
                 engagement = reader.submit(latest_engagement, sources.engagement, defs, pd.Timestamp(when))
             scorer.refresh()
             champion = scorer.champion
@@ -177,15 +177,11 @@ def local_results(
 ) -> Iterator[ScoredChunk]:
     """Scored chunks, in order: in this process, or in `workers` processes with a few chunks in flight each.
     `previous`: every lead's previous score (or a read of them under way), for the trend; `engagement`:
-    a read of every lead's latest engagement row under way (None: `lead_chunks` reads it)."""
-
-    def chunks_of_leads() -> Iterator[pd.DataFrame]:  # reads nothing until the first chunk is asked for
-        latest = None if engagement is None else engagement.result()
-        yield from lead_chunks(sources, scorer.defs, pd.Timestamp(now), chunk, latest)
-
-    frames = chunks_of_leads()
+    a read of every lead's latest engagement row under way (None: read here, or by the processes)."""
+    defs, when = scorer.defs, pd.Timestamp(now)
     if workers <= 1:
-        for frame in frames:
+        latest = None if engagement is None else engagement.result()
+        for frame in lead_chunks(sources, defs, when, chunk, latest):
             yield finish(score_frame(scorer, champion, frame, now, suggest), _previous_of(frame, _read(previous)))
         return
     portable = dataclasses.replace(champion, online=None)  # the Feast store stays here; each chunk brings its features
@@ -193,10 +189,18 @@ def local_results(
     start = (os.getpid(), scorer.settings, scorer.defs, portable)
     try:
         with ProcessPoolExecutor(workers, context, initializer=_start_worker, initargs=start) as pool:
-            # The processes start while the latest engagement rows are still being read.
             ready = [pool.submit(_ready) for _ in range(workers)]
+            # The processes read every lead's latest engagement row first, a run of the file's row
+            # groups each: they have nothing else to do yet, and share no GIL with this process's start-up.
+            parts: list[Future[LatestRows]] = []
+            if engagement is None and sources.engagement is not None:
+                runs = row_group_runs(sources.engagement, workers)
+                parts = [pool.submit(LatestRows.of, sources.engagement, defs, when, run) for run in runs]
+            latest = engagement.result() if engagement is not None else None
+            if parts:
+                latest = LatestRows.merged([p.result() for p in parts], defs)
             pending: deque[Future[ScoredChunk]] = deque()
-            for frame in frames:
+            for frame in lead_chunks(sources, defs, when, chunk, latest):
                 pending.append(pool.submit(_score_chunk, frame, now, suggest, _previous_of(frame, _read(previous))))
                 # Bounded: two chunks in flight per process, results taken in order (a slow chunk
                 # leaves the other processes work to go on with while this one waits for it).
