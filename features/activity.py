@@ -242,11 +242,31 @@ def engagement_at(
         return _engagement_small(types, seconds, earlier, as_of, counted)
     found = np.array([t is not None for t in types], dtype=bool)
     lengths = np.array([len(t) if t is not None else 0 for t in types], dtype="int64")
-    # Types as small integer codes (one dict look-up per event), so each counter's test is an integer isin.
-    codes = {name: k for k, name in enumerate(sorted({t for c in counted for t in c.types}))}
+    codes = type_codes(counted)
     flat_types = np.array([codes.get(x, -1) for t in types if t is not None for x in t], dtype="int64")
     flat_seconds = np.array([int(x) for s in seconds if s is not None for x in s], dtype="float64")
     owner = np.repeat(np.arange(n), lengths)
+    return engagement_of_events(flat_types, flat_seconds, owner, found, _epoch_seconds(earlier), as_of, counted)
+
+
+def type_codes(counted: Sequence[Counter]) -> dict[str, int]:
+    """Event types as small integer codes (one dict look-up per event), so each counter's test is an integer isin."""
+    return {name: k for k, name in enumerate(sorted({t for c in counted for t in c.types}))}
+
+
+def engagement_of_events(
+    flat_types: np.ndarray,
+    flat_seconds: np.ndarray,
+    owner: np.ndarray,
+    found: np.ndarray,
+    earlier_seconds: np.ndarray,
+    as_of: np.ndarray,
+    counted: Sequence[Counter],
+) -> dict[str, Any]:
+    """`engagement_at` from every lead's events flattened: their `type_codes` (-1: a type no counter counts),
+    seconds and owning lead (positions of `found`), and each lead's earlier activity in epoch seconds (NaN: none)."""
+    n = len(found)
+    codes = type_codes(counted)
     now = np.asarray(as_of, dtype="float64")[owner]
     out: dict[str, Any] = {}
     for c in counted:
@@ -263,7 +283,7 @@ def engagement_at(
     last = np.full(n, np.nan)
     happened = flat_seconds <= now
     np.fmax.at(last, owner[happened], flat_seconds[happened])
-    last = np.fmax(last, _epoch_seconds(earlier))
+    last = np.fmax(last, earlier_seconds)
     stamps = np.nan_to_num(last).astype("int64").astype("datetime64[s]")
     out[LAST_ACTIVITY_AT] = np.where(np.isnan(last), np.datetime64("NaT", "s"), stamps)
     return out

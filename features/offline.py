@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from features.activity import ACTIVITY_SOURCE, EARLIER, SECONDS, TYPES, counters, engagement_of_events, type_codes
 from features.derive import FeatureColumns, derive, known_rows
 from features.transform import (
     ATTRIBUTES_SOURCE,
@@ -48,6 +49,7 @@ class Sources:
 
     attributes: Path
     engagement: Path | None
+    activity: Path | None = None  # the online form of engagement (`features.activity`), where written
 
     @classmethod
     def of(cls, settings: Settings, defs: Definitions) -> Sources:
@@ -59,7 +61,8 @@ class Sources:
         for path in (attributes, engagement):
             if path is not None and not path.exists():
                 raise FileNotFoundError(f"{path}: no feature source; run `samepage features` first")
-        return cls(attributes, engagement)
+        activity = folder / f"{ACTIVITY_SOURCE}.parquet"
+        return cls(attributes, engagement, activity if engagement is not None and activity.exists() else None)
 
     def n_leads(self) -> int:
         return int(pq.ParquetFile(self.attributes).metadata.num_rows)
@@ -89,6 +92,69 @@ def latest_engagement(
     else:
         parts = [LatestRows.of(path, defs, now, run, batch_rows) for run in runs]
     return LatestRows.merged(parts, defs)
+
+
+class RecentActivity:
+    """Every lead's activity row (`features.activity`: its recent events as lists, one row per lead), read
+    once; the engagement fields of a chunk's leads at a time, computed as the online read computes them
+    (`engagement_at`), instead of from the lead's latest point-in-time engagement row.
+
+    Used only at or after the time every activity row carries (the build's): then the recent events
+    hold every event a window at that time can count, and the engagement rows (written at every
+    change point, window expiries included) hold the same numbers; tested equal. A lead whose events
+    all come after that time has no engagement row yet: its fields are missing, as offline."""
+
+    def __init__(self, table: pa.Table, defs: Definitions) -> None:
+        """`table`: lead_id and the activity lists (TYPES, SECONDS, EARLIER), one row per lead; flattened once."""
+        self._counted = counters(defs)
+        self._fields = engagement_keys(defs)
+        self._index = pd.Index(table.column(LEAD_ID).to_numpy(zero_copy_only=False))
+        types, seconds = table.column(TYPES).combine_chunks(), table.column(SECONDS).combine_chunks()
+        self._valid = pc.is_valid(types).to_numpy(zero_copy_only=False)
+        self._lengths = pc.fill_null(pc.list_value_length(types), 0).to_numpy(zero_copy_only=False).astype("int64")
+        self._starts = np.cumsum(self._lengths) - self._lengths
+        names = pc.dictionary_encode(pc.list_flatten(types))
+        codes = type_codes(self._counted)
+        by_name = np.array([codes.get(v, -1) for v in names.dictionary.to_pylist()] + [-1], dtype="int64")
+        self._types = by_name[pc.fill_null(names.indices, len(names.dictionary)).to_numpy(zero_copy_only=False)]
+        self._seconds = pc.list_flatten(seconds).to_numpy(zero_copy_only=False).astype("float64")
+        earlier = table.column(EARLIER).to_numpy().astype("datetime64[s]")  # as the online store keeps it
+        self._earlier = np.where(np.isnat(earlier), np.nan, earlier.astype("int64").astype("float64"))
+
+    @classmethod
+    def read(cls, path: Path, now: pd.Timestamp, defs: Definitions) -> RecentActivity | None:
+        """The activity rows, when every one is at or before `now` and there is one per lead (else None)."""
+        stamps = pq.read_table(path, columns=[TIMESTAMP]).column(TIMESTAMP)
+        latest = pc.max(stamps).as_py() if len(stamps) else None
+        if latest is None or stamps.null_count or pd.Timestamp(latest) > utc_timestamp(now):
+            return None
+        out = cls(pq.read_table(path, columns=[LEAD_ID, TYPES, SECONDS, EARLIER]), defs)
+        return out if out._index.is_unique else None
+
+    def engagement(self, lead_ids: np.ndarray, now: pd.Timestamp) -> dict[str, np.ndarray]:
+        """`latest_engagement`'s fields for these leads at `now`, in order (float64 counts, NaN where none)."""
+        rows = self._index.get_indexer(lead_ids)
+        have = rows >= 0
+        picked = rows[have]
+        lengths = self._lengths[picked]
+        # each picked lead's events, in order: its start repeated over its events plus 0, 1, 2, ...
+        at = np.repeat(self._starts[picked] - (np.cumsum(lengths) - lengths), lengths) + np.arange(int(lengths.sum()))
+        owner = np.repeat(np.flatnonzero(have), lengths)
+        found = np.zeros(len(rows), dtype=bool)
+        found[have] = self._valid[picked]
+        earlier = np.full(len(rows), np.nan)
+        earlier[have] = self._earlier[picked]
+        as_of = utc_timestamp(now).value / 1e9
+        seconds = self._seconds[at]
+        out = engagement_of_events(self._types[at], seconds, owner, found, earlier, np.full(len(rows), as_of), self._counted)
+        # An engagement row at or before now exists once an event has happened by then (or an older one did).
+        happened = np.bincount(owner[seconds <= as_of], minlength=len(rows)) > 0
+        none_yet = found & ~happened & np.isnan(earlier)
+        for key in self._fields:
+            column = np.asarray(out[key], dtype="float64")
+            column[none_yet] = np.nan
+            out[key] = column
+        return out
 
 
 def row_group_runs(path: Path, n: int) -> list[list[int]]:
@@ -190,19 +256,29 @@ def raw_columns(frame: pd.DataFrame, defs: Definitions) -> dict[str, Any]:
 
 
 def lead_chunks(
-    sources: Sources, defs: Definitions, now: pd.Timestamp, chunk: int, engagement: pd.DataFrame | None = None
+    sources: Sources,
+    defs: Definitions,
+    now: pd.Timestamp,
+    chunk: int,
+    engagement: pd.DataFrame | RecentActivity | None = None,
 ) -> Iterator[pd.DataFrame]:
-    """The leads created at or before `now`, `chunk` at a time: attribute columns joined with their latest engagement."""
+    """The leads created at or before `now`, `chunk` at a time: attribute columns joined with their latest
+    engagement (`engagement`: `latest_engagement`'s frame or the activity rows; None: read here)."""
     cutoff = utc_timestamp(now)
     if engagement is None and sources.engagement is not None:
         engagement = latest_engagement(sources.engagement, defs, cutoff)
+    fields = [*engagement_keys(defs), LAST_ACTIVITY_AT]
     for batch in pq.ParquetFile(sources.attributes).iter_batches(batch_size=chunk):
         frame = batch.to_pandas()
         frame = frame[frame[TIMESTAMP] <= cutoff]
         if frame[LEAD_ID].duplicated().any():
             codes = pd.factorize(frame[LEAD_ID], use_na_sentinel=False)[0]
             frame = frame.iloc[_last_rows(codes, frame[TIMESTAMP].dt.tz_convert(None).to_numpy())]
-        if engagement is not None:
+        if isinstance(engagement, RecentActivity):
+            computed = engagement.engagement(frame[LEAD_ID].to_numpy(), cutoff)
+            for column in fields:
+                frame[column] = computed[column]
+        elif engagement is not None:
             got = engagement.reindex(frame[LEAD_ID].to_numpy())
             for column in got.columns:
                 frame[column] = got[column].to_numpy()

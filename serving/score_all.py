@@ -34,7 +34,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from features.offline import ChunkFeatures, LatestRows, Sources, latest_engagement, lead_chunks, row_group_runs
+from features.offline import (
+    ChunkFeatures,
+    LatestRows,
+    RecentActivity,
+    Sources,
+    latest_engagement,
+    lead_chunks,
+    row_group_runs,
+)
 from samepage.answers import Vocabulary
 from samepage.definitions import Definitions
 from samepage.records import RecordStore
@@ -98,9 +106,9 @@ def score_all(
             # score (one read, not one per chunk: trend for every lead) and, for the local engine,
             # every lead's latest engagement row. The first chunk waits for both.
             previous = reader.submit(store.previous_scores_all)
-            engagement = None  # with scoring processes, they read it (`local_results`)
-            if engine == "local" and (workers or 1) <= 1 and sources.engagement is not None:
-                engagement = reader.submit(latest_engagement, sources.engagement, defs, pd.Timestamp(when))
+            engagement = None
+            if engine == "local" and sources.engagement is not None:
+                engagement = reader.submit(_engagement_of, sources, defs, pd.Timestamp(when), (workers or 1) <= 1)
             scorer.refresh()
             champion = scorer.champion
             if champion is None:
@@ -173,11 +181,12 @@ def local_results(
     suggest: bool = True,
     previous: Future[Previous] | Previous | None = None,
     workers: int = 1,
-    engagement: Future[pd.DataFrame] | None = None,
+    engagement: Future[pd.DataFrame | RecentActivity | None] | None = None,
 ) -> Iterator[ScoredChunk]:
     """Scored chunks, in order: in this process, or in `workers` processes with a few chunks in flight each.
     `previous`: every lead's previous score (or a read of them under way), for the trend; `engagement`:
-    a read of every lead's latest engagement row under way (None: read here, or by the processes)."""
+    a read of the leads' engagement under way (`_engagement_of`; None from it or here: read here, or by
+    the processes)."""
     defs, when = scorer.defs, pd.Timestamp(now)
     if workers <= 1:
         latest = None if engagement is None else engagement.result()
@@ -192,12 +201,10 @@ def local_results(
             ready = [pool.submit(_ready) for _ in range(workers)]
             # The processes read every lead's latest engagement row first, a run of the file's row
             # groups each: they have nothing else to do yet, and share no GIL with this process's start-up.
-            parts: list[Future[LatestRows]] = []
-            if engagement is None and sources.engagement is not None:
+            latest = engagement.result() if engagement is not None else None
+            if latest is None and sources.engagement is not None:
                 runs = row_group_runs(sources.engagement, workers)
                 parts = [pool.submit(LatestRows.of, sources.engagement, defs, when, run) for run in runs]
-            latest = engagement.result() if engagement is not None else None
-            if parts:
                 latest = LatestRows.merged([p.result() for p in parts], defs)
             pending: deque[Future[ScoredChunk]] = deque()
             for frame in lead_chunks(sources, defs, when, chunk, latest):
@@ -212,6 +219,18 @@ def local_results(
                 started.result()
     finally:
         _stop_fork_server()
+
+
+def _engagement_of(
+    sources: Sources, defs: Definitions, when: pd.Timestamp, read_latest: bool
+) -> pd.DataFrame | RecentActivity | None:
+    """The leads' engagement at `when`: the activity rows when they serve then (one row per lead: read in
+    about a second), else, when `read_latest`, every lead's latest engagement row (91.7M rows at 1M
+    leads: ~10 s of decoding), else None (the scoring processes read those)."""
+    recent = RecentActivity.read(sources.activity, when, defs) if sources.activity is not None else None
+    if recent is not None or not read_latest or sources.engagement is None:
+        return recent
+    return latest_engagement(sources.engagement, defs, when)
 
 
 def _start_fork_server() -> BaseContext:

@@ -15,11 +15,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from features.offline import ChunkFeatures, Sources, lead_chunks
+from features.offline import ChunkFeatures, RecentActivity, Sources, latest_engagement, lead_chunks, raw_columns
 from samepage.cli import app as cli
 from samepage.definitions import Definitions
 from samepage.records import RecordStore
@@ -67,6 +69,56 @@ def test_offline_latest_rows_equal_the_online_store(workspace: Settings, definit
             mine, theirs = offline.attributes(lead_id) or {}, online.attributes(lead_id) or {}
             assert {f: mine.get(f) for f in fields} == {f: theirs.get(f) for f in fields}
     assert engaged > 0
+
+
+def test_the_activity_rows_give_each_leads_latest_engagement_row(
+    workspace: Settings, definitions: Definitions, now: datetime
+) -> None:
+    """`score --all` computes engagement from the one activity row per lead as the online read does; at and
+    after the build (window expiries included) that is every lead's latest engagement row, field by field."""
+    sources = Sources.of(workspace, definitions)
+    assert sources.activity is not None and sources.engagement is not None
+    for when in (pd.Timestamp(now), pd.Timestamp(now) + pd.Timedelta("9D 7h 13s"), pd.Timestamp(now) + pd.Timedelta("100D")):
+        recent = RecentActivity.read(sources.activity, when, definitions)
+        assert recent is not None
+        latest = latest_engagement(sources.engagement, definitions, when)
+        mine_chunks = lead_chunks(sources, definitions, when, 700, recent)
+        pairs = zip(mine_chunks, lead_chunks(sources, definitions, when, 700, latest), strict=True)
+        counted = 0
+        for mine, theirs in pairs:
+            got, want = raw_columns(mine, definitions), raw_columns(theirs, definitions)
+            assert got.keys() == want.keys()
+            for key, column in want.items():
+                if isinstance(column, np.ndarray) and column.dtype.kind == "M":
+                    same = (got[key] == column) | (np.isnat(got[key]) & np.isnat(column))
+                elif isinstance(column, np.ndarray):
+                    same = _same(np.asarray(got[key]), column)
+                else:  # attribute text, None where missing
+                    same = np.array([a == b for a, b in zip(got[key], column, strict=True)])
+                assert same.all(), f"{when} {key}: {np.asarray(got[key])[~same][:3]} vs {np.asarray(column)[~same][:3]}"
+            counted += int(np.nansum(want["page_views_90d"]) > 0)
+        assert counted > 0 or when > pd.Timestamp(now) + pd.Timedelta("90D")  # by then every window has emptied
+    built = pq.read_table(sources.activity, columns=["event_timestamp"]).column(0)[0].as_py()
+    before = pd.Timestamp(built) - pd.Timedelta("1s")
+    assert RecentActivity.read(sources.activity, before, definitions) is None  # the activity rows cannot answer for then
+
+
+def test_a_lead_whose_events_all_come_later_has_no_engagement_yet(definitions: Definitions) -> None:
+    """As offline: no engagement row before a lead's first event, so its fields are missing, not zero; a lead
+    whose events are all older than the longest window has its row (zero counts, its last activity)."""
+    at = pd.Timestamp("2026-12-01T00:00:00Z")
+    table = pa.table(
+        {
+            "lead_id": ["later", "long-ago", "now"],
+            "recent_event_types": [["demo_request"], [], ["page_view", "demo_request"]],
+            "recent_event_seconds": [[int(at.timestamp()) + 60], [], [int(at.timestamp()) - 3_600] * 2],
+            "earlier_activity_at": pa.array([None, at - pd.Timedelta("200D"), None], type=pa.timestamp("ns", "UTC")),
+        }
+    )
+    got = RecentActivity(table, definitions).engagement(np.array(["later", "long-ago", "now", "unknown"], dtype=object), at)
+    assert np.isnan(got["demo_requests_90d"][[0, 3]]).all() and np.isnat(got["last_activity_at"][[0, 3]]).all()
+    assert got["demo_requests_90d"][1] == 0 and got["last_activity_at"][1] == np.datetime64("2026-05-15T00:00:00")
+    assert got["demo_requests_90d"][2] == 1 and got["page_views_30d"][2] == 1
 
 
 def _frozen(at: datetime) -> type[datetime]:
