@@ -6,6 +6,9 @@ are the values the online store serves at `now` (engagement rows sit at every ch
 the latest one is exact; `features.activity.engagement_at` computes the same numbers online).
 Times are floored to the second, as the online store keeps them. Memory: one chunk of leads
 plus one compact engagement row per lead with events (never the full change-point history).
+When every `lead_activity` row (one per lead, its recent events; stamped at the build) is at or
+before `now`, `RecentActivity` counts the engagement from it instead, as the online read does: the
+same numbers (tested), from 1M rows instead of every change point (91.7M rows at 1M leads).
 `ChunkFeatures` offers such a chunk through the `OnlineFeatures.get`/`attributes` interface, so
 the scorer derives and explains it with the same code as `/v1/score`.
 """

@@ -1,7 +1,9 @@
 """`samepage score --all --output F [--engine local|spark]`: every lead in the workspace, as of now.
 
-Features come from the offline side in chunks (`features.offline`: the latest stored row at or
-before now per lead, the values the online store serves), so no lead costs an online look-up.
+Features come from the offline side in chunks (`features.offline`: the latest attribute row at or
+before now per lead and its engagement at now, from the activity rows counted as the online read
+counts them, or from the latest engagement row; the values the online store serves), so no lead
+costs an online look-up.
 Each chunk goes through `Scorer.score` like `POST /v1/score` (the one derivation, the one
 `explain`, the MQL verdict, `to_pass`, grade). A workspace of several chunks is scored by one
 process per core: the champion travels to each once, each chunk brings its leads and their
