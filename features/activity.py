@@ -246,7 +246,7 @@ def engagement_at(
     flat_types = np.array([codes.get(x, -1) for t in types if t is not None for x in t], dtype="int64")
     flat_seconds = np.array([int(x) for s in seconds if s is not None for x in s], dtype="float64")
     owner = np.repeat(np.arange(n), lengths)
-    return engagement_of_events(flat_types, flat_seconds, owner, found, _epoch_seconds(earlier), as_of, counted)
+    return engagement_of_events(flat_types, flat_seconds, owner, found, _epoch_seconds(earlier), as_of, counted, codes)
 
 
 def type_codes(counted: Sequence[Counter]) -> dict[str, int]:
@@ -262,11 +262,12 @@ def engagement_of_events(
     earlier_seconds: np.ndarray,
     as_of: np.ndarray,
     counted: Sequence[Counter],
+    codes: dict[str, int],
 ) -> dict[str, Any]:
-    """`engagement_at` from every lead's events flattened: their `type_codes` (-1: a type no counter counts),
-    seconds and owning lead (positions of `found`), and each lead's earlier activity in epoch seconds (NaN: none)."""
+    """`engagement_at` from every lead's events flattened: their `codes` (`type_codes(counted)`; -1: a type no
+    counter counts), seconds and owning lead (positions of `found`), and each lead's earlier activity in
+    epoch seconds (NaN: none)."""
     n = len(found)
-    codes = type_codes(counted)
     now = np.asarray(as_of, dtype="float64")[owner]
     out: dict[str, Any] = {}
     for c in counted:

@@ -117,8 +117,8 @@ class RecentActivity:
         self._lengths = pc.fill_null(pc.list_value_length(types), 0).to_numpy(zero_copy_only=False).astype("int64")
         self._starts = np.cumsum(self._lengths) - self._lengths
         names = pc.dictionary_encode(pc.list_flatten(types))
-        codes = type_codes(self._counted)
-        by_name = np.array([codes.get(v, -1) for v in names.dictionary.to_pylist()] + [-1], dtype="int64")
+        self._codes = type_codes(self._counted)
+        by_name = np.array([self._codes.get(v, -1) for v in names.dictionary.to_pylist()] + [-1], dtype="int64")
         self._types = by_name[pc.fill_null(names.indices, len(names.dictionary)).to_numpy(zero_copy_only=False)]
         self._seconds = pc.list_flatten(seconds).to_numpy(zero_copy_only=False).astype("float64")
         earlier = table.column(EARLIER).to_numpy().astype("datetime64[s]")  # as the online store keeps it
@@ -127,11 +127,12 @@ class RecentActivity:
     @classmethod
     def read(cls, path: Path, now: pd.Timestamp, defs: Definitions) -> RecentActivity | None:
         """The activity rows, when every one is at or before `now` and there is one per lead (else None)."""
-        stamps = pq.read_table(path, columns=[TIMESTAMP]).column(TIMESTAMP)
+        table = pq.read_table(path, columns=[LEAD_ID, TIMESTAMP, TYPES, SECONDS, EARLIER])
+        stamps = table.column(TIMESTAMP)
         latest = pc.max(stamps).as_py() if len(stamps) else None
         if latest is None or stamps.null_count or pd.Timestamp(latest) > utc_timestamp(now):
             return None
-        out = cls(pq.read_table(path, columns=[LEAD_ID, TYPES, SECONDS, EARLIER]), defs)
+        out = cls(table, defs)
         return out if out._index.is_unique else None
 
     def engagement(self, lead_ids: np.ndarray, now: pd.Timestamp) -> dict[str, np.ndarray]:
@@ -149,7 +150,8 @@ class RecentActivity:
         earlier[have] = self._earlier[picked]
         as_of = utc_timestamp(now).value / 1e9
         seconds = self._seconds[at]
-        out = engagement_of_events(self._types[at], seconds, owner, found, earlier, np.full(len(rows), as_of), self._counted)
+        as_of_each = np.full(len(rows), as_of)
+        out = engagement_of_events(self._types[at], seconds, owner, found, earlier, as_of_each, self._counted, self._codes)
         # An engagement row at or before now exists once an event has happened by then (or an older one did).
         happened = np.bincount(owner[seconds <= as_of], minlength=len(rows)) > 0
         none_yet = found & ~happened & np.isnan(earlier)

@@ -178,11 +178,11 @@ class Rescore:
         """(leads, candidates): the logit of each lead's row (rows of X) with each row of `delta` added."""
         rows = self.X[leads]
         m = len(delta)
-        groups: dict[tuple[int, ...] | None, list[int]] = {None: []}
-        if self.by_parts:
-            groups = {}
-            for c in range(m):
-                groups.setdefault(self.parts(tuple(np.flatnonzero(delta[c] > 0).tolist())), []).append(c)
+        if not self.by_parts:
+            return self.whole(candidate_rows(rows, delta)).reshape(len(leads), m)
+        groups: dict[tuple[int, ...] | None, list[int]] = {}
+        for c in range(m):
+            groups.setdefault(self.parts(tuple(np.flatnonzero(delta[c] > 0).tolist())), []).append(c)
         if None in groups:
             return self.whole(candidate_rows(rows, delta)).reshape(len(leads), m)
         reached = sorted({p for parts in groups if parts is not None for p in parts})
@@ -227,8 +227,7 @@ def _search(
     for criterion in defs.mql.criteria:  # criteria on a count a step changes are checked on the new count
         if criterion.field in changeable:
             j = keys.index(criterion.field)
-            base = X[search, j][:, None]
-            column = np.where(delta[:, j] > 0, np.nan_to_num(base) + delta[:, j], base)  # as candidate_rows makes it
+            column = with_steps(X[search, j][:, None], delta[:, j])  # the candidates' new counts, (leads, m)
             distinct, where = np.unique(column, return_inverse=True)  # counts: a few values, each checked once
             met = np.array([check(criterion, None if np.isnan(x) else x) for x in distinct.tolist()], dtype=bool)
             ok &= met[where.reshape(-1)].reshape(ok.shape)
@@ -271,8 +270,13 @@ def _hopeful(
 def candidate_rows(rows: np.ndarray, delta: np.ndarray) -> np.ndarray:
     """Each lead's encoded row with each candidate's steps added, lead after lead: (leads * m, features).
     A missing count is none yet."""
-    base = rows[:, None, :]  # (leads, 1, features) against (m, features): one pass, no repeated copies
-    return np.where(delta > 0, np.nan_to_num(base) + delta, base).reshape(-1, rows.shape[1])
+    # (leads, 1, features) against (m, features): one pass, no repeated copies
+    return with_steps(rows[:, None, :], delta).reshape(-1, rows.shape[1])
+
+
+def with_steps(base: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """`base` with `delta` added where it adds something (broadcast); a missing count is none yet."""
+    return np.where(delta > 0, np.nan_to_num(base) + delta, base)
 
 
 def bound_rows(rows: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
