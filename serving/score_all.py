@@ -99,14 +99,14 @@ def score_all(
     if engine == "local" and workers is None:
         workers = (os.cpu_count() or 1) if sources.n_leads() >= POOL_CHUNKS * chunk else 1
     if engine == "local" and workers is not None and workers > 1:
-        _start_fork_server()  # its imports (~4 s) go on while this process loads the champion
+        _start_fork_server()  # its imports (~2 s) go on while this process loads the champion
     scorer = Scorer(settings, defs)
     store = RecordStore.from_settings(settings)
     try:
         with ThreadPoolExecutor(2, thread_name_prefix="samepage-read") as reader:
             # Read while the champion loads (and the fork server imports): every lead's previous
             # score (one read, not one per chunk: trend for every lead) and, for the local engine,
-            # every lead's latest engagement row. The first chunk waits for both.
+            # the leads' engagement (`_engagement_of`). The first chunk waits for both.
             previous = reader.submit(store.previous_scores_all)
             engagement = None
             if engine == "local" and sources.engagement is not None:
@@ -201,8 +201,9 @@ def local_results(
     try:
         with ProcessPoolExecutor(workers, context, initializer=_start_worker, initargs=start) as pool:
             ready = [pool.submit(_ready) for _ in range(workers)]
-            # The processes read every lead's latest engagement row first, a run of the file's row
-            # groups each: they have nothing else to do yet, and share no GIL with this process's start-up.
+            # When the activity rows cannot serve, the processes read every lead's latest engagement
+            # row first, a run of the file's row groups each: they have nothing else to do yet, and
+            # share no GIL with this process's start-up.
             latest = engagement.result() if engagement is not None else None
             if latest is None and sources.engagement is not None:
                 runs = row_group_runs(sources.engagement, workers)
@@ -239,7 +240,7 @@ def _start_fork_server() -> BaseContext:
     """The fork server the scoring processes come from, started (if it is not yet) with the scoring code
     to import; returns its context. Not fork: LightGBM's OpenMP runtime is not safe to use in a child
     forked after it ran here. A fork server that has imported the scoring code (and run none of it)
-    forks each process, so the ~4 s of imports are paid once, not once per process, and started
+    forks each process, so its ~2 s of imports are paid once, not once per process, and started
     early they go on while this process does its own start-up."""
     from multiprocessing import forkserver
 
