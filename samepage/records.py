@@ -72,6 +72,7 @@ vocabularies_table = sa.Table(
 )
 _SCORE_COLUMNS = [c.name for c in scores_table.columns]
 _AT = _SCORE_COLUMNS.index("scored_at")
+_ALL_PREVIOUS_SCORES = f"SELECT lead_id, score, scored_at FROM {scores_table.name}"  # on the driver's cursor
 # Built once (an expanding IN): the per-score trend look-up reuses SQLAlchemy's compiled form.
 _PREVIOUS_SCORES = sa.select(scores_table.c.lead_id, scores_table.c.score, scores_table.c.scored_at).where(
     scores_table.c.lead_id.in_(sa.bindparam("ids", expanding=True))
@@ -252,9 +253,15 @@ class RecordStore:
 
     def previous_scores_all(self) -> dict[str, tuple[float, datetime]]:
         """`previous_scores` of every lead with one, in one read (`score --all` asks for them all)."""
-        query = sa.select(scores_table.c.lead_id, scores_table.c.score, scores_table.c.scored_at)
+        # The driver's own cursor: SQLAlchemy's rows and result processors took 4.4 s of 1M rows' 6.8 s
+        # here (SQLite), its cursor 2.5 s; `_utc` converts each distinct time once.
         with self.engine.connect() as conn:
-            return {lead_id: (float(score), _utc(at)) for lead_id, score, at in conn.execute(query)}
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(_ALL_PREVIOUS_SCORES)
+                return {lead_id: (float(score), _utc(at)) for lead_id, score, at in cursor}
+            finally:
+                cursor.close()
 
     def latest_scores(self) -> pd.DataFrame:
         """Every lead's latest score (no payload), for reports."""
