@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -193,11 +194,27 @@ def test_latest_scores_are_recorded_with_the_api_payload(scored_all: pd.DataFram
 
 
 def test_scoring_processes_give_the_same_output_and_records(
-    scored_all: pd.DataFrame, own_workspace_module: Settings, definitions: Definitions, tmp_path: Path, now: datetime
+    scored_all: pd.DataFrame,
+    own_workspace_module: Settings,
+    definitions: Definitions,
+    tmp_path: Path,
+    now: datetime,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """One process per core (forced here, on a small workspace) writes what one process writes."""
+    """One process per core (forced here, on a small workspace) writes what one process writes, and
+    leaves none of the chunks it spooled in the temporary folder."""
     out = tmp_path / "scores.parquet"
+    real_mkdtemp = tempfile.mkdtemp
+    spools: list[str] = []
+
+    def mkdtemp(*args: Any, **kwargs: Any) -> str:
+        spools.append(real_mkdtemp(*args, **kwargs))
+        return spools[-1]
+
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
     summary = score_all(own_workspace_module, definitions, out, chunk=600, progress=False, now=now, workers=2)
+    ours = [spool for spool in spools if Path(spool).name.startswith("samepage-score-all-")]
+    assert len(ours) == 1 and not Path(ours[0]).exists()  # spooled there, and removed with the run
     got = pd.read_parquet(out)
     assert summary.n_leads == len(got) == len(scored_all)
     changing = ["previous_score", "previous_at", "delta"]  # the first run recorded scores: this one has a trend
@@ -265,12 +282,16 @@ def test_an_interrupted_run_leaves_no_output(
 
 
 def test_a_killed_process_leaves_no_output(own_workspace_module: Settings, tmp_path: Path) -> None:
-    """SIGKILL mid-run (after the first chunk was written to the temporary file): the output never appears."""
+    """SIGKILL mid-run (after the first chunk was written to the temporary file): the output never appears,
+    and the scoring processes end, removing the chunks they spooled."""
     out = tmp_path / "scores.csv"
+    temporary = tmp_path.parent / f"{tmp_path.name}-tmp"  # TMPDIR: not in the folder the output goes to
+    temporary.mkdir()
     env = {
         **os.environ,
         "SAMEPAGE_HOME": str(own_workspace_module.home_dir),
         "SAMEPAGE_DEFINITIONS": str(own_workspace_module.definitions),
+        "TMPDIR": str(temporary),
     }
     cmd = [
         sys.executable,
@@ -301,6 +322,8 @@ def test_a_killed_process_leaves_no_output(own_workspace_module: Settings, tmp_p
     while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
         time.sleep(0.1)
     assert not [pid for pid in workers if _alive(pid)], "scoring processes outlived the killed run"
+    spooled = [spool.name for spool in temporary.iterdir() if spool.name.startswith("samepage-score-all-")]
+    assert spooled == [], "the scoring processes left their spooled chunks"
 
 
 def _descendants(root: int) -> list[int]:
