@@ -69,6 +69,14 @@ OUTPUT_SCHEMA = pa.schema(
     ]
 )
 
+# zstd: half snappy's size (280 MB against 560 MB at 1M leads) in the same time; dictionaries only for
+# the columns that repeat (a dictionary tried on a million distinct JSON texts is time lost).
+PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "use_dictionary": ["grade", "mql_passed", "criteria_failed", "model_name", "model_version", "definitions_version",
+                       "scored_at", "previous_at"],
+}
+
 
 def score_all(
     settings: Settings,
@@ -373,7 +381,7 @@ def _sink(chunks: Iterator[ScoredChunk], output: Path, store: RecordStore, total
                 if output.suffix.lower() == ".csv":
                     scored.table.to_pandas().to_csv(tmp, index=False, header=n == 0, mode="w" if n == 0 else "a")
                 else:
-                    writer = writer or pq.ParquetWriter(tmp, OUTPUT_SCHEMA)
+                    writer = writer or pq.ParquetWriter(tmp, OUTPUT_SCHEMA, **PARQUET_OPTIONS)
                     writer.write_table(scored.table)
                 store.save_scores(scored.rows, scored.vocabularies)  # nothing left to save when a scoring process did
                 n += scored.table.num_rows
@@ -387,7 +395,7 @@ def _sink(chunks: Iterator[ScoredChunk], output: Path, store: RecordStore, total
             if output.suffix.lower() == ".csv":
                 empty.to_pandas().to_csv(tmp, index=False)
             else:
-                pq.write_table(empty, tmp)
+                pq.write_table(empty, tmp, **PARQUET_OPTIONS)
         os.replace(tmp, output)
     finally:
         if writer is not None:

@@ -456,6 +456,7 @@ def trend(score: float, previous: tuple[float, datetime] | None) -> dict[str, An
     return {"previous_score": before, "previous_at": _iso(at), "delta": score - before}
 
 
+@functools.lru_cache(maxsize=1024)  # score --all: a million trends, their previous times from a few runs' chunks
 def _iso(at: datetime) -> str:
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
