@@ -33,8 +33,8 @@ if str(REPO) not in sys.path:  # run as a script from anywhere: this checkout's 
 
 def _scratch(home: Path, under: Path, copies: int) -> tuple[Any, dict[str, Path]]:
     """A scratch workspace with the feature repo's registry and emptied online store, and the repeated sources."""
-    from features.feast_repo import ONLINE_VIEWS, source_path
-    from features.transform import LEAD_ID
+    from features.feast_repo import ONLINE_VIEWS
+    from features.transform import LEAD_ID, source_path
     from samepage.settings import Settings
 
     source = Settings(home=home, definitions=REPO / "configs" / "definitions.yaml", _env_file=None)

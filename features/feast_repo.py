@@ -28,6 +28,7 @@ from features.transform import (
     engagement_keys,
     has_engagement,
     needed_columns,
+    source_path,
 )
 from samepage.definitions import Definitions
 from samepage.settings import Settings
@@ -39,7 +40,6 @@ ACTIVITY_VIEW = ACTIVITY_SOURCE
 OUR_VIEWS = (ATTRIBUTES_VIEW, ENGAGEMENT_VIEW, ACTIVITY_VIEW)
 ONLINE_VIEWS = (ATTRIBUTES_VIEW, ACTIVITY_VIEW)  # counts are served from recent activity, aged at read time
 DEFAULT_SERVICE = "lead_scoring"
-SOURCES_DIR = "sources"
 _FEAST_TYPES: dict[str, FeastType] = {
     "category": String,
     "number": Float64,
@@ -48,14 +48,6 @@ _FEAST_TYPES: dict[str, FeastType] = {
 }
 # No ttl: an attribute recorded at creation stays what we know until it changes.
 _NO_TTL = timedelta(0)
-
-
-def sources_dir(settings: Settings) -> Path:
-    return settings.feature_repo_dir / SOURCES_DIR
-
-
-def source_path(settings: Settings, view: str) -> Path:
-    return sources_dir(settings) / f"{view}.parquet"
 
 
 def attribute_kinds(store: FeatureStore) -> dict[str, str]:

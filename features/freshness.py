@@ -14,12 +14,17 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from features.feast_repo import sources_dir
+from features.transform import sources_dir
+from samepage.definitions import Definitions
 from samepage.inbox import Inbox
+from samepage.records import RecordStore
 from samepage.settings import Settings
 from samepage.tables import TABLES, table_path
+
+if TYPE_CHECKING:
+    from features.live import LiveFeatures
 
 MANIFEST = "build.json"
 
@@ -81,3 +86,36 @@ def staleness(settings: Settings, inbox: Inbox) -> Staleness:
     if events > seen_events:
         reasons.append("events arrived through the API since the last build")
     return Staleness(reasons, tables_changed=tables_changed, api_rows=leads > seen_leads or events > seen_events)
+
+
+def refresh(settings: Settings, defs: Definitions, live: LiveFeatures | None = None, rebuild_for_api: bool = False) -> str:
+    """Bring the online store up to the workspace; what `samepage up` runs on a timer. Returns what it did.
+
+    Rebuilds when an import changed the canonical tables (or `rebuild_for_api` and the API added
+    rows: training needs them offline); otherwise pushes inbox rows a crash left unpushed.
+    Windowed counts need nothing: they age at read time. Feast is imported only when there is
+    work for it (~3 s of imports: `score --all` and `train` start sooner without).
+    """
+    records = RecordStore.from_settings(settings)
+    try:
+        inbox = Inbox.of(records)
+        stale = staleness(settings, inbox)
+        if stale.tables_changed or (rebuild_for_api and stale.api_rows):
+            from features.store import build_features
+
+            build_features(settings, defs, progress=False)
+            return f"rebuilt ({stale})"
+        if live is None:
+            lead_ids, event_leads = inbox.unpushed()
+            if not lead_ids and not event_leads:
+                return UP_TO_DATE.format(leads=0, events=0)
+            from features.live import LiveFeatures
+
+            live = LiveFeatures(settings, defs, inbox)
+        leads, events = live.catch_up()
+        return UP_TO_DATE.format(leads=leads, events=events)
+    finally:
+        records.close()
+
+
+UP_TO_DATE = "up to date; pushed {leads} lead rows and {events} activity rows the online store lacked"

@@ -38,6 +38,7 @@ from features.transform import (
     TIMESTAMP,
     engagement_keys,
     has_engagement,
+    sources_dir,
 )
 from samepage.definitions import Definitions
 from samepage.settings import Settings
@@ -56,8 +57,6 @@ class Sources:
 
     @classmethod
     def of(cls, settings: Settings, defs: Definitions) -> Sources:
-        from features.feast_repo import sources_dir  # Feast's objects are not needed to read the files
-
         folder = sources_dir(settings)
         attributes = folder / f"{ATTRIBUTES_SOURCE}.parquet"
         engagement = folder / f"{ENGAGEMENT_SOURCE}.parquet" if has_engagement(defs) else None

@@ -48,7 +48,7 @@ from features.feast_repo import (
     feast_objects,
     open_store,
 )
-from features.freshness import staleness, tables_signature, write_manifest
+from features.freshness import tables_signature, write_manifest
 from features.live import LiveFeatures
 from features.online_read import SqliteColumns, proto_column
 from features.streamed import materialize_view, write_workspace_sources
@@ -162,27 +162,6 @@ def _clear_redis(store: FeatureStore) -> None:
     from feast.infra.online_stores.redis import RedisOnlineStore
 
     RedisOnlineStore().delete_entity_values(store.config, [LEAD_ID])
-
-
-def refresh(settings: Settings, defs: Definitions, live: LiveFeatures | None = None, rebuild_for_api: bool = False) -> str:
-    """Bring the online store up to the workspace; what `samepage up` runs on a timer. Returns what it did.
-
-    Rebuilds when an import changed the canonical tables (or `rebuild_for_api` and the API added
-    rows: training needs them offline); otherwise pushes inbox rows a crash left unpushed.
-    Windowed counts need nothing: they age at read time.
-    """
-    records = RecordStore.from_settings(settings)
-    try:
-        inbox = Inbox.of(records)
-        stale = staleness(settings, inbox)
-        if stale.tables_changed or (rebuild_for_api and stale.api_rows):
-            build_features(settings, defs, progress=False)
-            return f"rebuilt ({stale})"
-        writer = live or LiveFeatures(settings, defs, inbox)
-        leads, events = writer.catch_up()
-        return f"up to date; pushed {leads} lead rows and {events} activity rows the online store lacked"
-    finally:
-        records.close()
 
 
 # -- offline: point-in-time training frames ---------------------------------------------------

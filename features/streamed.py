@@ -13,10 +13,9 @@ import pyarrow.parquet as pq
 from feast import FeatureStore
 
 from features.activity import ACTIVITY_SOURCE, activity_chunk
-from features.feast_repo import source_path, sources_dir
 from features.online_write import SqliteViewWriter
 from features.partition import LeadChunk, partitioned
-from features.transform import CHUNK_LEADS, TIMESTAMP, SourceSummary, has_engagement, write_sources
+from features.transform import CHUNK_LEADS, TIMESTAMP, SourceSummary, has_engagement, source_path, sources_dir, write_sources
 from samepage.definitions import Definitions
 from samepage.settings import Settings
 from samepage.tables import CanonicalTables, empty_events, empty_stages

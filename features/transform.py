@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from features.partition import EventChunks, LeadChunk, empty_chunk
 from samepage.definitions import Definitions
+from samepage.settings import Settings
 from samepage.tables import CanonicalTables
 from samepage.values import parse_bool
 
@@ -44,6 +45,7 @@ ICP_COLUMNS: dict[str, dict[str, str]] = {
 ENGAGEMENT_KINDS = ("event_count", "distinct_channels", "recency")
 ATTRIBUTES_SOURCE = "lead_attributes"
 ENGAGEMENT_SOURCE = "lead_engagement"
+SOURCES_DIR = "sources"  # under the Feast repo: the Parquet files its FileSources name
 CHUNK_LEADS = 25_000  # leads per chunk: bounds memory whatever the total (100,000 leads: peak 1.2 GiB, 100k chunks 2.0)
 WRITES_AHEAD = 2  # chunks the writer thread may have waiting while the next is computed
 _SECOND = 1_000_000_000
@@ -460,3 +462,12 @@ def _empty_engagement(keys: list[str]) -> pd.DataFrame:
         frame[key] = pd.Series(dtype="int32")
     frame[LAST_ACTIVITY_AT] = pd.Series(dtype="datetime64[ns, UTC]")
     return frame
+
+
+def sources_dir(settings: Settings) -> Path:
+    """The folder of the feature sources (Parquet), which Feast's FileSources name; found without importing Feast."""
+    return settings.feature_repo_dir / SOURCES_DIR
+
+
+def source_path(settings: Settings, view: str) -> Path:
+    return sources_dir(settings) / f"{view}.parquet"

@@ -3,7 +3,7 @@
 The writer (`features.live.LiveFeatures`) exists once the feature store does; until then API rows
 wait in the inbox and the first build takes them. A push that fails after the rows are stored
 is logged and counted, not an error for the caller (the rows are durable), and the refresher
-pushes them again; it also rebuilds after an import (`features.store.refresh`).
+pushes them again; it also rebuilds after an import (`features.freshness.refresh`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import threading
 from collections.abc import Sequence
 
 from features.feast_repo import ATTRIBUTES_VIEW, open_store
+from features.freshness import refresh
 from features.live import LiveFeatures
-from features.store import refresh
 from samepage.definitions import Definitions
 from samepage.inbox import Inbox
 from samepage.locks import WorkspaceBusy, workspace_lock

@@ -101,7 +101,7 @@ def score_all(
     if chunk < 1:
         raise BatchError(f"--chunk-size: {chunk} must be at least 1")
     check_output(output)
-    from features.store import refresh
+    from features.freshness import refresh
 
     refresh(settings, defs, rebuild_for_api=True)  # leads and events the API took since the last build
     when = (now or datetime.now(UTC)).astimezone(UTC)
@@ -110,7 +110,7 @@ def score_all(
         workers = (os.cpu_count() or 1) if sources.n_leads() >= POOL_CHUNKS * chunk else 1
     if engine == "local" and workers is not None and workers > 1:
         _start_fork_server()  # its imports (~2 s) go on while this process loads the champion
-    scorer = Scorer(settings, defs)
+    scorer = Scorer(settings, defs, online=False)  # each chunk brings its features
     store = RecordStore.from_settings(settings)
     try:
         with ThreadPoolExecutor(2, thread_name_prefix="samepage-read") as reader:

@@ -116,8 +116,12 @@ class Scorer:
         model_name: str = MODEL_NAME,
         history: ScoreHistory | None = None,
         threads: int | None = None,
+        online: bool = True,
     ) -> None:
         self.settings = settings
+        # False: a champion comes without the Feast online store (its callers bring each batch's
+        # features, as `score --all` does), and Feast is not even imported (~3 s)
+        self.online = online
         self.threads = threads  # LightGBM's for a batch: None, every core; 1 in each of score --all's processes
         self.history = history  # previous scores for `trend` (None: every answer's trend is null)
         self.defs = defs
@@ -251,8 +255,6 @@ class Scorer:
         import mlflow
         import mlflow.pyfunc
 
-        from features.store import OnlineFeatures
-
         with _mlflow_lock:
             mlflow.set_tracking_uri(self.settings.tracking_uri)
             mlflow.set_registry_uri(self.settings.tracking_uri)
@@ -264,7 +266,11 @@ class Scorer:
                 metrics = {k: float(v) for k, v in client.get_run(run_id).data.metrics.items()}
             except Exception:  # metrics are informative; a missing run must not block serving
                 metrics = {}
-        online = OnlineFeatures(self.settings, self.defs, feature_service=tags.get("feature_service"))
+        online = None
+        if self.online:
+            from features.store import OnlineFeatures
+
+            online = OnlineFeatures(self.settings, self.defs, feature_service=tags.get("feature_service"))
         return Champion(self.model_name, version, bundle, online, tags, run_id, metrics)
 
     async def watch(self) -> None:

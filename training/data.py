@@ -187,7 +187,7 @@ def prepare(
     `feature_service` defaults to `sql_likelihood_v<next version>`, applied to the Feast repo.
     """
     from features.feast_repo import apply_feature_service
-    from features.store import refresh
+    from features.freshness import refresh
 
     timings: dict[str, float] = {}
     with step(progress, "Checking the feature store is up to date with imports and the API", timings):

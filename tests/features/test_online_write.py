@@ -18,11 +18,11 @@ import pytest
 from feast import FeatureStore
 from feast.infra.online_stores.sqlite import _table_id
 
-from features.feast_repo import ACTIVITY_VIEW, ATTRIBUTES_VIEW, open_store, source_path
+from features.feast_repo import ACTIVITY_VIEW, ATTRIBUTES_VIEW, open_store
 from features.online_read import SqliteColumns
 from features.online_write import SqliteViewWriter
 from features.store import build_features
-from features.transform import LEAD_ID, TIMESTAMP
+from features.transform import LEAD_ID, TIMESTAMP, source_path
 from samepage.definitions import Definitions
 from samepage.demo import generate_demo
 from samepage.settings import Settings

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 from fastapi.testclient import TestClient
 
+from features.freshness import UP_TO_DATE, refresh
 from features.store import build_features
 from samepage.definitions import Definitions
 from samepage.inbox import Inbox
@@ -67,3 +68,20 @@ def test_an_import_reaches_the_online_store_without_running_features(tmp_path: P
                 break
             time.sleep(0.2)
         assert r.status_code == 200 and contribution(r.json(), "industry")["value"] == "Software"
+
+
+def test_refresh_pushes_what_a_crash_left_and_then_has_nothing_to_push(tmp_path: Path, definitions: Definitions) -> None:
+    """`refresh` on its own (as `score --all` and `train` call it): unpushed rows go online; with none left it
+    answers from the inbox alone."""
+    settings = _workspace(tmp_path, definitions, refresh=0)
+    records = RecordStore.from_settings(settings)
+    when = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(hours=1)
+    Inbox.of(records).add_events([make_inbox_event(event_id="k2", lead_id="R-1", type="demo_request", occurred_at=when)])
+    records.close()
+    assert refresh(settings, definitions) == UP_TO_DATE.format(leads=0, events=1)
+    assert refresh(settings, definitions) == UP_TO_DATE.format(leads=0, events=0)
+    records = RecordStore.from_settings(settings)
+    try:
+        assert Inbox.of(records).unpushed() == ([], [])
+    finally:
+        records.close()

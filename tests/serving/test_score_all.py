@@ -392,3 +392,24 @@ def test_leads_and_events_from_the_api_are_scored(own_workspace: Settings, defin
         store.close()
     values = {c["feature"]: c["value"] for c in payload["explanation"]["contributions"]}
     assert demo and all(values[k] == 1 for k in demo)  # the event the API took counts
+
+
+def test_a_run_on_an_up_to_date_workspace_never_imports_feast(own_workspace: Settings, tmp_path: Path) -> None:
+    """Its features come from the source files and its champion scores them as they come: neither the
+    refresh (nothing to push) nor the champion's load needs Feast, whose imports took ~3 s of the start."""
+    code = (
+        "import sys\n"
+        "from samepage.definitions import load_definitions\n"
+        "from samepage.settings import Settings\n"
+        "from serving.score_all import score_all\n"
+        "settings = Settings()\n"
+        f"out = {str(tmp_path / 'scores.parquet')!r}\n"
+        "summary = score_all(settings, load_definitions(settings.definitions), out, progress=False)\n"
+        "print(summary.n_leads, summary.model_version, sorted(m for m in sys.modules if m.split('.')[0] == 'feast')[:3])\n"
+    )
+    env = {**os.environ, "SAMEPAGE_HOME": str(own_workspace.home_dir), "SAMEPAGE_DEFINITIONS": str(own_workspace.definitions)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    n_leads, version, feast_modules = done.stdout.split(maxsplit=2)
+    assert int(n_leads) > 0 and version.isdigit()  # a registered champion scored (the points rules carry the definitions version)
+    assert feast_modules.strip() == "[]"
