@@ -379,8 +379,15 @@ def post(url: str, body: str, headers: dict[str, str] | None = None) -> Any:
 
 
 def check_answers(ours: str, theirs: str, bodies: dict[tuple[str, str], Path]) -> None:
-    """Both services score the same leads the same (else the comparison means nothing)."""
-    a = post(f"{ours}/v1/score/batch", bodies[("samepage", "batch")].read_text())["results"]
+    """Both services score the same leads the same (else the comparison means nothing). /readyz reached one
+    of the workers: until every worker has loaded the champion, another may still answer with the
+    points rules (once seen here as a 0.87 score difference), so ask until the champion answers."""
+    deadline = time.monotonic() + 120
+    while True:
+        a = post(f"{ours}/v1/score/batch", bodies[("samepage", "batch")].read_text())["results"]
+        if all(r["model"]["kind"] == "learned" for r in a) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     b = post(f"{theirs}/invocations", bodies[("mlflow", "batch")].read_text())["predictions"]
     b_scores = [p["score"] if isinstance(p, dict) else p for p in b]
     worst = max(abs(x["score"] - y) for x, y in zip(a, b_scores, strict=True))
