@@ -94,7 +94,7 @@ def refresh(settings: Settings, defs: Definitions, live: LiveFeatures | None = N
     Rebuilds when an import changed the canonical tables (or `rebuild_for_api` and the API added
     rows: training needs them offline); otherwise pushes inbox rows a crash left unpushed.
     Windowed counts need nothing: they age at read time. Feast is imported only when there is
-    work for it (~3 s of imports: `score --all` and `train` start sooner without).
+    work for it (~3 s of imports that `score --all`, which reads the source files, never needs).
     """
     records = RecordStore.from_settings(settings)
     try:
