@@ -97,9 +97,10 @@ def spark_results(
         from pydantic_core import to_json
 
         from serving.score_all import score_frame
-        from serving.scorer import Scorer
+        from serving.scorer import Scorer, refreeze
 
         scorer = Scorer(settings, defs)
+        refreeze()  # as in the local engine's scoring processes: Python's default GC thresholds cost ~20 %
         for frame in batches:
             if len(frame) == 0:
                 continue
