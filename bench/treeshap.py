@@ -5,7 +5,7 @@
 Reads every lead's features as of now from the workspace's Parquet sources (as `score --all` does),
 encodes them with the champion's encoder (a LightGBM champion), then for each row count times
 `booster.predict(X, pred_contrib=True)` on all cores and `TreePaths.contributions(X)` (samepage's
-path for batches of 2,000+ rows, one thread): best of three, the largest difference between the
+path for batches of 700+ rows, one thread): best of three, the largest difference between the
 two, and the decision patterns per tree. A measurement, not a test: figures depend on the load.
 """
 
