@@ -301,8 +301,12 @@ def _answer(
             before = values.get(key)
             now = (0 if before is None else before) + n
             changes.append({"feature": key, "label": defs.feature(key).label, "from": before, "to": _plain(now)})
-    note = f"It would be an MQL after {after_words(defs, changes)} (score {shown_score(score, defs.mql.threshold)})."
-    return ToPass(changes, score, note)
+    return ToPass(changes, score, step_note(defs, changes, score))
+
+
+def step_note(defs: Definitions, changes: Sequence[Mapping[str, Any]], score: float) -> str:
+    """The sentence `mql.summary` gains for a lead with next steps: "It would be an MQL after a demo request (score 0.41)."."""
+    return f"It would be an MQL after {after_words(defs, changes)} (score {shown_score(score, defs.mql.threshold)})."
 
 
 def after_words(defs: Definitions, changes: Sequence[Mapping[str, Any]]) -> str:

@@ -20,7 +20,7 @@ from serving import charts
 from serving.explain import format_value
 from serving.mql import shown_percent, shown_score
 from serving.report_schemas import FunnelReport
-from serving.topass import after_words, nothing_note, stuck_note
+from serving.topass import after_words, nothing_note, step_note, stuck_note
 
 # The verbs sales clicks on; any other stage of the definitions is under "Other stages".
 VERBS = {"sal": "Accept (SAL)", "sql": "Qualify (SQL)", "recycled": "Recycle"}
@@ -66,6 +66,7 @@ def lead_context(defs: Definitions, record: dict[str, Any], result: dict[str, An
     first_rank = defs.funnel_rank(defs.label.as_of_stage or "") or 0
     more = [s for s in defs.stages if s.key not in skip and (defs.funnel_rank(s.key) or 0) >= first_rank]
     scored_at = pd.Timestamp(result["scored_at"]) if result else None
+    next_step = _next_step(defs, result)
     return {
         "path": _path(defs, [s["stage"] for s in record["stages"]]),
         "reached": _reached_target(defs, record["stages"]),
@@ -93,7 +94,8 @@ def lead_context(defs: Definitions, record: dict[str, Any], result: dict[str, An
         "score_percent": shown_percent(result["score"], result["mql"]["threshold"]) if result else "",
         "grade": _grade(defs, result),
         "trend": _trend(result),
-        "next_step": _next_step(defs, result),
+        "next_step": next_step,
+        "verdict": _verdict(result, next_step),
     }
 
 
@@ -122,21 +124,34 @@ def _trend(result: dict[str, Any] | None) -> dict[str, str] | None:
 
 
 def _next_step(defs: Definitions, result: dict[str, Any] | None) -> dict[str, Any] | None:
-    """What would make it an MQL (`mql.to_pass`), in words; None for an MQL or a score kept before to_pass."""
+    """What would make it an MQL (`mql.to_pass`), in words, and the sentence `mql.summary` ends with for it
+    (`note`); None for an MQL or a score kept before to_pass."""
     mql = (result or {}).get("mql") or {}
     changes = mql.get("to_pass")
     if mql.get("passed") or changes is None:
         return None
     if changes:
+        score_if = mql.get("score_if")
         return {
             "headline": f"Would be an MQL after {after_words(defs, changes)}",
             "changes": [f"{c['label']}: {format_value(c['from'])} → {format_value(c['to'])}" for c in changes],
-            "score_if": mql.get("score_if"),
+            "score_if": score_if,
+            "note": step_note(defs, changes, float(score_if)) if score_if is not None else "",
         }
     fields = {c.key: c.field for c in defs.mql.criteria}
     actionable = {f.key for f in defs.actionable_features}
     stuck = [c["description"] for c in mql.get("criteria", []) if not c["met"] and fields.get(c["key"]) not in actionable]
-    return {"headline": stuck_note(stuck) if stuck else nothing_note(defs), "changes": [], "score_if": None}
+    headline = stuck_note(stuck) if stuck else nothing_note(defs)
+    return {"headline": headline, "changes": [], "score_if": None, "note": headline}
+
+
+def _verdict(result: dict[str, Any] | None, next_step: dict[str, Any] | None) -> str:
+    """The verdict line: `mql.summary` without the next-step sentence the box below it already shows
+    (a summary the definitions word differently now keeps it: said twice beats said never)."""
+    summary = str(((result or {}).get("mql") or {}).get("summary", ""))
+    if next_step and next_step["note"]:
+        return summary.removesuffix(" " + next_step["note"])
+    return summary
 
 
 def _by_rules(result: dict[str, Any] | None) -> bool:

@@ -76,7 +76,7 @@ def test_lead_page_shows_the_score_verdict_and_reasons_the_api_returns(
     result = record["latest_score"]["result"]  # the page scored it, through the same scorer, onto the record
     html = page.text
     assert f"{result['score'] * 100:.0f}%" in html
-    assert str(escape(result["mql"]["summary"])) in html
+    assert str(escape(first_sentence(result["mql"]["summary"]))) in html
     reasons = result["explanation"]["reasons_up"] + result["explanation"]["reasons_down"]
     assert reasons, "a demo lead has at least one reason"
     for reason in reasons:
@@ -94,6 +94,25 @@ def test_lead_page_shows_the_score_verdict_and_reasons_the_api_returns(
     furthest = max(funnel.index(s["stage"]) for s in record["stages"] if s["stage"] in funnel) - funnel.index("lead")
     assert [state for state, _ in path][: furthest + 1] == ["done"] * furthest + [path[furthest][0]]
     assert all(state == "todo" for state, _ in path[furthest + 1 :])
+
+
+def first_sentence(summary: str) -> str:
+    """The verdict itself ("Not an MQL: the score 0.349 is below the threshold 0.35."), before any next step."""
+    return summary.split(". ")[0].rstrip(".") + "."
+
+
+def test_lead_page_says_the_next_step_once(client: TestClient, demo_leads: pd.DataFrame) -> None:
+    """The verdict line leaves the next step to the box below it, which words it for the page."""
+    ids = lead_ids(demo_leads, 40, seed=13)
+    results = client.post("/v1/score/batch", json={"leads": [{"lead_id": i} for i in ids]}, headers=AUTH).json()["results"]
+    near = [r["lead_id"] for r in results if r["mql"]["to_pass"]]
+    assert near, "forty demo leads include one a few events short of MQL"
+    html = client.get(page_path(near[0])).text
+    result = client.get(f"/v1/leads/{near[0]}", headers=AUTH).json()["latest_score"]["result"]
+    assert result["mql"]["to_pass"] and "It would be an MQL after" in result["mql"]["summary"]  # the API keeps it
+    verdict = re.search(r'id="verdict">.*?</span><span>(.*?)</span>', html, re.S)
+    assert verdict is not None and verdict.group(1) == str(escape(first_sentence(result["mql"]["summary"])))
+    assert html.lower().count("would be an mql after") == 1
 
 
 def test_disqualifying_from_the_page_stores_feedback_and_shows_the_new_stage(
@@ -296,7 +315,7 @@ def test_score_again_rescores_with_the_api_scorer_and_updates_the_record(client:
     second = client.get(f"/v1/leads/{lead}", headers=AUTH).json()["latest_score"]
     assert second["scored_at"] > first["scored_at"]
     assert second["result"]["model"] == first["result"]["model"]
-    assert str(escape(second["result"]["mql"]["summary"])) in posted.text
+    assert str(escape(first_sentence(second["result"]["mql"]["summary"]))) in posted.text
 
 
 def test_lead_page_says_when_the_lead_already_reached_the_label_stage(
