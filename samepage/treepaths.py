@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -61,8 +62,19 @@ class TreePaths:
 
     def trees_using(self, features: Sequence[int]) -> tuple[int, ...]:
         """The trees with a split on any of these features, in order: the only ones whose leaf can change with them."""
-        wanted = set(features)
-        return tuple(i for i, splits in enumerate(self.trees) if any(s.feature in wanted for s in splits))
+        using: set[int] = set()
+        for f in set(features):
+            using.update(self._trees_of_feature.get(f, ()))
+        return tuple(sorted(using))
+
+    @cached_property
+    def _trees_of_feature(self) -> dict[int, tuple[int, ...]]:
+        """Feature -> the trees that split on it (the `to_pass` search asks for a hundred sets a batch)."""
+        out: dict[int, list[int]] = {}
+        for i, splits in enumerate(self.trees):
+            for f in {s.feature for s in splits}:
+                out.setdefault(f, []).append(i)
+        return {f: tuple(trees) for f, trees in out.items()}
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """`pred_contrib`'s (n, k + 1) matrix for `X`, on one thread: LightGBM keeps the iteration range

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import lightgbm as lgb
 import numpy as np
 import pytest
@@ -93,6 +95,12 @@ def test_every_tree_is_read_and_unused_features_are_left_out() -> None:
     assert 3 not in used  # the constant column
     kinds = {s.feature: s.thresholds is None for splits in paths.trees for s in splits}
     assert kinds[2] and kinds[5] and not kinds[0]  # categorical splits are read as sets of codes
+    # The trees that split on some features, as the booster's own dump names them.
+    dumped = [json.dumps(t["tree_structure"]) for t in booster.dump_model()["tree_info"]]
+    for features in ([0], [2, 4], [3], [1, 5, 0]):
+        named = tuple(i for i, d in enumerate(dumped) if any(f'"split_feature": {f},' in d for f in features))
+        assert paths.trees_using(features) == named, features
+    assert paths.trees_using([3]) == () and paths.trees_using([0, 2, 5]) == paths.trees_using([5, 2, 0, 0])
 
 
 def test_trees_without_splits_give_their_value_to_the_base() -> None:
