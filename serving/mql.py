@@ -55,6 +55,7 @@ def verdicts(defs: Definitions, scores: Sequence[float], values: Sequence[Mappin
     # and leads with the same met/unmet pattern share the contract's criteria objects (a million in score --all).
     criteria: list[tuple[Criterion, dict[tuple[type, Any], CriterionResult]]] = [(c, {}) for c in defs.mql.criteria]
     shown: dict[tuple[bool, ...], list[dict[str, Any]]] = {}
+    labels = {c.field: field_label(defs, c.field) for c in defs.mql.criteria}
     out: list[Verdict] = []
     for score, vals in zip(scores, values, strict=True):
         results: list[CriterionResult] = []
@@ -73,7 +74,7 @@ def verdicts(defs: Definitions, scores: Sequence[float], values: Sequence[Mappin
             objects = shown[pattern] = [{"key": r.key, "description": r.description, "met": r.met} for r in results]
         above = score >= threshold
         failed = [r for r in results if not r.met]
-        summary = _summary(score, threshold, above, results, failed)
+        summary = _summary(score, threshold, above, results, failed, labels)
         out.append(Verdict(above and not failed, threshold, results, summary, objects))
     return out
 
@@ -97,7 +98,23 @@ def shown_percent(score: float, threshold: float) -> str:
     return f"{score * 100:.{max(0, _digits(score, threshold) - 2)}f}%"
 
 
-def _summary(score: float, threshold: float, above: bool, results: list[CriterionResult], failed: list[CriterionResult]) -> str:
+def field_label(defs: Definitions, field: str) -> str:
+    """A criterion's field in the definitions' words: its feature's label, else the attribute's, else the
+    field spelled out ("unsubscribes_90d" -> "Unsubscribes in the last 90 days")."""
+    feature = defs.features_by_key.get(field)
+    if feature is None:
+        feature = next((f for f in defs.features if f.kind == "attribute" and f.column == field), None)
+    return feature.label if feature is not None else field.replace("_", " ").capitalize()
+
+
+def _summary(
+    score: float,
+    threshold: float,
+    above: bool,
+    results: list[CriterionResult],
+    failed: list[CriterionResult],
+    labels: Mapping[str, str],
+) -> str:
     d = _digits(score, threshold)
     where = (
         f"the score {score:.{d}f} is at or above the threshold {threshold:.2f}"
@@ -110,7 +127,7 @@ def _summary(score: float, threshold: float, above: bool, results: list[Criterio
         return f"MQL: {where}{tail}."
     if not failed:
         return f"Not an MQL: {where}."
-    named = " and ".join(f"“{r.description}” ({r.field} is {format_value(_plain(r.value))})" for r in failed)
+    named = " and ".join(f"“{r.description}” ({labels[r.field]}: {format_value(_plain(r.value))})" for r in failed)
     joint = ", and it fails " if not above else ", but it fails "
     return f"Not an MQL: {where}{joint}{named}."
 

@@ -157,7 +157,10 @@ def test_verdict_pass_and_fail_sentences(definitions: Definitions) -> None:
     assert failed == {"not_student", "reachable"}
     for c in definitions.mql.criteria:
         assert (c.description in both.summary) == (c.key in failed)
-    assert "seniority is Student" in both.summary and "unsubscribes_90d is 2" in both.summary
+    # each failed criterion's value, named as the definitions label its field (the words of the reasons)
+    labels = definitions.feature_labels
+    assert f"({labels['seniority']}: Student)" in both.summary and f"({labels['unsubscribes_90d']}: 2)" in both.summary
+    assert "unsubscribes_90d" not in both.summary
 
     high_but_student = verdict(definitions, 0.99, {"seniority": "Student"})
     assert (
