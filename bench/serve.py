@@ -122,7 +122,7 @@ def main() -> None:
     try:
         wait_ready(f"{ours_url}/readyz", 180)
         wait_ready(f"{theirs_url}/ping", 180)
-        check_answers(ours_url, theirs_url, bodies, lambda: mlflow_batch(online_rows(settings, defs, ids)))
+        check_answers(ours_url, theirs_url, bodies, lambda: mlflow_body(*mlflow_rows(online_rows(settings, defs, ids))))
         contrib.update(independent_client(ours_port, bodies[("samepage", "single")]))
         rows = []
         for label, kind in (("1 lead", "single"), ("1,000 leads", "batch")):
@@ -346,9 +346,8 @@ def mlflow_rows(frame: Any) -> tuple[list[str], list[list[Any]]]:
     return list(frame.columns), rows
 
 
-def mlflow_batch(frame: Any) -> str:
-    """The body of one `/invocations` call scoring every row of the frame."""
-    columns, rows = mlflow_rows(frame)
+def mlflow_body(columns: list[str], rows: list[list[Any]]) -> str:
+    """The body of one `/invocations` call scoring these rows."""
     return json.dumps({"dataframe_split": {"columns": columns, "data": rows}})
 
 
@@ -358,8 +357,8 @@ def write_bodies(work: Path, defs: Any, frame: Any, ids: list[str]) -> dict[tupl
     files = {
         ("samepage", "single"): [json.dumps({"lead_id": i}) for i in ids],
         ("samepage", "batch"): [json.dumps({"leads": [{"lead_id": i} for i in ids]})],
-        ("mlflow", "single"): [json.dumps({"dataframe_split": {"columns": columns, "data": [r]}}) for r in rows],
-        ("mlflow", "batch"): [mlflow_batch(frame)],
+        ("mlflow", "single"): [mlflow_body(columns, [r]) for r in rows],
+        ("mlflow", "batch"): [mlflow_body(columns, rows)],
     }
     out = {}
     for (who, kind), lines in files.items():

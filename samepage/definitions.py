@@ -448,6 +448,21 @@ class Definitions(_Strict):
     def feature_labels(self) -> dict[str, str]:
         return {f.key: f.label for f in self.features}
 
+    def attribute_label(self, column: str) -> str:
+        """A lead column in the definitions' words: the label of the attribute feature reading it, else the
+        column spelled out ("job_title" -> "Job title")."""
+        return self.attribute_labels.get(column, column.replace("_", " ").capitalize())
+
+    @cached_property
+    def attribute_labels(self) -> dict[str, str]:
+        return {f.column: f.label for f in self.features if f.kind == "attribute"}
+
+    def field_label(self, field: str) -> str:
+        """A criterion's field (a feature or a lead attribute) in the definitions' words: the feature's label,
+        else `attribute_label`."""
+        feature = self.features_by_key.get(field)
+        return feature.label if feature is not None else self.attribute_label(field)
+
     # -- versions ---------------------------------------------------------------------------
     @property
     def version_string(self) -> str:

@@ -55,7 +55,7 @@ def verdicts(defs: Definitions, scores: Sequence[float], values: Sequence[Mappin
     # and leads with the same met/unmet pattern share the contract's criteria objects (a million in score --all).
     criteria: list[tuple[Criterion, dict[tuple[type, Any], CriterionResult]]] = [(c, {}) for c in defs.mql.criteria]
     shown: dict[tuple[bool, ...], list[dict[str, Any]]] = {}
-    labels = {c.field: field_label(defs, c.field) for c in defs.mql.criteria}
+    labels = {c.field: defs.field_label(c.field) for c in defs.mql.criteria}
     out: list[Verdict] = []
     for score, vals in zip(scores, values, strict=True):
         results: list[CriterionResult] = []
@@ -96,15 +96,6 @@ def shown_score(score: float, threshold: float) -> str:
 def shown_percent(score: float, threshold: float) -> str:
     """The score in percent as pages show it (35%), with a decimal where rounding would cross the threshold (34.9%)."""
     return f"{score * 100:.{max(0, _digits(score, threshold) - 2)}f}%"
-
-
-def field_label(defs: Definitions, field: str) -> str:
-    """A criterion's field in the definitions' words: its feature's label, else the attribute's, else the
-    field spelled out ("unsubscribes_90d" -> "Unsubscribes in the last 90 days")."""
-    feature = defs.features_by_key.get(field)
-    if feature is None:
-        feature = next((f for f in defs.features if f.kind == "attribute" and f.column == field), None)
-    return feature.label if feature is not None else field.replace("_", " ").capitalize()
 
 
 def _summary(

@@ -242,13 +242,11 @@ def _subtitle(attrs: dict[str, Any]) -> list[str]:
 
 def _sections(defs: Definitions, attrs: dict[str, Any]) -> list[tuple[str, list[tuple[str, str]]]]:
     """Person, company, how the lead came in, then any other attribute, labelled as the definitions word them."""
-    labels = {f.column: f.label for f in defs.features if f.kind == "attribute"}
-
     def row(key: str) -> tuple[str, str]:
         value = attrs[key]
         if key == "created_at" and _present(value):
             return "Created", _when(pd.Timestamp(value))
-        return labels.get(key, key.replace("_", " ").capitalize()), format_value(value if _present(value) else None)
+        return defs.attribute_label(key), format_value(value if _present(value) else None)
 
     groups = [("Person", PERSON), ("Company", COMPANY), ("How it came in", ("source", "created_at"))]
     used: set[str] = set()
