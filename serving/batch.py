@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pydantic_core import to_json
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from samepage.answers import json_bytes
 from samepage.definitions import Definitions
 from samepage.errors import SamepageError
 from samepage.records import RecordStore
@@ -118,7 +118,6 @@ def output_columns(results: Sequence[Scored]) -> dict[str, list[Any]]:
     mqls = [a["mql"] for a in answers]
     trends = [a["trend"] or _NO_TREND for a in answers]
     models = [a["model"] for a in answers]
-    # pydantic-core's serializer: 5.9 µs against json.dumps' 26.4 µs for 28 numbers here (x a million in score --all)
     return {
         "lead_id": [a["lead_id"] for a in answers],
         "score": [a["score"] for a in answers],
@@ -130,12 +129,12 @@ def output_columns(results: Sequence[Scored]) -> dict[str, list[Any]]:
         "mql_summary": [m["summary"] for m in mqls],
         "criteria_failed": [",".join([c["key"] for c in m["criteria"] if not c["met"]]) for m in mqls],
         # JSON, like `contributions`: [{"feature", "label", "from", "to"}] for a lead that is not an MQL, else empty
-        "to_pass": ["" if m.get("to_pass") is None else to_json(m["to_pass"]).decode() for m in mqls],
+        "to_pass": ["" if m.get("to_pass") is None else json_bytes(m["to_pass"]).decode() for m in mqls],
         "score_if": [m.get("score_if") for m in mqls],
         "reasons_up": ["; ".join(e.reasons_up) for e in exps],
         "reasons_down": ["; ".join(e.reasons_down) for e in exps],
         "base_value": [e.base_value for e in exps],
-        "contributions": [to_json(e.by_contribution()).decode() for e in exps],  # {feature: contribution} by |contribution|
+        "contributions": [json_bytes(e.by_contribution()).decode() for e in exps],  # {feature: contribution} by |contribution|
         "model_name": [m["name"] for m in models],
         "model_version": [m["version"] for m in models],
         "definitions_version": [a["definitions_version"] for a in answers],

@@ -94,8 +94,7 @@ def spark_results(
     portable = dataclasses.replace(champion, online=None)  # the Feast store stays here; each batch brings its features
 
     def score_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        from pydantic_core import to_json
-
+        from samepage.answers import json_bytes
         from serving.score_all import score_frame
         from serving.scorer import Scorer, refreeze
 
@@ -108,7 +107,7 @@ def spark_results(
             yield pd.DataFrame(
                 {
                     "lead_id": [r.answer["lead_id"] for r in results],
-                    "result": [to_json(r.record(), fallback=str).decode() for r in results],
+                    "result": [json_bytes(r.record(), fallback=str).decode() for r in results],
                 }
             )
 

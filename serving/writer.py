@@ -17,9 +17,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from pydantic_core import to_json
-
-from samepage.answers import Vocabulary
+from samepage.answers import Vocabulary, json_bytes
 from samepage.records import RecordStore
 from samepage.values import utc_timestamp
 
@@ -161,7 +159,6 @@ def score_row(scored: Scored) -> dict[str, Any]:
         "model_version": result["model"]["version"],
         "definitions_version": result["definitions_version"],
         "scored_at": result["scored_at"],
-        # pydantic-core's serializer: a fraction of json.dumps' time, which here holds the GIL
-        # while the next request is being scored.
-        "payload": to_json(scored.record(), fallback=str).decode("utf-8"),
+        # a fraction of json.dumps' time, which here holds the GIL while the next request is being scored
+        "payload": json_bytes(scored.record(), fallback=str).decode("utf-8"),
     }

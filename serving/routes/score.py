@@ -1,6 +1,6 @@
 """POST /v1/score and /v1/score/batch: SQL likelihood, MQL verdict and the exact explanation.
 
-The answers are serialized straight to JSON bytes (pydantic-core, no second validation pass):
+The answers are serialized straight to JSON bytes (`json_bytes`, no second validation pass):
 a 1,000-lead batch carries 28,000 contributions and re-validating them cost more than scoring.
 `response_model` still documents the shape, and the tests and the schemathesis run hold the
 answers to it. One lead is scored on the event loop (a few ms of CPU; a hop to the thread pool
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 
+from samepage.answers import json_bytes
 from samepage.definitions import Definitions
 from serving.attributes import attribute_rules
 from serving.deps import DefsDep, ScorerDep, WriterDep
@@ -42,7 +42,7 @@ async def score(lead: LeadIn, request: Request) -> Response:
     writer: ScoreWriter = state.writer
     attribute_rules(defs).check(lead.attributes, "body.")
     scored = scorer.scored([(lead.lead_id, lead.attributes)], where="body.")
-    body = to_json(scored[0].contract())
+    body = json_bytes(scored[0].contract())
     writer.submit(scored)  # the writer's thread serializes the stored (compact) form
     return JSONBytes(body)
 
@@ -56,6 +56,6 @@ async def score_batch(body: ScoresIn, defs: DefsDep, scorer: ScorerDep, writer: 
     for i, lead in enumerate(body.leads):
         rules.check(lead.attributes, f"body.leads[{i}].")
     scored = await run_in_threadpool(scorer.scored, [(lead.lead_id, lead.attributes) for lead in body.leads], None, "body.")
-    parts = [to_json(s.contract()) for s in scored]
+    answers = json_bytes({"results": [s.contract() for s in scored]})  # one call: a third of the time of one per answer
     writer.submit(scored)  # the writer's thread serializes the stored (compact) form
-    return JSONBytes(b'{"results":[' + b",".join(parts) + b"]}")
+    return JSONBytes(answers)

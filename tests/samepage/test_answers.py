@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
-from pydantic_core import to_json
 
-from samepage.answers import Vocabulary, compact, expand, vocabulary
+from samepage.answers import Vocabulary, compact, expand, json_bytes, vocabulary
 
 KEYS = ("industry", "employees", "icp_industry", "is_partner", "page_views_7d", "days_since_last_activity")
 LABELS = ("Industry", "Company size (employees)", "Industry is in the ICP", "Partner? (yes/no)", "Views — 7 days", "Días")
@@ -46,15 +47,15 @@ def test_an_answer_expands_to_the_same_bytes_even_through_json(seed: int) -> Non
     vocab = vocabulary(KEYS, LABELS)
     answer = make_answer(seed)
     stored = compact(answer, vocab)
-    assert "vocabulary" in stored["explanation"] and "label" not in to_json(stored).decode()
-    read = json.loads(to_json(stored))  # as the record store keeps it and reads it
-    assert to_json(expand(read, {vocab.id: vocab})) == to_json(answer)
+    assert "vocabulary" in stored["explanation"] and "label" not in json_bytes(stored).decode()
+    read = json.loads(json_bytes(stored))  # as the record store keeps it and reads it
+    assert json_bytes(expand(read, {vocab.id: vocab})) == json_bytes(answer)
     assert expand(read, {vocab.id: vocab}) == answer
 
 
 def test_an_answer_stored_whole_reads_back_unchanged() -> None:
     answer = make_answer(1)
-    assert to_json(expand(json.loads(to_json(answer)), {})) == to_json(answer)
+    assert json_bytes(expand(json.loads(json_bytes(answer)), {})) == json_bytes(answer)
     assert expand({"score": 0.2}, {}) == {"score": 0.2}  # any payload without a vocabulary is left alone
 
 
@@ -76,4 +77,15 @@ def test_compact_refuses_an_answer_its_vocabulary_does_not_word() -> None:
     with pytest.raises(ValueError, match="each feature"):
         compact(missing, vocab)
     with pytest.raises(KeyError):
-        expand(json.loads(to_json(compact(answer, vocab))), {})
+        expand(json.loads(json_bytes(compact(answer, vocab))), {})
+
+
+def test_json_bytes_writes_valid_json_with_numpy_values_and_fails_clearly_otherwise() -> None:
+    answer = make_answer(3)
+    assert json.loads(json_bytes(answer)) == json.loads(json.dumps(answer))  # the same document as the standard library's
+    odd = {"score": np.float64(0.25), "passed": np.bool_(True), "counts": np.array([1, 2]), "missing": float("nan")}
+    assert json.loads(json_bytes(odd)) == {"score": 0.25, "passed": True, "counts": [1, 2], "missing": None}
+    assert b"NaN" not in json_bytes({"x": float("nan"), "y": float("inf")})  # never the invalid NaN / Infinity tokens
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        json_bytes({"when": object()})
+    assert json.loads(json_bytes({"when": Path("a")}, fallback=str)) == {"when": "a"}

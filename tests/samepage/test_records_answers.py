@@ -10,10 +10,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from pydantic_core import to_json
 
 from samepage import records
-from samepage.answers import Vocabulary, compact, vocabulary
+from samepage.answers import Vocabulary, compact, json_bytes, vocabulary
 from samepage.records import RecordStore, migrate, schema_revision
 from tests.conftest import IN_CI
 from tests.samepage.test_answers import KEYS, LABELS, make_answer
@@ -37,7 +36,7 @@ def row_of(answer: dict[str, Any], payload: str) -> dict[str, Any]:
 
 
 def compact_row(answer: dict[str, Any], vocab: Vocabulary) -> dict[str, Any]:
-    return row_of(answer, to_json(compact(answer, vocab)).decode())
+    return row_of(answer, json_bytes(compact(answer, vocab)).decode())
 
 
 def vocabulary_rows(store: RecordStore) -> list[tuple[str, str]]:
@@ -71,7 +70,7 @@ def test_compact_answers_read_back_as_given_and_each_vocabulary_is_stored_once(u
         reader = RecordStore(url)  # reads vocabularies from the store
         for answer in [*answers[:7], again, *answers[8:], make_answer(200), relabelled]:
             kept = reader.latest_score(answer["lead_id"])
-            assert kept is not None and to_json(kept["payload"]) == to_json(answer)
+            assert kept is not None and json_bytes(kept["payload"]) == json_bytes(answer)
         reader.close()
         assert sorted(vocabulary_rows(store)) == sorted([(vocab.id, vocab.text()), (other.id, other.text())])
     finally:
@@ -82,9 +81,9 @@ def test_a_payload_stored_whole_reads_back_unchanged(url: str) -> None:
     answer = make_answer(3)
     store = RecordStore(url)
     try:
-        store.save_scores([row_of(answer, to_json(answer).decode())])
+        store.save_scores([row_of(answer, json_bytes(answer).decode())])
         kept = store.latest_score(answer["lead_id"])
-        assert kept is not None and to_json(kept["payload"]) == to_json(answer)
+        assert kept is not None and json_bytes(kept["payload"]) == json_bytes(answer)
         assert vocabulary_rows(store) == []
     finally:
         store.close()
@@ -119,6 +118,6 @@ def test_a_store_at_0003_with_scores_is_migrated_and_its_rows_read_back(tmp_path
         store.save_scores([compact_row(new, vocab)], [vocab])
         for answer in [old[0], new, *old[2:]]:
             kept = store.latest_score(answer["lead_id"])
-            assert kept is not None and to_json(kept["payload"]) == to_json(answer)
+            assert kept is not None and json_bytes(kept["payload"]) == json_bytes(answer)
     finally:
         store.close()

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
-from pydantic_core import to_json
 
 from features.offline import ChunkFeatures, Sources, lead_chunks
 from samepage import records
+from samepage.answers import json_bytes
 from samepage.definitions import Definitions
 from samepage.records import RecordStore
 from samepage.settings import Settings
@@ -39,7 +39,7 @@ def app_client(own_workspace_module: Settings, definitions: Definitions) -> Iter
 def kept_bytes(store: RecordStore, lead_id: str) -> bytes:
     kept = store.latest_score(lead_id)
     assert kept is not None, lead_id
-    return to_json(kept["payload"])
+    return json_bytes(kept["payload"])
 
 
 def stored_payloads(store: RecordStore) -> dict[str, str]:
@@ -66,7 +66,7 @@ def test_api_answers_read_back_byte_for_byte(app_client: TestClient, demo_leads:
         answered[request["lead_id"]] = resp.content
     batch = app_client.post("/v1/score/batch", json={"leads": [{"lead_id": i} for i in ids[19:]]}, headers=AUTH)
     assert batch.status_code == 200, batch.text
-    answered.update({r["lead_id"]: to_json(r) for r in batch.json()["results"]})
+    answered.update({r["lead_id"]: json_bytes(r) for r in batch.json()["results"]})
     twice = app_client.post("/v1/score", json=score_body(ids[0], demo_requests_90d=3), headers=AUTH)  # scored again
     assert json.loads(twice.content)["trend"] is not None
     answered[ids[0]] = twice.content
@@ -107,19 +107,19 @@ def test_score_all_answers_are_the_api_answers_and_read_back_byte_for_byte(
     reading = dataclasses.replace(scorer.champion, online=ChunkFeatures(frame, definitions))
     api = scorer.score([(i, {}) for i in ids], reading, now=NOW)
     for mine, theirs in zip(contracts, api, strict=True):
-        assert to_json({**mine, "trend": None}) == to_json(theirs)
+        assert json_bytes({**mine, "trend": None}) == json_bytes(theirs)
     # The output file's columns as they were made from the contract's dicts.
     out = chunk.table.to_pylist()
     for row, answer in zip(out, contracts, strict=True):
         shown = {c["feature"]: c["contribution"] for c in answer["explanation"]["contributions"]}
-        assert row["contributions"] == to_json(shown).decode()
+        assert row["contributions"] == json_bytes(shown).decode()
         assert row["reasons_up"] == "; ".join(answer["explanation"]["reasons_up"])
     store = RecordStore.from_settings(own_workspace_module)
     try:
         store.save_scores(chunk.rows, chunk.vocabularies)
         store.save_scores(chunk.rows[:3], chunk.vocabularies)  # the same leads again: still one vocabulary row
         for answer in contracts:
-            assert kept_bytes(store, answer["lead_id"]) == to_json(answer)
+            assert kept_bytes(store, answer["lead_id"]) == json_bytes(answer)
         with store.engine.connect() as conn:
             kept_ids = conn.execute(sa.select(records.vocabularies_table.c.id)).scalars().all()
         assert kept_ids.count(vocabulary_of(scorer.champion.bundle, definitions).id) == 1
@@ -135,6 +135,6 @@ def test_an_answer_back_from_its_stored_form_writes_the_same_row(
     assert scorer.champion is not None
     vocab = vocabulary_of(scorer.champion.bundle, definitions)
     for s in scored[:50]:
-        back = Scored.from_record(json.loads(to_json(s.record())), vocab)
-        assert to_json(back.contract()) == to_json(s.contract())
+        back = Scored.from_record(json.loads(json_bytes(s.record())), vocab)
+        assert json_bytes(back.contract()) == json_bytes(s.contract())
         assert output_columns([back]) == output_columns([s])
